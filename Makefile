@@ -1,0 +1,178 @@
+# TokenSpeed: the only build entry. `make help` lists the targets.
+#
+# Third-party C code (inih, mbedTLS) is fetched as Debian source packages,
+# pinned by version and sha256, unpacked, patched with Debian's series and
+# compiled into build/deps/<libc>/. Nothing third-party is committed.
+
+CC       ?= gcc
+MUSLCC   ?= musl-gcc
+NVCC     ?= nvcc
+B        := build
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+ALLCFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -pthread -MMD -MP
+LDLIBS   := -pthread
+
+# ---------------------------------------------------------------- deps
+INIH_VER    := 59-1
+INIH_ORIG   := libinih_59.orig.tar.gz
+INIH_ORIG_SHA := 062279922805f5e9a369551a08d5ddb506140fe50774183ffdbb7c22bb97e3f4
+INIH_DEB    := libinih_59-1.debian.tar.xz
+INIH_DEB_SHA := 1271db2900148296fd5b9ea1518947458d26957b737b07042422023b362fc353
+MBED_VER    := 3.6.6-0.1~deb13u1
+MBED_ORIG   := mbedtls_3.6.6.orig.tar.bz2
+MBED_ORIG_SHA := 8fb65fae8dcae5840f793c0a334860a411f884cc537ea290ce1c52bb64ca007a
+MBED_DEB    := mbedtls_3.6.6-0.1~deb13u1.debian.tar.xz
+MBED_DEB_SHA := 210466c522eeebc85cf2f76bd5aef935b4ebac465559cc0a84f9e73a8ed6601c
+
+D        := $(B)/deps
+APT_O     = -o Dir::Etc::SourceList=$(CURDIR)/$(D)/apt/sources.list -o Dir::Etc::SourceParts=/dev/null \
+            -o Dir::State::Lists=$(CURDIR)/$(D)/apt/lists -o Dir::Cache=$(CURDIR)/$(D)/apt/cache \
+            -o Debug::NoDropPrivs=true -o APT::Sandbox::User=root
+DEB_KEYS := /usr/share/keyrings/debian-archive-keyring.gpg
+
+# Fetch the pinned source packages with a private sources.list (deb-src only),
+# and verify every file against its checksum.
+$(D)/src/.fetched:
+	@mkdir -p $(D)/apt/lists/partial $(D)/apt/cache $(D)/src
+	@printf '%s\n' \
+	  'deb-src [signed-by=$(DEB_KEYS)] http://deb.debian.org/debian trixie main' \
+	  'deb-src [signed-by=$(DEB_KEYS)] http://deb.debian.org/debian-security trixie-security main' \
+	  'deb-src [signed-by=$(DEB_KEYS)] http://deb.debian.org/debian bookworm main' > $(D)/apt/sources.list
+	apt-get $(APT_O) -qq update
+	cd $(D)/src && apt-get $(APT_O) -qq source --download-only libinih=$(INIH_VER) mbedtls=$(MBED_VER)
+	cd $(D)/src && printf '%s  %s\n' $(INIH_ORIG_SHA) $(INIH_ORIG) $(INIH_DEB_SHA) $(INIH_DEB) \
+	  $(MBED_ORIG_SHA) $(MBED_ORIG) $(MBED_DEB_SHA) $(MBED_DEB) | sha256sum -c --quiet
+	@touch $@
+
+# Unpack and apply Debian's patch series.
+$(D)/src/.unpacked: $(D)/src/.fetched
+	rm -rf $(D)/src/inih $(D)/src/mbedtls
+	mkdir -p $(D)/src/inih $(D)/src/mbedtls
+	tar -C $(D)/src/inih --strip-components=1 -xzf $(D)/src/$(INIH_ORIG)
+	tar -C $(D)/src/inih -xJf $(D)/src/$(INIH_DEB)
+	tar -C $(D)/src/mbedtls --strip-components=1 -xjf $(D)/src/$(MBED_ORIG)
+	tar -C $(D)/src/mbedtls -xJf $(D)/src/$(MBED_DEB)
+	for p in inih mbedtls; do \
+	  s=$(D)/src/$$p/debian/patches/series; [ -f $$s ] || continue; \
+	  for f in $$(grep -v '^#' $$s); do patch -s -p1 -d $(D)/src/$$p < $(D)/src/$$p/debian/patches/$$f || exit 1; done; \
+	done
+	@touch $@
+
+INIH_DEFS := -DINI_HANDLER_LINENO=1 -DINI_ALLOW_MULTILINE=0 -DINI_ALLOW_INLINE_COMMENTS=1 \
+             -DINI_INLINE_COMMENT_PREFIXES='"\#;"' -DINI_USE_STACK=1 -DINI_MAX_LINE=4096 \
+             -DINI_STOP_ON_FIRST_ERROR=1 -DINI_CALL_HANDLER_ON_NEW_SECTION=1
+DEP_CFLAGS := -O2 -fPIC -w
+
+# $(1) = libc name (glibc, musl), $(2) = compiler
+define deps_for
+$(D)/$(1)/lib/libinih.a: $(D)/src/.unpacked
+	@mkdir -p $(D)/$(1)/lib $(D)/$(1)/obj/inih $(D)/$(1)/include
+	$(2) $(DEP_CFLAGS) $(INIH_DEFS) -c $(D)/src/inih/ini.c -o $(D)/$(1)/obj/inih/ini.o
+	cp $(D)/src/inih/ini.h $(D)/$(1)/include/ini.h
+	ar rcs $$@ $(D)/$(1)/obj/inih/ini.o
+
+$(D)/$(1)/lib/libmbedtls.a: $(D)/src/.unpacked
+	@mkdir -p $(D)/$(1)/lib $(D)/$(1)/obj/mbedtls $(D)/$(1)/include
+	$(MAKE) --no-print-directory -f $(CURDIR)/Makefile MBED_CC=$(2) MBED_OBJ=$(D)/$(1)/obj/mbedtls \
+	  -j$(JOBS) mbed-objs
+	ar rcs $$@ $(D)/$(1)/obj/mbedtls/*.o
+	cp -r $(D)/src/mbedtls/include/mbedtls $(D)/src/mbedtls/include/psa $(D)/$(1)/include/
+endef
+$(eval $(call deps_for,glibc,$(CC)))
+$(eval $(call deps_for,musl,$(MUSLCC)))
+
+MBED_SRCS = $(wildcard $(D)/src/mbedtls/library/*.c)
+mbed-objs: $(patsubst $(D)/src/mbedtls/library/%.c,$(MBED_OBJ)/%.o,$(MBED_SRCS))
+$(MBED_OBJ)/%.o: $(D)/src/mbedtls/library/%.c
+	@$(MBED_CC) $(DEP_CFLAGS) -I$(D)/src/mbedtls/include -I$(D)/src/mbedtls/library -c $< -o $@
+
+DEPS_GLIBC := $(D)/glibc/lib/libinih.a $(D)/glibc/lib/libmbedtls.a
+DEPS_MUSL  := $(D)/musl/lib/libinih.a $(D)/musl/lib/libmbedtls.a
+
+# musl-gcc comes from Debian's musl-tools; install it when missing (CI runs as root).
+$(B)/.musl-tools:
+	@command -v $(MUSLCC) >/dev/null 2>&1 || { apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y musl-tools; }
+	@mkdir -p $(B) && touch $@
+
+# ---------------------------------------------------------------- engine
+SRCS     := $(wildcard src/*.c)
+BOOTS    := $(wildcard boot/*.c)
+OBJ      := $(SRCS:%.c=$(B)/obj/%.o)
+BOOT_OBJ := $(BOOTS:%.c=$(B)/obj/%.o)
+INC      := -iquote src -iquote boot -I$(D)/glibc/include
+
+$(B)/obj/%.o: %.c | $(DEPS_GLIBC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) $(INC) -c $< -o $@
+
+$(B)/libts.a: $(OBJ)
+	ar rcs $@ $^
+
+$(B)/tokenspeed: $(BOOT_OBJ) $(B)/libts.a $(DEPS_GLIBC)
+	$(CC) $(ALLCFLAGS) -o $@ $(BOOT_OBJ) $(B)/libts.a -L$(D)/glibc/lib -linih -lmbedtls $(LDLIBS)
+
+# Fully static musl build, CPU backend only.
+MOBJ := $(SRCS:%.c=$(B)/musl/obj/%.o) $(BOOTS:%.c=$(B)/musl/obj/%.o)
+$(B)/musl/obj/%.o: %.c | $(DEPS_MUSL) $(B)/.musl-tools
+	@mkdir -p $(dir $@)
+	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src -iquote boot -I$(D)/musl/include -c $< -o $@
+$(B)/tokenspeed-static: $(MOBJ) $(DEPS_MUSL)
+	$(MUSLCC) $(ALLCFLAGS) -static -o $@ $(MOBJ) -L$(D)/musl/lib -linih -lmbedtls $(LDLIBS)
+$(DEPS_MUSL): | $(B)/.musl-tools
+
+# ---------------------------------------------------------------- tests
+TSRCS  := $(wildcard tests/t_*.c)
+TBINS  := $(TSRCS:tests/%.c=$(B)/tests/%)
+TOOLS  := $(B)/tests/gen_ckpt
+
+$(B)/tests/%: tests/%.c $(B)/libts.a $(DEPS_GLIBC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) $(INC) -iquote tests -o $@ $< $(B)/libts.a -L$(D)/glibc/lib -linih -lmbedtls $(LDLIBS) -lm
+
+-include $(OBJ:.o=.d) $(BOOT_OBJ:.o=.d) $(MOBJ:.o=.d) $(TBINS:=.d) $(TOOLS:=.d)
+
+# ---------------------------------------------------------------- fuzz
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -iquote src
+FUZZ_TIME  ?= 60
+
+$(B)/fuzz/fuzz_json: tests/fuzz_json.c src/json.c src/base.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
+$(B)/fuzz/fuzz_ckpt: tests/fuzz_ckpt.c src/ckpt.c src/json.c src/base.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
+# ---------------------------------------------------------------- targets
+.PHONY: all deps static run test fuzz format clean help mbed-objs
+
+all: $(B)/tokenspeed ## build build/tokenspeed
+
+deps: $(DEPS_GLIBC) ## fetch, verify and build inih and mbedTLS
+
+static: $(B)/tokenspeed-static ## fully static musl build (CPU backend only)
+
+run: $(B)/tokenspeed $(TOOLS) ## run the appliance on the default config and model
+	@[ -f $(B)/models/default/config.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default
+	$(B)/tokenspeed generate --config config/tokenspeed.ini --prompt-ids 1,2,3,4,5,6,7,8 --max-tokens 32
+
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(TBINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
+	@sh tests/run.sh $(B)/tests
+
+fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)
+	$(B)/tests/t_fuzz --write-seeds $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_json -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/json
+	$(B)/fuzz/fuzz_ckpt -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/ckpt
+
+format: ## apply .clang-format to our sources
+	clang-format -i src/*.[ch] boot/*.[ch] tests/*.[ch]
+
+clean: ## remove build outputs (keeps fetched deps)
+	rm -rf $(B)/obj $(B)/musl $(B)/tests $(B)/tokenspeed $(B)/tokenspeed-static $(B)/libts.a
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'

@@ -1,0 +1,180 @@
+/* boot: ordered, timed boot stages. */
+#include "boot.h"
+
+#include <math.h>
+
+#include "log.h"
+
+int engine_pick_backend(const struct cfg *cfg, const struct backend_ops **ops, struct ts_err *e)
+{
+	switch ((enum cfg_backend)cfg->device.backend) {
+	case CFG_BACKEND_AUTO:
+		log_info("stage=backend pick=cpu reason=\"this build has no gpu backend yet\"");
+		*ops = &cpu_backend_ops;
+		return 0;
+	case CFG_BACKEND_CPU:
+		*ops = &cpu_backend_ops;
+		return 0;
+	case CFG_BACKEND_GPU:
+		break;
+	}
+	return ts_errf(e, E_UNSUPPORTED, "%s: [device] backend = gpu, but this build has no GPU backend yet; use auto or cpu",
+		       cfg->file);
+}
+
+/* Pool size in tokens: kv_tokens if set, else kv_mem_fraction of what the
+ * backend has left, capped at what max_running sequences can use; a multiple
+ * of the block size, and at least one whole sequence. */
+static int size_kv(struct engine *en, const struct backend_ops *ops, struct backend_limits *lim, struct ts_err *e)
+{
+	const struct cfg *c = &en->cfg;
+	int64_t bt = c->engine.kv_block_tokens, want;
+	if (c->engine.kv_tokens > 0) {
+		want = c->engine.kv_tokens;
+	} else {
+		uint64_t avail, per = ops->kv_bytes_per_token(&en->m);
+		int r = ops->mem_available(&en->m, lim, &avail, e);
+		if (r < 0)
+			return r;
+		want = (int64_t)((double)avail * c->engine.kv_mem_fraction / (double)per);
+		int64_t cap = (int64_t)c->engine.max_running * en->max_seq_len;
+		if (want > cap)
+			want = cap;
+		if (want < en->max_seq_len)
+			return ts_errf(e, E_NOSPACE, "%s: the KV pool would hold %lld tokens (%.2f GB free x kv_mem_fraction %.2f), less than max_seq_len %d: lower [engine] max_seq_len or raise kv_mem_fraction",
+				       c->file, (long long)want, (double)avail / 1e9, c->engine.kv_mem_fraction,
+				       en->max_seq_len);
+	}
+	want = (want + bt - 1) / bt * bt;
+	if (want / bt > INT32_MAX)
+		return ts_errf(e, E_RANGE, "%s: [engine] kv_tokens %lld is too large", c->file, (long long)want);
+	lim->n_blocks = (int)(want / bt);
+	en->kv_tokens = want;
+	return 0;
+}
+
+/* Known-answer self-test: the same 4 tokens forwarded as one prefill, and as
+ * a 3-token prefill plus one decode, must give bit-identical, finite logits. */
+static int selftest(struct engine *en, struct ts_err *e)
+{
+	struct sched *s = &en->s;
+	const int vocab = en->m.d.vocab, slot = s->n_slots - 1;
+	int32_t tok[4] = {0, 1, 2, 3}, pos[4] = {0, 1, 2, 3}, seq[4] = {0}, row;
+	float *a = s->logits, *b = s->logits + vocab;
+	struct batch_seq bs;
+	struct batch bt = {4, tok, pos, seq, 1, &bs, 1, &row};
+	int r;
+
+	if (s->lim.max_running < 2 || s->lim.max_batch_tokens < 4)
+		return 0; /* too small a config to hold the test; the tests cover it */
+	for (int i = 0; i < 4; i++)
+		tok[i] = (en->m.d.bos >= 0 ? en->m.d.bos + i : i + 1) % vocab;
+	if ((r = kv_seq_reserve(&s->kv, slot, 4)) < 0)
+		return ts_errf(e, E_NOSPACE, "self-test: no KV blocks");
+	bs.blocks = kv_seq_table(&s->kv, slot);
+	bs.n_blocks = kv_seq_blocks(&s->kv, slot);
+	row = 3;
+	r = en->be.ops->forward(&en->be, &bt, a);
+	bt.n_tokens = 3;
+	bt.n_logits = 0;
+	if (r == 0)
+		r = en->be.ops->forward(&en->be, &bt, NULL);
+	bt.n_tokens = 1;
+	bt.token = tok + 3;
+	bt.pos = pos + 3;
+	bt.n_logits = 1;
+	row = 0;
+	if (r == 0)
+		r = en->be.ops->forward(&en->be, &bt, b);
+	kv_seq_release(&s->kv, slot);
+	if (r < 0)
+		return ts_errf(e, -r, "self-test: backend %s forward failed (%s)", en->be.ops->name, ts_code_name(r));
+	for (int i = 0; i < vocab; i++)
+		if (!isfinite(a[i]))
+			return ts_errf(e, E_INTERNAL, "self-test: logit %d is not finite: the checkpoint's weights or the backend are broken", i);
+	if (memcmp(a, b, (size_t)vocab * sizeof(float)))
+		return ts_errf(e, E_INTERNAL, "self-test: prefill and decode logits differ on backend %s: refusing to serve",
+			       en->be.ops->name);
+	return 0;
+}
+
+int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
+{
+	const struct backend_ops *ops;
+	double t0 = ts_now(), t = t0;
+	int r;
+
+	memset(en, 0, sizeof(*en));
+	en->cfg = *cfg;
+	log_set_level((enum log_level)cfg->log.level);
+	log_info("stage=config file=%s", cfg->file[0] ? cfg->file : "(defaults)");
+
+	if ((r = ckpt_open(&en->ck, cfg->model.path, e)) < 0)
+		goto fail;
+	log_info("stage=checkpoint ms=%.1f dir=%s shards=%d tensors=%d gb=%.3f", (ts_now() - t) * 1e3, en->ck.dir,
+		 en->ck.n_shards, en->ck.n_tensors, (double)en->ck.tensor_bytes / 1e9);
+	t = ts_now();
+	if ((r = model_load(&en->m, &en->ck, e)) < 0)
+		goto fail;
+	const struct model_dims *d = &en->m.d;
+	log_info("stage=model ms=%.1f arch=%s layers=%d dim=%d heads=%d kv_heads=%d head_dim=%d ffn=%d vocab=%d",
+		 (ts_now() - t) * 1e3, en->m.arch_name, d->n_layers, d->dim, d->n_heads, d->n_kv_heads, d->head_dim,
+		 d->ffn_dim, d->vocab);
+
+	en->max_seq_len = cfg->engine.max_seq_len;
+	if (en->max_seq_len > d->max_pos) {
+		log_warn("max_seq_len=%d exceeds the model's max_position_embeddings=%d: using %d", en->max_seq_len,
+			 d->max_pos, d->max_pos);
+		en->max_seq_len = d->max_pos;
+	}
+	if ((r = engine_pick_backend(cfg, &ops, e)) < 0)
+		goto fail;
+	struct backend_limits lim = {
+		.max_batch_tokens = cfg->engine.max_batch_tokens,
+		.max_seqs = cfg->engine.max_running,
+		.max_seq_len = en->max_seq_len,
+		.block_tokens = cfg->engine.kv_block_tokens,
+		.threads = cfg->device.cpu_threads,
+	};
+	if ((r = size_kv(en, ops, &lim, e)) < 0)
+		goto fail;
+	t = ts_now();
+	if ((r = ops->init(&en->be, &en->m, &lim, e)) < 0)
+		goto fail;
+	log_info("stage=backend ms=%.1f backend=%s threads=%d weights_gb=%.3f workspace_gb=%.3f kv_gb=%.3f",
+		 (ts_now() - t) * 1e3, ops->name, en->be.lim.threads, (double)en->be.weight_bytes / 1e9,
+		 (double)en->be.workspace_bytes / 1e9, (double)en->be.kv_bytes / 1e9);
+	t = ts_now();
+	struct sched_limits sl = {
+		.max_running = cfg->engine.max_running,
+		.max_queue = cfg->engine.max_queue,
+		.max_batch_tokens = cfg->engine.max_batch_tokens,
+		.max_seq_len = en->max_seq_len,
+		.n_kv_blocks = lim.n_blocks,
+		.kv_block_tokens = lim.block_tokens,
+	};
+	if ((r = sched_init(&en->s, &sl, &en->m, &en->be, e)) < 0)
+		goto fail;
+	log_info("stage=kv ms=%.1f blocks=%d block_tokens=%d tokens=%lld max_seq_len=%d", (ts_now() - t) * 1e3,
+		 lim.n_blocks, lim.block_tokens, (long long)en->kv_tokens, en->max_seq_len);
+	t = ts_now();
+	if ((r = selftest(en, e)) < 0)
+		goto fail;
+	log_info("stage=selftest ms=%.1f result=pass", (ts_now() - t) * 1e3);
+	en->boot_s = ts_now() - t0;
+	log_info("ready boot_ms=%.1f", en->boot_s * 1e3);
+	return 0;
+fail:
+	engine_stop(en);
+	return r;
+}
+
+void engine_stop(struct engine *en)
+{
+	sched_free(&en->s);
+	if (en->be.ops)
+		en->be.ops->free(&en->be);
+	model_free(&en->m);
+	ckpt_close(&en->ck);
+	memset(&en->be, 0, sizeof(en->be));
+}

@@ -1,0 +1,39 @@
+/* boot: process start to "ready", as ordered, timed stages.
+ *
+ * Owns: the engine object (config, checkpoint, model, backend, scheduler)
+ * and the order in which they come up: config -> checkpoint -> model ->
+ * backend (weights, workspace) -> KV pool -> self-test -> ready. Each stage is
+ * logged with its duration; the log states weights, workspace and KV sizes
+ * and the KV capacity in tokens.
+ * Does not: serve (the server sits on top of a ready engine).
+ * Threads: the boot thread, which becomes the engine thread.
+ */
+#ifndef TS_BOOT_H
+#define TS_BOOT_H
+
+#include "backend.h"
+#include "cfg.h"
+#include "ckpt.h"
+#include "model.h"
+#include "sched.h"
+
+struct engine {
+	struct cfg cfg;
+	struct ckpt ck;
+	struct model m;
+	struct backend be;
+	struct sched s;
+	int max_seq_len;         /* after clamping to the model's positions */
+	int64_t kv_tokens;       /* pool capacity */
+	double boot_s;           /* start to ready */
+};
+
+/* Brings the engine up on a loaded config. Fails fast, with e naming the
+ * file, key, tensor or device and what to do. */
+int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e);
+void engine_stop(struct engine *en);
+
+/* Fills limits the way engine_boot does (exposed for tests). */
+int engine_pick_backend(const struct cfg *cfg, const struct backend_ops **ops, struct ts_err *e);
+
+#endif

@@ -1,0 +1,296 @@
+/* main: argv and subcommands.
+ *
+ *   tokenspeed generate --config FILE --prompt-ids 1,2,3 [--prompt-ids ...] --max-tokens N [sampling]
+ *   tokenspeed --check-config FILE     validate without loading the model
+ *   tokenspeed --print-config [--config FILE]   effective config with defaults
+ *   tokenspeed --print-config-doc      every key as a Markdown table
+ *   tokenspeed --version | --help
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "log.h"
+
+#define TS_VERSION "0.1.0"
+
+void init_pid1(void);
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tokenspeed generate --config FILE --prompt-ids 1,2,3 [--prompt-ids ...] --max-tokens N\n"
+		"                           [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
+		"                           [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
+		"                           [--seed S] [--stop-ids 1,2] [--ignore-eos]\n"
+		"       tokenspeed --check-config FILE\n"
+		"       tokenspeed --print-config [--config FILE]\n"
+		"       tokenspeed --print-config-doc\n"
+		"       tokenspeed --version\n");
+}
+
+static int die(const char *what, const struct ts_err *e)
+{
+	fprintf(stderr, "tokenspeed: %s: %s\n", what, e->msg);
+	return 1;
+}
+
+/* "1,2,3" -> ids; -1 on a malformed list. */
+static int parse_ids(const char *s, int32_t *out, int cap)
+{
+	int n = 0;
+	while (*s) {
+		char *end;
+		errno = 0;
+		long v = strtol(s, &end, 10);
+		if (end == s || errno || v < 0 || v > INT32_MAX || n == cap)
+			return -1;
+		out[n++] = (int32_t)v;
+		s = end;
+		if (*s == ',')
+			s++;
+		else if (*s)
+			return -1;
+	}
+	return n;
+}
+
+static int parse_num(const char *flag, const char *v, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(v, &end);
+	if (end == v || *end || errno || !(x >= lo && x <= hi)) {
+		fprintf(stderr, "tokenspeed: %s = \"%s\": not a number in %g..%g\n", flag, v, lo, hi);
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
+/* ------------------------------------------------------------ generate */
+
+#define GEN_MAX_PROMPTS 64
+#define GEN_MAX_IDS 65536
+
+struct gen_out {
+	int n;
+	int32_t *ids[GEN_MAX_PROMPTS];
+	int n_ids[GEN_MAX_PROMPTS];
+	enum req_finish finish[GEN_MAX_PROMPTS];
+	int done;
+};
+
+static void on_token(void *ctx, const struct req *r, int32_t t)
+{
+	struct gen_out *g = ctx;
+	g->ids[r->user][g->n_ids[r->user]++] = t;
+}
+
+static void on_done(void *ctx, const struct req *r)
+{
+	struct gen_out *g = ctx;
+	g->finish[r->user] = r->finish;
+	g->done++;
+}
+
+static int cmd_generate(int argc, char **argv)
+{
+	const char *cfg_path = NULL;
+	static int32_t prompts[GEN_MAX_PROMPTS][GEN_MAX_IDS];
+	int n_prompt[GEN_MAX_PROMPTS], n_prompts = 0, max_tokens = 16, n_stop = 0, ignore_eos = 0;
+	int32_t stop[SCHED_MAX_STOP];
+	struct samp_params sp;
+	struct ts_err e = {0};
+	double x;
+
+	samp_params_default(&sp);
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--ignore-eos")) {
+			ignore_eos = 1;
+			continue;
+		}
+		if (!v) {
+			fprintf(stderr, "tokenspeed: %s needs a value\n", a);
+			return 2;
+		}
+		i++;
+		if (!strcmp(a, "--config")) {
+			cfg_path = v;
+		} else if (!strcmp(a, "--prompt-ids")) {
+			if (n_prompts == GEN_MAX_PROMPTS) {
+				fprintf(stderr, "tokenspeed: at most %d --prompt-ids\n", GEN_MAX_PROMPTS);
+				return 2;
+			}
+			n_prompt[n_prompts] = parse_ids(v, prompts[n_prompts], GEN_MAX_IDS);
+			if (n_prompt[n_prompts] < 1) {
+				fprintf(stderr, "tokenspeed: --prompt-ids \"%s\": expected comma-separated token ids\n", v);
+				return 2;
+			}
+			n_prompts++;
+		} else if (!strcmp(a, "--stop-ids")) {
+			if ((n_stop = parse_ids(v, stop, SCHED_MAX_STOP)) < 0) {
+				fprintf(stderr, "tokenspeed: --stop-ids \"%s\": at most %d comma-separated ids\n", v,
+					SCHED_MAX_STOP);
+				return 2;
+			}
+		} else if (!strcmp(a, "--max-tokens")) {
+			if (parse_num(a, v, 1, 1 << 24, &x))
+				return 2;
+			max_tokens = (int)x;
+		} else if (!strcmp(a, "--temperature")) {
+			if (parse_num(a, v, -1e9, 1e9, &x))
+				return 2;
+			sp.temperature = (float)x;
+		} else if (!strcmp(a, "--top-k")) {
+			if (parse_num(a, v, -1e9, 1e9, &x))
+				return 2;
+			sp.top_k = (int32_t)x;
+		} else if (!strcmp(a, "--top-p")) {
+			if (parse_num(a, v, -1e9, 1e9, &x))
+				return 2;
+			sp.top_p = (float)x;
+		} else if (!strcmp(a, "--min-p")) {
+			if (parse_num(a, v, -1e9, 1e9, &x))
+				return 2;
+			sp.min_p = (float)x;
+		} else if (!strcmp(a, "--repetition-penalty")) {
+			if (parse_num(a, v, -1e9, 1e9, &x))
+				return 2;
+			sp.repetition_penalty = (float)x;
+		} else if (!strcmp(a, "--presence-penalty")) {
+			if (parse_num(a, v, -1e9, 1e9, &x))
+				return 2;
+			sp.presence_penalty = (float)x;
+		} else if (!strcmp(a, "--frequency-penalty")) {
+			if (parse_num(a, v, -1e9, 1e9, &x))
+				return 2;
+			sp.frequency_penalty = (float)x;
+		} else if (!strcmp(a, "--seed")) {
+			if (parse_num(a, v, 0, 1.8e19, &x))
+				return 2;
+			sp.seed = (uint64_t)x;
+		} else {
+			fprintf(stderr, "tokenspeed: generate: unknown option %s\n", a);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!cfg_path || n_prompts == 0) {
+		fprintf(stderr, "tokenspeed: generate needs --config FILE and --prompt-ids\n");
+		usage(stderr);
+		return 2;
+	}
+
+	struct cfg cfg;
+	static struct engine en;
+	static struct gen_out g;
+	cfg_defaults(&cfg);
+	if (cfg_load(&cfg, cfg_path, &e) < 0)
+		return die("config", &e);
+	if (engine_boot(&en, &cfg, &e) < 0)
+		return die("boot", &e);
+	g.n = n_prompts;
+	for (int i = 0; i < n_prompts; i++) {
+		struct sched_submit s = {
+			.prompt = prompts[i], .n_prompt = n_prompt[i], .max_tokens = max_tokens,
+			.stop_ids = stop, .n_stop_ids = n_stop, .ignore_eos = ignore_eos,
+			.samp = sp, .user = (uint64_t)i,
+		};
+		g.ids[i] = prompts[i] + n_prompt[i]; /* generated ids go after the prompt copy */
+		if (n_prompt[i] + max_tokens > GEN_MAX_IDS) {
+			fprintf(stderr, "tokenspeed: prompt %d + max_tokens exceeds %d ids\n", i, GEN_MAX_IDS);
+			engine_stop(&en);
+			return 2;
+		}
+		if (sched_submit(&en.s, &s, NULL, &e) < 0) {
+			engine_stop(&en);
+			return die("submit", &e);
+		}
+	}
+	struct sched_events ev = {on_token, on_done, &g};
+	uint64_t allocs = ts_alloc_count();
+	while (g.done < n_prompts) {
+		int r = sched_step(&en.s, &ev);
+		if (r < 0) {
+			engine_stop(&en);
+			fprintf(stderr, "tokenspeed: step failed: %s\n", ts_code_name(r));
+			return 1;
+		}
+	}
+	uint64_t step_allocs = ts_alloc_count() - allocs;
+	for (int i = 0; i < n_prompts; i++) {
+		printf("out[%d]:", i);
+		for (int j = 0; j < g.n_ids[i]; j++)
+			printf(" %d", g.ids[i][j]);
+		printf(" finish=%s\n", req_finish_name(g.finish[i]));
+	}
+	const struct sched_stats *st = &en.s.st;
+	printf("prefill: %llu tokens in %.1f ms (%.1f tok/s); decode: %llu tokens in %.1f ms (%.1f tok/s); steps=%llu preemptions=%llu allocs_after_ready=%llu\n",
+	       (unsigned long long)st->prefill_tokens, st->prefill_s * 1e3,
+	       st->prefill_s > 0 ? (double)st->prefill_tokens / st->prefill_s : 0.0,
+	       (unsigned long long)st->decode_tokens, st->decode_s * 1e3,
+	       st->decode_s > 0 ? (double)st->decode_tokens / st->decode_s : 0.0, (unsigned long long)st->steps,
+	       (unsigned long long)st->preemptions, (unsigned long long)step_allocs);
+	engine_stop(&en);
+	return 0;
+}
+
+/* ------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+	struct ts_err e = {0};
+	struct cfg cfg;
+
+	if (getpid() == 1)
+		init_pid1();
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "generate"))
+		return cmd_generate(argc, argv);
+	if (!strcmp(cmd, "--check-config")) {
+		if (argc != 3) {
+			usage(stderr);
+			return 2;
+		}
+		cfg_defaults(&cfg);
+		if (cfg_load(&cfg, argv[2], &e) < 0)
+			return die("config", &e);
+		printf("%s: ok\n", argv[2]);
+		return 0;
+	}
+	if (!strcmp(cmd, "--print-config")) {
+		cfg_defaults(&cfg);
+		if (argc == 4 && !strcmp(argv[2], "--config")) {
+			if (cfg_load(&cfg, argv[3], &e) < 0)
+				return die("config", &e);
+		} else if (argc != 2) {
+			usage(stderr);
+			return 2;
+		}
+		cfg_print(&cfg, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--print-config-doc")) {
+		cfg_print_doc(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		printf("tokenspeed %s\n", TS_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "tokenspeed: unknown command \"%s\"\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,639 @@
+#!/usr/bin/env python3
+"""hf_golden: golden logits from Hugging Face transformers for gen_ckpt checkpoints.
+
+    python3 tests/hf_golden.py --gen build/tests/gen_ckpt --out tests/data/golden
+    python3 tests/hf_golden.py --gen build/tests/gen_ckpt --check-only
+
+For every preset (llama3-small excepted) it generates the checkpoint with our
+C program, loads it with AutoModelForCausalLM (float32, eager attention, CPU),
+checks that HF read exactly what we wrote (no missing or unexpected keys, every
+parameter equal to the safetensors value), and for three fixed prompts records
+the greedy continuation of 32 tokens (full forward passes without a cache, no
+stop at EOS), the top-1/top-2 margin at each step and the logits of one forward
+over prompt + continuation. It writes tests/data/golden/<preset>.bin (format in
+tests/data/README.md, reader in tests/golden.h) and VERSIONS.txt.
+
+--check-only needs no torch/numpy: it checks each checkpoint's structure
+(safetensors headers, offsets, index, tensor names and shapes against
+config.json, init statistics), that two runs give identical bytes, and that our
+Python directory hash equals the one gen_ckpt prints.
+
+Exit status: 0 when every check passed, 1 when one failed, 2 on usage errors.
+"""
+
+import argparse
+import array
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+PRESETS = ["llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini"]
+ALL_PRESETS = PRESETS + ["llama3-small"]
+PROMPT_LENS = (1, 9, 41)
+N_GEN = 32
+FIRST_TOKEN = 3  # prompt ids are drawn from [3, vocab): 0..2 are pad/bos/eos by convention
+
+GOLDEN_MAGIC = b"TSGOLDEN"
+GOLDEN_VERSION = 1
+GOLDEN_HEADER = struct.Struct("<8sIIIIQ")  # magic, version, header_size, vocab, n_prompts, ckpt_hash
+GOLDEN_RECORD = struct.Struct("<IIII")  # n_prompt, n_gen, reserved, reserved
+
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
+MASK64 = (1 << 64) - 1
+
+DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
+TORCH_DTYPE_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+
+class CheckError(Exception):
+    pass
+
+
+def die(msg):
+    print(f"hf_golden: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+# ---------------------------------------------------------------- hashing, prompts
+
+
+def fnv1a64(h, data):
+    for b in data:
+        h = ((h ^ b) * FNV_PRIME) & MASK64
+    return h
+
+
+def ckpt_hash(d):
+    """FNV-1a 64 over the regular files of d in byte-wise name order, each
+    contributing its name, a 0 byte and its contents (tests/golden.h)."""
+    h = FNV_OFFSET
+    bd = os.fsencode(d)
+    for name in sorted(os.listdir(bd)):
+        p = os.path.join(bd, name)
+        if not os.path.isfile(p):
+            continue
+        h = fnv1a64(h, name + b"\0")
+        with open(p, "rb") as f:
+            h = fnv1a64(h, f.read())
+    return h
+
+
+def lcg_prompt(preset, n, vocab):
+    """Prompt of n ids in [3, vocab): Knuth's MMIX LCG seeded with the FNV-1a 64
+    of b"<preset>:<n>", state = state * 6364136223846793005 + 1442695040888963407
+    (mod 2^64), each id = 3 + (state >> 33) % (vocab - 3), stepping before each."""
+    s = fnv1a64(FNV_OFFSET, f"{preset}:{n}".encode())
+    out = []
+    for _ in range(n):
+        s = (s * 6364136223846793005 + 1442695040888963407) & MASK64
+        out.append(FIRST_TOKEN + (s >> 33) % (vocab - FIRST_TOKEN))
+    return out
+
+
+# ---------------------------------------------------------------- gen_ckpt
+
+
+def run_gen(gen, preset, out, seed=None):
+    cmd = [gen, "--preset", preset, "--out", out]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise CheckError(f"{' '.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip()}")
+    h = None
+    for line in r.stdout.splitlines():
+        if line.startswith("ckpt_hash "):
+            h = int(line.split()[1], 16)
+    if h is None:
+        raise CheckError(f"{' '.join(cmd)} printed no ckpt_hash line: {r.stdout!r}")
+    return h, r.stdout.strip().splitlines()[0]
+
+
+# ---------------------------------------------------------------- structure (no torch)
+
+
+def read_st_header(path):
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise CheckError(f"{path}: shorter than 8 bytes")
+        n = struct.unpack("<Q", raw)[0]
+        size = os.path.getsize(path)
+        if n > size - 8:
+            raise CheckError(f"{path}: header length {n} > file size {size} - 8")
+        hb = f.read(n)
+    if n % 8:
+        raise CheckError(f"{path}: header length {n} not a multiple of 8")
+    stripped = hb.rstrip(b" ")
+    if not stripped.endswith(b"}") or len(hb) - len(stripped) >= 8:
+        raise CheckError(f"{path}: header not padded with < 8 spaces after the JSON")
+    hdr = json.loads(hb)
+    return hdr, 8 + n, size
+
+
+def expected_tensors(cfg):
+    """name -> shape from config.json, as HF's modeling code lays the model out."""
+    mt = cfg["model_type"]
+    h, L = cfg["hidden_size"], cfg["num_hidden_layers"]
+    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim") or h // nh
+    ffn, V = cfg["intermediate_size"], cfg["vocab_size"]
+    qkv_bias = mt == "qwen2" or cfg.get("attention_bias", False)
+    t = {"model.embed_tokens.weight": [V, h], "model.norm.weight": [h]}
+    if not cfg.get("tie_word_embeddings", False):
+        t["lm_head.weight"] = [V, h]
+    for i in range(L):
+        p = f"model.layers.{i}."
+        t[p + "input_layernorm.weight"] = [h]
+        t[p + "post_attention_layernorm.weight"] = [h]
+        t[p + "self_attn.q_proj.weight"] = [nh * hd, h]
+        t[p + "self_attn.k_proj.weight"] = [nkv * hd, h]
+        t[p + "self_attn.v_proj.weight"] = [nkv * hd, h]
+        t[p + "self_attn.o_proj.weight"] = [h, nh * hd]
+        if qkv_bias:
+            t[p + "self_attn.q_proj.bias"] = [nh * hd]
+            t[p + "self_attn.k_proj.bias"] = [nkv * hd]
+            t[p + "self_attn.v_proj.bias"] = [nkv * hd]
+        if mt == "qwen3":
+            t[p + "self_attn.q_norm.weight"] = [hd]
+            t[p + "self_attn.k_norm.weight"] = [hd]
+        t[p + "mlp.gate_proj.weight"] = [ffn, h]
+        t[p + "mlp.up_proj.weight"] = [ffn, h]
+        t[p + "mlp.down_proj.weight"] = [h, ffn]
+    return t
+
+
+def decode_floats(raw, dtype):
+    if dtype == "F32":
+        a = array.array("f")
+        a.frombytes(raw)
+    elif dtype == "F16":
+        a = struct.unpack(f"<{len(raw) // 2}e", raw)
+    else:  # BF16: widen to f32 bit patterns
+        u = array.array("H")
+        u.frombytes(raw)
+        w = array.array("I", (x << 16 for x in u))
+        a = array.array("f")
+        a.frombytes(w.tobytes())
+    if sys.byteorder != "little" and dtype == "F32":
+        a.byteswap()
+    return a
+
+
+def init_target(name, shape, cfg):
+    """(mean, std) that gen_ckpt draws this tensor from."""
+    if name.endswith("norm.weight"):
+        return 1.0, 0.1
+    if name.endswith(".bias"):
+        return 0.0, 0.1
+    if name == "model.embed_tokens.weight":
+        return 0.0, 1.0 / math.sqrt(cfg["hidden_size"])
+    return 0.0, 1.0 / math.sqrt(shape[1])
+
+
+def check_structure(d):
+    """Validates the checkpoint in d; returns {name: (file, dtype, shape, begin, end)}."""
+    cfg_path = os.path.join(d, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    for k in ("architectures", "model_type", "hidden_size", "intermediate_size",
+              "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
+              "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
+              "hidden_act", "torch_dtype", "bos_token_id", "eos_token_id"):
+        if k not in cfg:
+            raise CheckError(f"{cfg_path}: missing key {k}")
+    want_dtype = TORCH_DTYPE_ST[cfg["torch_dtype"]]
+    files = sorted(f for f in os.listdir(d) if f.endswith(".safetensors"))
+    index_path = os.path.join(d, "model.safetensors.index.json")
+    sharded = os.path.exists(index_path)
+    if sharded:
+        n = len(files)
+        want = [f"model-{k:05d}-of-{n:05d}.safetensors" for k in range(1, n + 1)]
+        if files != want:
+            raise CheckError(f"{d}: shard files {files}, expected {want}")
+    elif files != ["model.safetensors"]:
+        raise CheckError(f"{d}: expected model.safetensors alone, found {files}")
+
+    tensors = {}
+    for fn in files:
+        path = os.path.join(d, fn)
+        hdr, data_start, size = read_st_header(path)
+        meta = hdr.pop("__metadata__", None)
+        if meta is not None and meta != {"format": "pt"}:
+            raise CheckError(f"{path}: __metadata__ {meta}")
+        end = 0
+        for name, t in sorted(hdr.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            b, e = t["data_offsets"]
+            if b != end:
+                raise CheckError(f"{path}: {name} starts at {b}, previous tensor ended at {end}")
+            if t["dtype"] != want_dtype:
+                raise CheckError(f"{path}: {name} dtype {t['dtype']}, config says {want_dtype}")
+            nbytes = DTYPE_BYTES[t["dtype"]] * math.prod(t["shape"])
+            if e - b != nbytes:
+                raise CheckError(f"{path}: {name} spans {e - b} bytes, shape needs {nbytes}")
+            if name in tensors:
+                raise CheckError(f"{path}: {name} also in {tensors[name][0]}")
+            tensors[name] = (fn, t["dtype"], t["shape"], data_start + b, data_start + e)
+            end = e
+        if data_start + end != size:
+            raise CheckError(f"{path}: data ends at {data_start + end}, file is {size} bytes")
+
+    exp = expected_tensors(cfg)
+    if set(exp) != set(tensors):
+        raise CheckError(f"{d}: tensors missing {sorted(set(exp) - set(tensors))}, "
+                         f"unexpected {sorted(set(tensors) - set(exp))}")
+    for name, shape in exp.items():
+        if tensors[name][2] != shape:
+            raise CheckError(f"{d}: {name} shape {tensors[name][2]}, expected {shape}")
+
+    if sharded:
+        with open(index_path) as f:
+            idx = json.load(f)
+        total = sum(t[4] - t[3] for t in tensors.values())
+        if idx.get("metadata", {}).get("total_size") != total:
+            raise CheckError(f"{index_path}: total_size {idx.get('metadata')}, tensors hold {total}")
+        wm = idx.get("weight_map", {})
+        if wm != {n: t[0] for n, t in tensors.items()}:
+            raise CheckError(f"{index_path}: weight_map does not match the shard headers")
+        if set(wm.values()) != set(files):
+            raise CheckError(f"{index_path}: not every shard is referenced")
+
+    # Init statistics: mean and std within a loose band of the target.
+    for name, (fn, dt, shape, b, e) in tensors.items():
+        with open(os.path.join(d, fn), "rb") as f:
+            f.seek(b)
+            v = decode_floats(f.read(e - b), dt)
+        n = len(v)
+        mean = sum(v) / n
+        std = math.sqrt(sum((x - mean) ** 2 for x in v) / n)
+        tm, ts = init_target(name, shape, cfg)
+        tol = 6 * ts / math.sqrt(n) + 0.02 * ts
+        if abs(mean - tm) > tol or abs(std - ts) > 0.25 * ts + 6 * ts / math.sqrt(n):
+            raise CheckError(f"{d}: {name} mean {mean:.4g} std {std:.4g}, "
+                             f"expected ~{tm} / ~{ts:.4g}")
+    return cfg, tensors
+
+
+def check_only(args, presets):
+    rows, ok = [], True
+    with tempfile.TemporaryDirectory(prefix="hf_golden_") as tmp:
+        for p in presets:
+            a, b = os.path.join(tmp, p + "-a"), os.path.join(tmp, p + "-b")
+            try:
+                h_a, line = run_gen(args.gen, p, a)
+                h_b, _ = run_gen(args.gen, p, b)
+                names = sorted(os.listdir(a))
+                if names != sorted(os.listdir(b)):
+                    raise CheckError("two runs wrote different file sets")
+                for n in names:
+                    with open(os.path.join(a, n), "rb") as fa, open(os.path.join(b, n), "rb") as fb:
+                        if fa.read() != fb.read():
+                            raise CheckError(f"two runs wrote different bytes in {n}")
+                h_py = ckpt_hash(a)
+                if h_py != h_a or h_a != h_b:
+                    raise CheckError(f"hash: gen_ckpt {h_a:#018x}/{h_b:#018x}, python {h_py:#018x}")
+                cfg, tensors = check_structure(a)
+                size = sum(os.path.getsize(os.path.join(a, n)) for n in names)
+                rows.append((p, "ok", len(names), len(tensors), size, f"{h_py:#018x}"))
+                print(line)
+            except (CheckError, OSError, ValueError, KeyError) as ex:
+                ok = False
+                rows.append((p, "FAIL", "-", "-", "-", "-"))
+                print(f"hf_golden: {p}: FAIL: {ex}", file=sys.stderr)
+    print(f"\n{'preset':<14} {'check':<5} {'files':>5} {'tensors':>7} {'bytes':>10}  ckpt_hash")
+    for r in rows:
+        print(f"{r[0]:<14} {r[1]:<5} {r[2]:>5} {r[3]:>7} {r[4]:>10}  {r[5]}")
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- golden (torch)
+
+
+def write_golden(path, vocab, h, records):
+    import numpy as np
+
+    parts = [GOLDEN_HEADER.pack(GOLDEN_MAGIC, GOLDEN_VERSION, GOLDEN_HEADER.size, vocab,
+                                len(records), h)]
+    for prompt, gen, margins, logits in records:
+        assert logits.shape == (len(prompt) + len(gen), vocab)
+        parts.append(GOLDEN_RECORD.pack(len(prompt), len(gen), 0, 0))
+        parts.append(np.asarray(prompt, dtype="<i4").tobytes())
+        parts.append(np.asarray(gen, dtype="<i4").tobytes())
+        parts.append(np.asarray(margins, dtype="<f4").tobytes())
+        parts.append(np.ascontiguousarray(logits, dtype="<f4").tobytes())
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(b"".join(parts))
+    os.replace(tmp, path)
+
+
+def read_golden(path):
+    """Python mirror of tests/golden.h, used to re-read what we wrote."""
+    import numpy as np
+
+    with open(path, "rb") as f:
+        b = f.read()
+    magic, ver, hsize, vocab, n, h = GOLDEN_HEADER.unpack_from(b, 0)
+    if magic != GOLDEN_MAGIC or ver != GOLDEN_VERSION:
+        raise CheckError(f"{path}: bad magic/version")
+    off, recs = hsize, []
+    for _ in range(n):
+        np_, ng, _, _ = GOLDEN_RECORD.unpack_from(b, off)
+        off += GOLDEN_RECORD.size
+        pr = np.frombuffer(b, "<i4", np_, off); off += 4 * np_
+        ge = np.frombuffer(b, "<i4", ng, off); off += 4 * ng
+        ma = np.frombuffer(b, "<f4", ng, off); off += 4 * ng
+        lo = np.frombuffer(b, "<f4", (np_ + ng) * vocab, off).reshape(np_ + ng, vocab)
+        off += 4 * (np_ + ng) * vocab
+        recs.append((pr, ge, ma, lo))
+    if off != len(b):
+        raise CheckError(f"{path}: {len(b) - off} trailing bytes")
+    return vocab, h, recs
+
+
+def loading_problems(info):
+    bad = []
+    for k, v in (info or {}).items():
+        if v:  # every field (missing_keys, unexpected_keys, mismatched_keys, error_msgs, ...)
+            bad.append(f"{k}={sorted(map(str, v)) if not isinstance(v, str) else v}")
+    return bad
+
+
+def param_diff(model, tensors, d, torch):
+    """max |model parameter - safetensors value| over every tensor we wrote, and
+    the check that a tied lm_head is the embedding."""
+    from safetensors import safe_open
+
+    sd = model.state_dict()
+    worst = 0.0
+    by_file = {}
+    for name, t in tensors.items():
+        by_file.setdefault(t[0], []).append(name)
+    for fn, names in by_file.items():
+        with safe_open(os.path.join(d, fn), framework="pt") as f:
+            for name in names:
+                want = f.get_tensor(name).to(torch.float32)
+                if name not in sd:
+                    raise CheckError(f"model has no parameter {name}")
+                got = sd[name]
+                if tuple(got.shape) != tuple(want.shape):
+                    raise CheckError(f"{name}: model shape {tuple(got.shape)}, file {tuple(want.shape)}")
+                if got.dtype != torch.float32:
+                    raise CheckError(f"{name}: model dtype {got.dtype}, asked for float32")
+                worst = max(worst, float((got - want).abs().max()))
+    extra = sorted(set(sd) - set(tensors))
+    for name in extra:
+        if name == "lm_head.weight" and "lm_head.weight" not in tensors:
+            if not torch.equal(sd["lm_head.weight"], sd["model.embed_tokens.weight"]):
+                raise CheckError("tied lm_head.weight differs from model.embed_tokens.weight")
+        else:
+            raise CheckError(f"model state has {name}, which the checkpoint lacks")
+    return worst
+
+
+def hf_view(model):
+    """A few config values as HF resolved them, for the log."""
+    c = model.config
+    parts = [f"{type(model).__name__}"]
+    rp = getattr(c, "rope_parameters", None) or getattr(c, "rope_scaling", None)
+    parts.append(f"rope={rp}")
+    for k in ("sliding_window", "use_sliding_window", "head_dim", "tie_word_embeddings",
+              "_attn_implementation"):
+        if hasattr(c, k):
+            parts.append(f"{k}={getattr(c, k)}")
+    return " ".join(parts)
+
+
+def feature_effects(d, cfg, ids, logits, torch):
+    """Reloads the model with each feature the preset exercises turned off in
+    config.json (sliding window, rope scaling) and checks that this changes the
+    logits over ids only where it should, so that a transformers version that
+    silently ignored the key could not produce a golden file without it.
+    Returns a short text for the summary."""
+    from transformers import AutoModelForCausalLM
+
+    variants = []
+    if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
+        variants.append(("sliding_window", {"sliding_window": None}, cfg["sliding_window"]))
+    if cfg.get("rope_scaling"):
+        variants.append(("rope_scaling", {"rope_scaling": None}, 1))  # position 0 is unrotated
+    out = []
+    for what, change, n_same in variants:
+        alt = d + "-no-" + what
+        os.makedirs(alt)
+        for fn in os.listdir(d):
+            if fn != "config.json":
+                os.symlink(os.path.join(d, fn), os.path.join(alt, fn))
+        with open(os.path.join(alt, "config.json"), "w") as f:
+            json.dump({**cfg, **change}, f, indent=2)
+        m = AutoModelForCausalLM.from_pretrained(alt, dtype=torch.float32, attn_implementation="eager")
+        m.eval()
+        with torch.no_grad():
+            lo = m(torch.tensor([ids])).logits[0].float().cpu().numpy()
+        row = abs(lo - logits).max(axis=1)
+        d_same, d_diff = float(row[:n_same].max()), float(row[n_same:].max())
+        first = next((i for i in range(len(row)) if row[i] > 1e-4), None)
+        if d_same > 1e-4 or d_diff < 1e-2:
+            raise CheckError(f"turning {what} off changed the logits by {d_same:.3g} at positions "
+                             f"< {n_same} (want ~0) and {d_diff:.3g} after (want > 0.01): transformers "
+                             f"may not apply {what} as config.json asks")
+        print(f"  {what} off: max |dlogit| {d_same:.2g} before position {n_same}, {d_diff:.3g} after; "
+              f"first position that changes: {first}", flush=True)
+        out.append(f"{what}:{d_diff:.2g}")
+    return " ".join(out) or "-"
+
+
+def golden_one(args, preset, tmp, torch):
+    from transformers import AutoModelForCausalLM
+
+    d = os.path.join(tmp, preset)
+    h_gen, line = run_gen(args.gen, preset, d)
+    print(line, flush=True)
+    h = ckpt_hash(d)
+    if h != h_gen:
+        raise CheckError(f"directory hash: gen_ckpt says {h_gen:#018x}, python {h:#018x}")
+    cfg, tensors = check_structure(d)
+    vocab = cfg["vocab_size"]
+
+    model, info = AutoModelForCausalLM.from_pretrained(
+        d, dtype=torch.float32, attn_implementation="eager", output_loading_info=True)
+    bad = loading_problems(info)
+    if bad:
+        raise CheckError(f"from_pretrained loading info: {'; '.join(bad)}")
+    model.eval()
+    print(f"  {hf_view(model)}", flush=True)
+    pdiff = param_diff(model, tensors, d, torch)
+    if pdiff != 0.0:
+        raise CheckError(f"parameters differ from the safetensors values: max |diff| {pdiff}")
+
+    records, summary = [], []
+    with torch.no_grad():
+        for n in PROMPT_LENS:
+            prompt = lcg_prompt(preset, n, vocab)
+            ids, margins = list(prompt), []
+            for _ in range(N_GEN):
+                last = model(torch.tensor([ids])).logits[0, -1]
+                top = torch.topk(last, 2).values
+                ids.append(int(torch.argmax(last)))
+                margins.append(float(top[0] - top[1]))
+            gen = ids[n:]
+            logits = model(torch.tensor([ids])).logits[0].float().cpu().numpy()
+            if logits.shape != (n + N_GEN, vocab):
+                raise CheckError(f"logits shape {logits.shape}, expected {(n + N_GEN, vocab)}")
+            full_argmax = logits[n - 1:n - 1 + N_GEN].argmax(axis=1).tolist()
+            n_flip = sum(a != b for a, b in zip(full_argmax, gen))
+
+            out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, n, dtype=torch.long),
+                                 do_sample=False, max_new_tokens=N_GEN, eos_token_id=None,
+                                 pad_token_id=0)
+            hf_gen = out[0, n:].tolist()
+            k = len(hf_gen)
+            agree = hf_gen == gen[:k] and (k == N_GEN or (k > 0 and hf_gen[-1] == 2))
+            if not agree:
+                first = next((i for i in range(min(k, N_GEN)) if hf_gen[i] != gen[i]), k)
+                print(f"  !!!!!!!! WARNING: {preset} prompt {n}: HF generate (with cache) differs from "
+                      f"the no-cache greedy loop at step {first} (margin there "
+                      f"{margins[first] if first < N_GEN else float('nan'):.3g})\n"
+                      f"  !!!!!!!!   loop:     {gen}\n  !!!!!!!!   generate: {hf_gen}", flush=True)
+            elif k < N_GEN:
+                print(f"  note: generate stopped at EOS after {k} tokens; they agree", flush=True)
+            if n_flip:
+                print(f"  WARNING: {preset} prompt {n}: the single forward over prompt+gen has a "
+                      f"different argmax than the step loop at {n_flip} position(s)", flush=True)
+            m = min(margins)
+            print(f"  prompt {n:>2}: min margin {m:.4f} at step {margins.index(m)}; gen {gen[:8]}...",
+                  flush=True)
+            records.append((prompt, gen, margins, logits))
+            summary.append((n, m, agree, n_flip))
+
+    longest = max(range(len(records)), key=lambda i: len(records[i][0]))
+    pr, ge, _, lo = records[longest]
+    effects = feature_effects(d, cfg, pr + ge, lo, torch)
+
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, preset + ".bin")
+    write_golden(path, vocab, h, records)
+    v2, h2, back = read_golden(path)
+    if v2 != vocab or h2 != h or any(
+            list(a[0]) != r[0] or list(a[1]) != r[1] or not (a[3] == r[3]).all()
+            for a, r in zip(back, records)):
+        raise CheckError(f"{path}: re-read does not match what was written")
+    if args.keep:
+        dst = os.path.join(args.keep, preset)
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(d, dst)
+    return {"hash": h, "pdiff": pdiff, "prompts": summary, "bytes": os.path.getsize(path),
+            "path": path, "effects": effects}
+
+
+def golden_all(args, presets):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import numpy  # noqa: F401
+        import safetensors
+        import torch
+        import transformers
+    except ImportError as ex:
+        die(f"{ex}: this mode needs torch, transformers, safetensors and numpy "
+            f"(use --check-only where they are missing)")
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(0)
+    transformers.logging.set_verbosity_error()
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"safetensors {safetensors.__version__}, numpy {numpy.__version__}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+
+    results, ok = {}, True
+    with tempfile.TemporaryDirectory(prefix="hf_golden_") as tmp:
+        for p in presets:
+            print(f"== {p}", flush=True)
+            try:
+                results[p] = golden_one(args, p, tmp, torch)
+            except Exception as ex:  # report every preset, then fail
+                ok = False
+                results[p] = None
+                print(f"hf_golden: {p}: FAIL: {type(ex).__name__}: {ex}", file=sys.stderr, flush=True)
+
+    if any(results.values()):
+        write_versions(args, presets, results, torch, transformers, safetensors, numpy)
+
+    print(f"\n{'preset':<14} {'prompts':<9} {'min margin per prompt':<24} {'hf-generate':<11} "
+          f"{'flips':>5} {'max|param diff|':>15} {'bytes':>9}  {'ckpt_hash':<18}  feature off: dlogit")
+    for p in presets:
+        r = results[p]
+        if r is None:
+            print(f"{p:<14} FAILED (see above)")
+            continue
+        lens = ",".join(str(s[0]) for s in r["prompts"])
+        mins = " ".join(f"{s[1]:.4f}" for s in r["prompts"])
+        agree = "yes" if all(s[2] for s in r["prompts"]) else "NO!"
+        flips = sum(s[3] for s in r["prompts"])
+        print(f"{p:<14} {lens:<9} {mins:<24} {agree:<11} {flips:>5} {r['pdiff']:>15.3g} "
+              f"{r['bytes']:>9}  {r['hash']:#018x}  {r['effects']}")
+        if agree != "yes":
+            ok = False
+    return 0 if ok else 1
+
+
+def write_versions(args, presets, results, torch, transformers, safetensors, numpy):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        f"date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}",
+        f"python: {platform.python_version()}",
+        f"torch: {torch.__version__}",
+        f"transformers: {transformers.__version__}",
+        f"safetensors: {safetensors.__version__}",
+        f"numpy: {numpy.__version__}",
+        f"device: cpu ({cpu}), {torch.get_num_threads()} threads, float32, eager attention",
+        f"host: {platform.platform()}",
+    ]
+    for p in presets:
+        r = results.get(p)
+        if r:
+            lines.append(f"{p}: ckpt_hash {r['hash']:#018x}, min margins "
+                         + " ".join(f"{s[1]:.4f}" for s in r["prompts"]))
+    with open(os.path.join(args.out, "VERSIONS.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--gen", default="build/tests/gen_ckpt", help="the gen_ckpt binary")
+    ap.add_argument("--out", default="tests/data/golden", help="where <preset>.bin go")
+    ap.add_argument("--presets", default=None,
+                    help=f"comma-separated subset (default: {','.join(PRESETS)})")
+    ap.add_argument("--keep", default=None, help="also copy the checkpoints here")
+    ap.add_argument("--check-only", action="store_true",
+                    help="structure/determinism/hash checks only; needs no torch")
+    args = ap.parse_args()
+
+    if not (os.path.isfile(args.gen) and os.access(args.gen, os.X_OK)):
+        die(f"{args.gen}: no gen_ckpt binary; build it first: cc -std=c11 -D_GNU_SOURCE -O2 -Isrc "
+            f"-o build/tests/gen_ckpt tests/gen_ckpt.c src/base.c -lm")
+    args.gen = os.path.abspath(args.gen)
+    default = ALL_PRESETS if args.check_only else PRESETS
+    presets = args.presets.split(",") if args.presets else default
+    for p in presets:
+        if p not in ALL_PRESETS:
+            die(f"unknown preset {p} (known: {', '.join(ALL_PRESETS)})")
+    sys.exit(check_only(args, presets) if args.check_only else golden_all(args, presets))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+/* t_bin: the built binaries as a user meets them. build/tokenspeed links only
+ * libc.so.6 dynamically; build/tokenspeed-static is fully static and runs;
+ * the CLI validates configs, prints them, and generates. */
+#include <stdlib.h>
+
+#include "t.h"
+#include "tutil.h"
+
+/* Runs cmd, captures up to cap bytes of stdout+stderr; returns the exit status. */
+static int run(const char *cmd, char *out, size_t cap)
+{
+	char full[2048];
+	snprintf(full, sizeof(full), "%s 2>&1", cmd);
+	FILE *p = popen(full, "r");
+	if (!p)
+		return -1;
+	size_t n = fread(out, 1, cap - 1, p);
+	out[n] = 0;
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char out[1 << 16];
+
+int main(void)
+{
+	const char *dir = t_ckpt("llama3-mini");
+	int rc;
+
+	/* dynamic dependencies: exactly one, libc.so.6 */
+	rc = run("readelf -d build/tokenspeed | grep NEEDED", out, sizeof(out));
+	T_CHECK(rc == 0, "readelf failed: %s", out);
+	T_HAS(out, "[libc.so.6]");
+	int needed = 0;
+	for (char *p = out; (p = strstr(p, "NEEDED")); p++)
+		needed++;
+	T_CHECK(needed == 1, "build/tokenspeed needs %d shared libraries, want only libc.so.6:\n%s", needed, out);
+
+	/* static build: no dynamic section, no interpreter, and it runs */
+	rc = run("readelf -d build/tokenspeed-static", out, sizeof(out));
+	T_HAS(out, "no dynamic section");
+	rc = run("readelf -l build/tokenspeed-static | grep -c INTERP", out, sizeof(out));
+	T_CHECK(atoi(out) == 0, "static binary has a program interpreter");
+	rc = run("build/tokenspeed-static --print-config --config config/tokenspeed.ini", out, sizeof(out));
+	T_CHECK(rc == 0, "static binary failed to print the config: %s", out);
+	T_HAS(out, "max_seq_len");
+
+	/* config checks through the CLI */
+	rc = run("build/tokenspeed --check-config config/tokenspeed.ini", out, sizeof(out));
+	T_CHECK(rc == 0, "shipped config rejected: %s", out);
+	rc = run("printf '[engine]\\nmax_seq_len = 7\\n' > build/tests/bad.ini && build/tokenspeed --check-config build/tests/bad.ini",
+		 out, sizeof(out));
+	T_CHECK(rc != 0, "bad config accepted");
+	T_HAS(out, "bad.ini:2");
+	T_HAS(out, "max_seq_len");
+
+	/* generate: batched prompts equal the same prompts one by one, on the
+	 * glibc and the static binary alike */
+	char cmd[1024], one[3][512], abs[512];
+	T_CHECK(realpath(dir, abs) != NULL, "realpath %s", dir);
+	const char *pr[3] = {"1,2,3,4,5", "7,8,9", "10,11,12,13,14,15,16,17,18,19,20"};
+	snprintf(cmd, sizeof(cmd),
+		 "printf '[model]\\npath = %s\\n[engine]\\nmax_seq_len = 256\\nmax_running = 4\\nmax_batch_tokens = 8\\n[device]\\nbackend = cpu\\n[log]\\nlevel = warn\\n' > build/tests/gen.ini",
+		 abs);
+	T_CHECK(system(cmd) == 0, "cannot write gen.ini");
+	const char *opts = "--max-tokens 12 --temperature 0.9 --top-p 0.95 --seed 7 --ignore-eos";
+	for (int i = 0; i < 3; i++) {
+		snprintf(cmd, sizeof(cmd), "build/tokenspeed generate --config build/tests/gen.ini --prompt-ids %s %s",
+			 pr[i], opts);
+		rc = run(cmd, out, sizeof(out));
+		T_CHECK(rc == 0, "generate failed: %s", out);
+		char *l = strstr(out, "out[0]:");
+		T_CHECK(l != NULL, "no output line: %s", out);
+		snprintf(one[i], sizeof(one[i]), "%.*s", (int)strcspn(l ? l + 7 : "", "\n"), l ? l + 7 : "");
+		T_HAS(out, "tok/s");
+		T_HAS(out, "allocs_after_ready=0");
+	}
+	for (int b = 0; b < 2; b++) {
+		snprintf(cmd, sizeof(cmd), "%s generate --config build/tests/gen.ini --prompt-ids %s --prompt-ids %s --prompt-ids %s %s",
+			 b ? "build/tokenspeed-static" : "build/tokenspeed", pr[0], pr[1], pr[2], opts);
+		rc = run(cmd, out, sizeof(out));
+		T_CHECK(rc == 0, "batched generate failed: %s", out);
+		for (int i = 0; i < 3; i++) {
+			char key[16];
+			snprintf(key, sizeof(key), "out[%d]:", i);
+			char *l = strstr(out, key);
+			T_CHECK(l && !strncmp(l + strlen(key), one[i], strlen(one[i])), "%s: prompt %d batched differs from alone:\n%s\nalone:%s",
+				b ? "static" : "glibc", i, out, one[i]);
+		}
+	}
+
+	/* bad CLI input: a clear message and a non-zero exit */
+	rc = run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,x,3", out, sizeof(out));
+	T_CHECK(rc == 2, "malformed --prompt-ids accepted (rc %d)", rc);
+	T_HAS(out, "--prompt-ids");
+	rc = run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,2,99999999 --max-tokens 2", out, sizeof(out));
+	T_CHECK(rc != 0, "out-of-vocabulary prompt accepted");
+	T_HAS(out, "vocabulary");
+	rc = run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,2 --top-p 3 --temperature 1", out, sizeof(out));
+	T_CHECK(rc != 0, "top_p 3 accepted");
+	T_HAS(out, "top_p");
+	return T_DONE();
+}
