@@ -148,7 +148,7 @@ $(B)/fuzz/fuzz_ckpt: tests/fuzz_ckpt.c src/ckpt.c src/json.c src/base.c
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
 
 # ---------------------------------------------------------------- targets
-.PHONY: all deps static run test fuzz format clean help mbed-objs
+.PHONY: all deps static run test test-asan fuzz format clean help mbed-objs
 
 all: $(B)/tokenspeed ## build build/tokenspeed
 
@@ -167,6 +167,11 @@ fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/tests/t_fuzz ## run each libF
 	$(B)/tests/t_fuzz --write-seeds $(B)/fuzz/corpus
 	$(B)/fuzz/fuzz_json -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/json
 	$(B)/fuzz/fuzz_ckpt -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/ckpt
+
+test-asan: $(B)/tests/gen_ckpt ## the unit tests again under AddressSanitizer and UBSan (build-asan/)
+	$(MAKE) --no-print-directory B=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  $(TSRCS:tests/%.c=build-asan/tests/%)
+	@sh tests/run.sh build-asan/tests
 
 format: ## apply .clang-format to our sources
 	clang-format -i src/*.[ch] boot/*.[ch] tests/*.[ch]

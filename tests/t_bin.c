@@ -81,7 +81,7 @@ int main(void)
 		rc = run(cmd, out, sizeof(out));
 		T_CHECK(rc == 0, "batched generate failed: %s", out);
 		for (int i = 0; i < 3; i++) {
-			char key[16];
+			char key[32];
 			snprintf(key, sizeof(key), "out[%d]:", i);
 			char *l = strstr(out, key);
 			T_CHECK(l && !strncmp(l + strlen(key), one[i], strlen(one[i])), "%s: prompt %d batched differs from alone:\n%s\nalone:%s",
