@@ -168,7 +168,7 @@ fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/tests/t_fuzz ## run each libF
 	$(B)/fuzz/fuzz_json -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/json
 	$(B)/fuzz/fuzz_ckpt -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/ckpt
 
-test-asan: $(B)/tests/gen_ckpt ## the unit tests again under AddressSanitizer and UBSan (build-asan/)
+test-asan: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tests/gen_ckpt ## the unit tests again under AddressSanitizer and UBSan (build-asan/)
 	$(MAKE) --no-print-directory B=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  $(TSRCS:tests/%.c=build-asan/tests/%)
 	@sh tests/run.sh build-asan/tests
