@@ -96,6 +96,66 @@ static void on_done(void *ctx, const struct req *r)
 	g->done++;
 }
 
+/* Numeric options of generate: the sampler's ranges are checked by
+ * samp_params_check (with its own messages); here only that it is a number. */
+enum num_field { F_MAX_TOKENS, F_TEMP, F_TOP_K, F_TOP_P, F_MIN_P, F_REP, F_PRES, F_FREQ, F_SEED };
+static const struct num_opt {
+	const char *flag;
+	enum num_field f;
+	double lo, hi;
+} num_opts[] = {
+	{"--max-tokens", F_MAX_TOKENS, 1, 1 << 24},
+	{"--temperature", F_TEMP, -1e9, 1e9},
+	{"--top-k", F_TOP_K, -1e9, 1e9},
+	{"--top-p", F_TOP_P, -1e9, 1e9},
+	{"--min-p", F_MIN_P, -1e9, 1e9},
+	{"--repetition-penalty", F_REP, -1e9, 1e9},
+	{"--presence-penalty", F_PRES, -1e9, 1e9},
+	{"--frequency-penalty", F_FREQ, -1e9, 1e9},
+	{"--seed", F_SEED, 0, 1.8e19},
+};
+
+static const struct num_opt *find_num_opt(const char *flag)
+{
+	for (size_t i = 0; i < TS_ARRAY_LEN(num_opts); i++)
+		if (!strcmp(flag, num_opts[i].flag))
+			return &num_opts[i];
+	return NULL;
+}
+
+static void set_num_opt(const struct num_opt *o, double x, struct samp_params *sp, int *max_tokens)
+{
+	switch (o->f) {
+	case F_MAX_TOKENS:
+		*max_tokens = (int)x;
+		break;
+	case F_TEMP:
+		sp->temperature = (float)x;
+		break;
+	case F_TOP_K:
+		sp->top_k = (int32_t)x;
+		break;
+	case F_TOP_P:
+		sp->top_p = (float)x;
+		break;
+	case F_MIN_P:
+		sp->min_p = (float)x;
+		break;
+	case F_REP:
+		sp->repetition_penalty = (float)x;
+		break;
+	case F_PRES:
+		sp->presence_penalty = (float)x;
+		break;
+	case F_FREQ:
+		sp->frequency_penalty = (float)x;
+		break;
+	case F_SEED:
+		sp->seed = (uint64_t)x;
+		break;
+	}
+}
+
 static int cmd_generate(int argc, char **argv)
 {
 	const char *cfg_path = NULL;
@@ -104,6 +164,7 @@ static int cmd_generate(int argc, char **argv)
 	int32_t stop[SCHED_MAX_STOP];
 	struct samp_params sp;
 	struct ts_err e = {0};
+	const struct num_opt *opt;
 	double x;
 
 	samp_params_default(&sp);
@@ -137,42 +198,10 @@ static int cmd_generate(int argc, char **argv)
 					SCHED_MAX_STOP);
 				return 2;
 			}
-		} else if (!strcmp(a, "--max-tokens")) {
-			if (parse_num(a, v, 1, 1 << 24, &x))
+		} else if ((opt = find_num_opt(a))) {
+			if (parse_num(a, v, opt->lo, opt->hi, &x))
 				return 2;
-			max_tokens = (int)x;
-		} else if (!strcmp(a, "--temperature")) {
-			if (parse_num(a, v, -1e9, 1e9, &x))
-				return 2;
-			sp.temperature = (float)x;
-		} else if (!strcmp(a, "--top-k")) {
-			if (parse_num(a, v, -1e9, 1e9, &x))
-				return 2;
-			sp.top_k = (int32_t)x;
-		} else if (!strcmp(a, "--top-p")) {
-			if (parse_num(a, v, -1e9, 1e9, &x))
-				return 2;
-			sp.top_p = (float)x;
-		} else if (!strcmp(a, "--min-p")) {
-			if (parse_num(a, v, -1e9, 1e9, &x))
-				return 2;
-			sp.min_p = (float)x;
-		} else if (!strcmp(a, "--repetition-penalty")) {
-			if (parse_num(a, v, -1e9, 1e9, &x))
-				return 2;
-			sp.repetition_penalty = (float)x;
-		} else if (!strcmp(a, "--presence-penalty")) {
-			if (parse_num(a, v, -1e9, 1e9, &x))
-				return 2;
-			sp.presence_penalty = (float)x;
-		} else if (!strcmp(a, "--frequency-penalty")) {
-			if (parse_num(a, v, -1e9, 1e9, &x))
-				return 2;
-			sp.frequency_penalty = (float)x;
-		} else if (!strcmp(a, "--seed")) {
-			if (parse_num(a, v, 0, 1.8e19, &x))
-				return 2;
-			sp.seed = (uint64_t)x;
+			set_num_opt(opt, x, &sp, &max_tokens);
 		} else {
 			fprintf(stderr, "tokenspeed: generate: unknown option %s\n", a);
 			usage(stderr);
