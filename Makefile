@@ -102,7 +102,7 @@ SRCS     := $(wildcard src/*.c)
 BOOTS    := $(wildcard boot/*.c)
 OBJ      := $(SRCS:%.c=$(B)/obj/%.o)
 BOOT_OBJ := $(BOOTS:%.c=$(B)/obj/%.o)
-INC      := -iquote src -iquote boot -I$(D)/glibc/include
+INC      := -iquote src -iquote boot -iquote kernels -I$(D)/glibc/include
 
 $(B)/obj/%.o: %.c | $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
@@ -114,11 +114,13 @@ $(B)/libts.a: $(OBJ)
 $(B)/tokenspeed: $(BOOT_OBJ) $(B)/libts.a $(DEPS_GLIBC)
 	$(CC) $(ALLCFLAGS) -o $@ $(BOOT_OBJ) $(B)/libts.a -L$(D)/glibc/lib -linih -lmbedtls $(LDLIBS)
 
-# Fully static musl build, CPU backend only.
-MOBJ := $(SRCS:%.c=$(B)/musl/obj/%.o) $(BOOTS:%.c=$(B)/musl/obj/%.o)
+# Fully static musl build, CPU backend only: a static binary cannot dlopen the
+# driver, so the GPU sources stay out.
+MSRCS := $(filter-out src/gpu%.c src/fwd.c,$(SRCS))
+MOBJ := $(MSRCS:%.c=$(B)/musl/obj/%.o) $(BOOTS:%.c=$(B)/musl/obj/%.o)
 $(B)/musl/obj/%.o: %.c | $(DEPS_MUSL) $(B)/.musl-tools
 	@mkdir -p $(dir $@)
-	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src -iquote boot -I$(D)/musl/include -c $< -o $@
+	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src -iquote boot -iquote kernels -I$(D)/musl/include -c $< -o $@
 $(B)/tokenspeed-static: $(MOBJ) $(DEPS_MUSL)
 	$(MUSLCC) $(ALLCFLAGS) -static -o $@ $(MOBJ) -L$(D)/musl/lib -linih -lmbedtls $(LDLIBS)
 $(DEPS_MUSL): | $(B)/.musl-tools
@@ -132,7 +134,39 @@ $(B)/tests/%: tests/%.c $(B)/libts.a $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $(INC) -iquote tests -o $@ $< $(B)/libts.a -L$(D)/glibc/lib -linih -lmbedtls $(LDLIBS) -lm
 
--include $(OBJ:.o=.d) $(BOOT_OBJ:.o=.d) $(MOBJ:.o=.d) $(TBINS:=.d) $(TOOLS:=.d)
+-include $(OBJ:.o=.d) $(BOOT_OBJ:.o=.d) $(MOBJ:.o=.d) $(TBINS:=.d) $(TOOLS:=.d) $(GBINS:=.d)
+
+# ---------------------------------------------------------------- cubins
+# kernels/<module>.cu -> cubin/sm_<arch>/<module>.cubin, committed with
+# cubin/MANIFEST (sha256 of every kernels/ file, nvcc version, flags), which
+# tests/t_cubin.c checks against the tree.
+KMODS    := elem gemm attn samp
+ARCHS    := 90a 100a
+NVFLAGS  := -cubin -O3 -std=c++17 -Xptxas -warn-spills -Ikernels -Isrc
+CUBINS   := $(foreach a,$(ARCHS),$(foreach m,$(KMODS),cubin/sm_$(a)/$(m).cubin))
+
+cubins: ## compile kernels/*.cu for sm_90a and sm_100a into cubin/ and write the manifest (needs nvcc)
+	@for a in $(ARCHS); do mkdir -p cubin/sm_$$a; for m in $(KMODS); do \
+	  echo "nvcc $$m sm_$$a"; \
+	  $(NVCC) $(NVFLAGS) -gencode=arch=compute_$$a,code=sm_$$a -o cubin/sm_$$a/$$m.cubin kernels/$$m.cu || exit 1; \
+	done; done
+	@{ echo "# cubin/MANIFEST: what built these cubins (checked by tests/t_cubin.c)"; \
+	   echo "nvcc: $$($(NVCC) --version | tail -n 2 | head -n 1)"; \
+	   echo "flags: $(NVFLAGS) -gencode=arch=compute_<arch>,code=sm_<arch>"; \
+	   echo "archs: $(ARCHS)"; \
+	   cd kernels && sha256sum $$(ls *.cu *.h | sort) | sed 's/^/sha256: /'; } > cubin/MANIFEST
+	@cat cubin/MANIFEST
+
+$(B)/obj/src/gpu_cubins.o: $(CUBINS)
+
+# Device-only test programs (tests/gpu/*.c), built here and run on a GPU machine.
+GSRCS := $(wildcard tests/gpu/*.c)
+GBINS := $(GSRCS:tests/gpu/%.c=$(B)/gpu/%)
+$(B)/gpu/%: tests/gpu/%.c $(B)/libts.a $(DEPS_GLIBC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) $(INC) -iquote kernels -iquote tests -o $@ $< $(B)/libts.a -L$(D)/glibc/lib -linih -lmbedtls $(LDLIBS) -lm
+
+gpu-tests: $(GBINS) $(B)/tokenspeed $(B)/tests/gen_ckpt ## build the device tests (tests/gpu/) here, to run on a GPU machine
 
 # ---------------------------------------------------------------- fuzz
 FUZZ_CC    ?= clang
@@ -148,7 +182,7 @@ $(B)/fuzz/fuzz_ckpt: tests/fuzz_ckpt.c src/ckpt.c src/json.c src/base.c
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
 
 # ---------------------------------------------------------------- targets
-.PHONY: all deps static run test test-asan fuzz format clean help mbed-objs
+.PHONY: all deps static run test test-asan fuzz cubins gpu-tests format clean help mbed-objs
 
 all: $(B)/tokenspeed ## build build/tokenspeed
 

@@ -16,6 +16,7 @@
 
 #include "base.h"
 #include "model.h"
+#include "samp.h"
 
 struct batch_seq {
 	const int32_t *blocks; /* block table covering positions [0, last pos in batch] */
@@ -35,6 +36,18 @@ struct batch {
 	const int32_t *logit_rows; /* (n_logits) token indices whose logits are wanted */
 };
 
+/* One row to sample on the device: the request's parameters and history
+ * (prompt, then generated tokens; the penalties read them) and the position
+ * the new token takes (the RNG's counter). */
+struct backend_samp_row {
+	const struct samp_params *p;
+	const int32_t *prompt;
+	int n_prompt;
+	const int32_t *out;
+	int n_out;
+	uint64_t pos;
+};
+
 struct backend_limits {
 	int max_batch_tokens;
 	int max_seqs;
@@ -42,6 +55,7 @@ struct backend_limits {
 	int n_blocks;
 	int block_tokens;
 	int threads;               /* CPU worker threads; 0 = one per core */
+	int device;                /* GPU ordinal */
 };
 
 struct backend;
@@ -58,6 +72,11 @@ struct backend_ops {
 		    struct ts_err *e);
 	/* logits: (n_logits, vocab) floats. 0 or -E_*. */
 	int (*forward)(struct backend *b, const struct batch *bt, float *logits);
+	/* Optional: forward and sample on the device, one token per logit row,
+	 * with the same rules as samp_sample (src/samp.h). NULL = the host
+	 * samples the logits of forward(). */
+	int (*forward_sample)(struct backend *b, const struct batch *bt, const struct backend_samp_row *rows,
+			      int32_t *tokens);
 	void (*free)(struct backend *b);
 };
 

@@ -409,32 +409,6 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 
 /* ------------------------------------------------------------ init */
 
-/* RoPE inverse frequencies, computed in float32 in the order HF's
- * _compute_default_rope_parameters / _compute_llama3_parameters use. */
-static void rope_init(float *inv, const struct model_dims *d)
-{
-	const int hd = d->head_dim;
-	for (int i = 0; i < hd / 2; i++)
-		inv[i] = 1.0f / fm_powf(d->rope_theta, (float)(2 * i) / (float)hd);
-	if (d->rope == ROPE_LINEAR) {
-		for (int i = 0; i < hd / 2; i++)
-			inv[i] = inv[i] / d->rope_factor;
-	} else if (d->rope == ROPE_LLAMA3) {
-		const float old = (float)d->rope_orig_max_pos, lo = d->rope_low_freq_factor,
-			    hi = d->rope_high_freq_factor, f = d->rope_factor;
-		const float low_wl = old / lo, high_wl = old / hi, two_pi = (float)(2.0 * 3.14159265358979323846);
-		for (int i = 0; i < hd / 2; i++) {
-			float wl = two_pi / inv[i];
-			float v = wl > low_wl ? inv[i] / f : inv[i];
-			float smooth = (old / wl - lo) / (hi - lo);
-			float smoothed = (1.0f - smooth) * v / f + smooth * v;
-			if (!(wl < high_wl) && !(wl > low_wl))
-				v = smoothed;
-			inv[i] = v;
-		}
-	}
-}
-
 static uint64_t cpu_kv_bytes_per_token(const struct model *m)
 {
 	return (uint64_t)m->d.n_layers * 2u * (uint64_t)m->d.kv_dim * sizeof(float);
@@ -532,7 +506,7 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 	c->rowbuf = p, p += (size_t)b->lim.threads * (size_t)rm;
 	c->scores = p, p += (size_t)b->lim.threads * (size_t)l->max_seq_len;
 	c->inv_freq = p;
-	rope_init(c->inv_freq, d);
+	model_rope_freqs(d, c->inv_freq);
 	if ((r = pool_start(&c->pool, b->lim.threads)) < 0) {
 		cpu_free(b);
 		return ts_errf(e, -r, "cpu backend: cannot start %d threads", l->threads);

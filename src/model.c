@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "fmath.h"
+
 /* ------------------------------------------------------------ architectures */
 
 enum bias_rule { BIAS_NONE, BIAS_QKV, BIAS_FROM_CONFIG /* attention_bias: q, k, v and o */ };
@@ -402,4 +404,32 @@ uint64_t model_step_bytes(const struct model *m)
 	if (!m->d.tied) /* the embedding table is read one row a token */
 		b -= embed - (uint64_t)m->embed.cols * ts_dtype_size(m->embed.dtype);
 	return b;
+}
+
+/* ------------------------------------------------------------ RoPE */
+
+/* RoPE inverse frequencies, computed in float32 in the order HF's
+ * _compute_default_rope_parameters / _compute_llama3_parameters use. */
+void model_rope_freqs(const struct model_dims *d, float *inv)
+{
+	const int hd = d->head_dim;
+	for (int i = 0; i < hd / 2; i++)
+		inv[i] = 1.0f / fm_powf(d->rope_theta, (float)(2 * i) / (float)hd);
+	if (d->rope == ROPE_LINEAR) {
+		for (int i = 0; i < hd / 2; i++)
+			inv[i] = inv[i] / d->rope_factor;
+	} else if (d->rope == ROPE_LLAMA3) {
+		const float old = (float)d->rope_orig_max_pos, lo = d->rope_low_freq_factor,
+			    hi = d->rope_high_freq_factor, f = d->rope_factor;
+		const float low_wl = old / lo, high_wl = old / hi, two_pi = (float)(2.0 * 3.14159265358979323846);
+		for (int i = 0; i < hd / 2; i++) {
+			float wl = two_pi / inv[i];
+			float v = wl > low_wl ? inv[i] / f : inv[i];
+			float smooth = (old / wl - lo) / (hi - lo);
+			float smoothed = (1.0f - smooth) * v / f + smooth * v;
+			if (!(wl < high_wl) && !(wl > low_wl))
+				v = smoothed;
+			inv[i] = v;
+		}
+	}
 }

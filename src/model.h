@@ -82,6 +82,11 @@ struct model {
 int model_load(struct model *m, const struct ckpt *ck, struct ts_err *e);
 void model_free(struct model *m);
 
+/* RoPE inverse frequencies (head_dim / 2 floats), in float32 and in the order
+ * of operations HF uses for the default, linear and llama3 rope types, so
+ * that both backends rotate exactly as transformers does. */
+void model_rope_freqs(const struct model_dims *d, float *inv_freq);
+
 /* Comma-separated list of supported HF architecture names. */
 const char *model_supported(void);
 

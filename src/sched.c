@@ -87,7 +87,9 @@ int sched_init(struct sched *s, const struct sched_limits *l, const struct model
 	s->b_logit_rows = ts_alloc(2 * R * sizeof(int32_t));
 	s->b_chunk = ts_alloc(R * sizeof(int));
 	s->logits = ts_alloc(R * (size_t)m->d.vocab * sizeof(float));
-	if (!s->reqs || !s->free_slots || !s->queue || !s->running || !tok || !s->b_token || !s->b_seqs ||
+	s->b_samp = ts_alloc(R * sizeof(*s->b_samp));
+	s->b_sampled = ts_alloc(R * sizeof(int32_t));
+	if (!s->b_samp || !s->b_sampled || !s->reqs || !s->free_slots || !s->queue || !s->running || !tok || !s->b_token || !s->b_seqs ||
 	    !s->b_logit_rows || !s->b_chunk || !s->logits) {
 		ts_free(tok);
 		goto nomem;
@@ -121,6 +123,8 @@ void sched_free(struct sched *s)
 	ts_free(s->b_logit_rows);
 	ts_free(s->b_chunk);
 	ts_free(s->logits);
+	ts_free(s->b_samp);
+	ts_free(s->b_sampled);
 	samp_scratch_free(&s->ss);
 	kv_pool_free(&s->kv);
 	memset(s, 0, sizeof(*s));
@@ -370,7 +374,17 @@ int sched_step(struct sched *s, const struct sched_events *ev)
 	bt.n_logits = n_logits;
 	bt.logit_rows = s->b_logit_rows;
 
-	int rc = s->be->ops->forward(s->be, &bt, s->logits);
+	int rc;
+	if (s->be->ops->forward_sample) {
+		for (int i = 0; i < n_logits; i++) {
+			const struct req *r = &s->reqs[s->b_logit_slot[i]];
+			s->b_samp[i] = (struct backend_samp_row){&r->samp, r->tokens, r->n_prompt, r->tokens + r->n_prompt,
+								 r->n_tokens - r->n_prompt, (uint64_t)r->n_tokens};
+		}
+		rc = s->be->ops->forward_sample(s->be, &bt, s->b_samp, s->b_sampled);
+	} else {
+		rc = s->be->ops->forward(s->be, &bt, s->logits);
+	}
 	if (rc < 0) {
 		log_error("sched: backend %s forward failed (%s): failing %d requests", s->be->ops->name,
 			  ts_code_name(rc), n_seqs);
@@ -387,9 +401,11 @@ int sched_step(struct sched *s, const struct sched_events *ev)
 	for (int i = 0; i < n_logits; i++) {
 		int slot = s->b_logit_slot[i];
 		struct req *r = &s->reqs[slot];
-		int32_t t = samp_sample(s->logits + (size_t)i * (size_t)vocab, vocab, &r->samp, r->tokens, r->n_prompt,
-					r->tokens + r->n_prompt, r->n_tokens - r->n_prompt, (uint64_t)r->n_tokens, &s->ss,
-					NULL);
+		int32_t t = s->be->ops->forward_sample
+				    ? s->b_sampled[i]
+				    : samp_sample(s->logits + (size_t)i * (size_t)vocab, vocab, &r->samp, r->tokens,
+						  r->n_prompt, r->tokens + r->n_prompt, r->n_tokens - r->n_prompt,
+						  (uint64_t)r->n_tokens, &s->ss, NULL);
 		r->tokens[r->n_tokens++] = t;
 		if (r->t_first == 0)
 			r->t_first = now;

@@ -103,6 +103,8 @@ struct sched {
 	int32_t *b_logit_rows, *b_logit_slot; /* (max_running) */
 	int *b_chunk;                       /* (max_running) tokens forwarded per running entry */
 	float *logits;                      /* (max_running, vocab) */
+	struct backend_samp_row *b_samp;    /* (max_running) rows for forward_sample */
+	int32_t *b_sampled;                 /* (max_running) tokens it returns */
 	struct sched_stats st;
 };
 

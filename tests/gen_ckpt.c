@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,23 +55,30 @@ struct preset {
 	/* llama3 rope scaling; factor 0 = none */
 	double l3_factor, l3_low, l3_high;
 	int l3_orig;
+	/* Benchmark presets: linear and embedding weights N(0, init_std) instead
+	 * of the fan-in scaled init, filled by threads in 1 Mi-element chunks
+	 * each with its own stream (0 = the default, single-stream init). */
+	double init_std;
 };
 
 static const struct preset presets[] = {
 	{ "llama2-mini", "Llama 2 layout, GQA 4/2, untied, BF16, one file", FAM_LLAMA,
-	  256, 2, 4, 2, 64, 512, 512, 10000.0, 1e-5, 0, TS_BF16, 1, 0, 0, 0, 0, 0 },
+	  256, 2, 4, 2, 64, 512, 512, 10000.0, 1e-5, 0, TS_BF16, 1, 0, 0, 0, 0, 0, 0 },
 	{ "llama3-mini", "Llama 3.1 layout, llama3 rope scaling (orig 32), tied, BF16, 2 shards",
 	  FAM_LLAMA, 256, 2, 2, 1, 128, 384, 640, 500000.0, 1e-5, 1, TS_BF16, 2, 0,
-	  8.0, 1.0, 4.0, 32 },
+	  8.0, 1.0, 4.0, 32, 0 },
 	{ "mistral-mini", "Mistral, sliding window 16, untied, F16, one file", FAM_MISTRAL,
-	  192, 2, 3, 1, 64, 384, 512, 1000000.0, 1e-5, 0, TS_F16, 1, 16, 0, 0, 0, 0 },
+	  192, 2, 3, 1, 64, 384, 512, 1000000.0, 1e-5, 0, TS_F16, 1, 16, 0, 0, 0, 0, 0 },
 	{ "qwen2-mini", "Qwen2, QKV bias, tied, F32, 3 shards", FAM_QWEN2,
-	  128, 2, 2, 1, 64, 256, 512, 1000000.0, 1e-6, 1, TS_F32, 3, 0, 0, 0, 0, 0 },
+	  128, 2, 2, 1, 64, 256, 512, 1000000.0, 1e-6, 1, TS_F32, 3, 0, 0, 0, 0, 0, 0 },
 	{ "qwen3-mini", "Qwen3, q/k norm, head_dim 128 (q dim 512 != hidden 192), untied, BF16, 2 shards",
-	  FAM_QWEN3, 192, 2, 4, 2, 128, 384, 512, 1000000.0, 1e-6, 0, TS_BF16, 2, 0, 0, 0, 0, 0 },
+	  FAM_QWEN3, 192, 2, 4, 2, 128, 384, 512, 1000000.0, 1e-6, 0, TS_BF16, 2, 0, 0, 0, 0, 0, 0 },
 	{ "llama3-small", "Llama 3.1 layout, 4 layers, hidden 512, vocab 2048, tied, BF16, one file",
 	  FAM_LLAMA, 512, 4, 8, 2, 64, 1376, 2048, 500000.0, 1e-5, 1, TS_BF16, 1, 0,
-	  8.0, 1.0, 4.0, 8192 },
+	  8.0, 1.0, 4.0, 8192, 0 },
+	{ "llama31-8b", "Llama 3.1 8B shape (hidden 4096, 32 layers, GQA 32/8, ffn 14336, vocab 128256), N(0, 0.02) weights, untied, BF16, 4 shards (16 GB)",
+	  FAM_LLAMA, 4096, 32, 32, 8, 128, 14336, 128256, 500000.0, 1e-5, 0, TS_BF16, 4, 0,
+	  8.0, 1.0, 4.0, 8192, 0.02 },
 };
 
 static const char *const fam_arch[] = { "LlamaForCausalLM", "MistralForCausalLM",
@@ -283,6 +291,52 @@ static void tensor_fill(const struct model *m, const struct tensor *t, float *ou
 		out[i] = (float)(mean + std * rng_normal(&r));
 }
 
+/* Benchmark presets: N(0, init_std) for weights (norms as usual), in 1 Mi
+ * element chunks, each seeded by (tensor, chunk), filled by 16 threads. */
+#define CHUNK (1 << 20)
+struct par {
+	const struct model *m;
+	const struct tensor *t;
+	float *out;
+	int64_t numel;
+	int tid, nth;
+};
+
+static void *par_fill(void *arg)
+{
+	struct par *a = arg;
+	const struct tensor *t = a->t;
+	double std = a->m->p->init_std, mean = 0.0;
+	if (t->init == INIT_NORM)
+		mean = 1.0, std = 0.1;
+	else if (t->init == INIT_BIAS)
+		std = 0.1;
+	for (int64_t c = a->tid; c * CHUNK < a->numel; c += a->nth) {
+		struct rng r = { 0 };
+		uint64_t st = golden_fnv1a64(GOLDEN_FNV_OFFSET, t->name, strlen(t->name)) ^
+			      (a->m->seed * 0xd1342543de82ef95ull) ^ ((uint64_t)c * 0x9e3779b97f4a7c15ull);
+		r.state = splitmix64(&st);
+		int64_t end = (c + 1) * CHUNK < a->numel ? (c + 1) * CHUNK : a->numel;
+		for (int64_t i = c * CHUNK; i < end; i++)
+			a->out[i] = (float)(mean + std * rng_normal(&r));
+	}
+	return NULL;
+}
+
+static void tensor_fill_par(const struct model *m, const struct tensor *t, float *out, int64_t numel)
+{
+	enum { NTH = 16 };
+	pthread_t th[NTH];
+	struct par a[NTH];
+	for (int i = 0; i < NTH; i++) {
+		a[i] = (struct par){ m, t, out, numel, i, NTH };
+		if (pthread_create(&th[i], NULL, par_fill, &a[i]))
+			die("cannot start a fill thread");
+	}
+	for (int i = 0; i < NTH; i++)
+		pthread_join(th[i], NULL);
+}
+
 /* ---------------------------------------------------------------- output */
 
 struct sbuf {
@@ -485,7 +539,10 @@ static void write_shard(struct model *m, int s, const char *dir)
 		int64_t numel = t->n_dims == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
 		float *v = xalloc((size_t)numel * sizeof(float));
 		uint8_t *bytes = xalloc((size_t)t->bytes);
-		tensor_fill(m, t, v, numel);
+		if (p->init_std > 0)
+			tensor_fill_par(m, t, v, numel);
+		else
+			tensor_fill(m, t, v, numel);
 		for (int64_t j = 0; j < numel; j++) {
 			uint32_t u;
 			switch (p->dtype) {

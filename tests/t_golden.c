@@ -12,16 +12,7 @@
 
 static const char *const presets[] = {"llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini"};
 
-static double rel_err(const float *a, const float *ref, int n)
-{
-	double num = 0, den = 0;
-	for (int i = 0; i < n; i++) {
-		double d = (double)a[i] - (double)ref[i];
-		num += d * d;
-		den += (double)ref[i] * (double)ref[i];
-	}
-	return sqrt(num / (den > 0 ? den : 1));
-}
+/* rel_err (||a - ref|| / ||ref||) comes with boot.c through tutil.h. */
 
 struct gen_cap {
 	int32_t toks[64];
