@@ -38,6 +38,7 @@
  * tokens (137.5 GFLOP causal): 0.645 ms, 213 TFLOP/s, 27% of the cuBLAS GEMM
  * floor (mma.sync, not wgmma). Details: tests/gpu/notes/attn.md.
  */
+#include "pdl.h"
 #include "ts_kernels.h"
 
 #define AT_NT 64       /* keys per shared-memory tile */
@@ -523,6 +524,8 @@ template <int HD> static __device__ __forceinline__ void at_prefill(const k_attn
 
 extern "C" __global__ void __launch_bounds__(AT_THREADS, 3) k_attn_decode_bf16(const struct k_attn a)
 {
+	pdl_trigger_long_start();
+	pdl_wait();
 	extern __shared__ __align__(16) char at_smem_buf[];
 	if (a.head_dim == 128) {
 		if (at_dyn_smem() < (uint32_t)AT_DECODE_SMEM(128))
@@ -537,6 +540,8 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS, 3) k_attn_decode_bf16(c
 
 extern "C" __global__ void __launch_bounds__(AT_PR * 2, 8 / AT_PREFILL_WARPS) k_attn_prefill_bf16(const struct k_attn a)
 {
+	pdl_trigger_long_start();
+	pdl_wait();
 	extern __shared__ __align__(16) char at_smem_buf[];
 	if (a.head_dim == 128) {
 		if (at_dyn_smem() < (uint32_t)AT_PREFILL_SMEM(128))
@@ -554,6 +559,8 @@ extern "C" __global__ void __launch_bounds__(AT_PR * 2, 8 / AT_PREFILL_WARPS) k_
  * (n_split <= 32, ATTN_MAX_SPLIT); each lane then reads 8 splits at a time. */
 extern "C" __global__ void __launch_bounds__(32) k_attn_reduce_f32(const struct k_attn a)
 {
+	pdl_trigger_short();
+	pdl_wait();
 	const int ti = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
 	const int t = a.tok ? a.tok[ti] : ti;
 	const int HD = a.head_dim, W = HD + 2, ns = a.n_split;

@@ -19,6 +19,7 @@
  * rope output is bit-identical to cpu.c's before the bf16 store; with it only
  * the order of the sum of squares differs.
  */
+#include "pdl.h"
 #include "ts_kernels.h"
 
 #define EL_FULL 0xffffffffu
@@ -56,6 +57,8 @@ __device__ __forceinline__ float el_warp_sum(float v)
  * load. dim % 8 == 0, table and x 16-byte aligned (the launcher checks). */
 extern "C" __global__ void __launch_bounds__(256) k_embed_bf16(const struct k_embed a)
 {
+	pdl_trigger_short();
+	pdl_wait();
 	const int t = blockIdx.x, nc = a.dim >> 3;
 	const uint4 *src = (const uint4 *)(a.table + (size_t)a.token[t] * (size_t)a.dim);
 	float4 *dst = (float4 *)(a.x + (size_t)t * (size_t)a.dim);
@@ -77,6 +80,8 @@ __shared__ float rms_red[32];
  * rows read the rest twice. dim % 8 == 0, pointers 16-byte aligned. */
 extern "C" __global__ void __launch_bounds__(1024) k_rmsnorm_bf16(const struct k_rmsnorm a)
 {
+	pdl_trigger_short();
+	pdl_wait();
 	const int i = blockIdx.x, tid = threadIdx.x, B = blockDim.x, nc = a.dim >> 3;
 	const int r = a.rows ? a.rows[i] : i;
 	const float4 *x = (const float4 *)(a.x + (size_t)r * (size_t)a.dim);
@@ -284,6 +289,8 @@ __shared__ float rope_cos[ROPE_MAX_HALF], rope_sin[ROPE_MAX_HALF];
  * before the block computes the cos/sin table, so they overlap it. */
 extern "C" __global__ void __launch_bounds__(32 * ROPE_WARPS) k_rope_kv_bf16(const struct k_rope_kv a)
 {
+	pdl_trigger_short();
+	pdl_wait();
 	const int t = blockIdx.x, lane = threadIdx.x & 31;
 	const int hd = a.head_dim, half = hd >> 1;
 	const int nq = a.n_heads, nkv = a.n_kv_heads, q_dim = nq * hd, kv_dim = nkv * hd;

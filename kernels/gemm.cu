@@ -37,6 +37,7 @@
  * the same card), T = 8 within 2 %, T = 16 2.30-2.90; T = 32-64 1.29-2.71
  * (small-O shapes split K). Prefill T = 4096: 392-592 TFLOP/s (wgmma).
  */
+#include "pdl.h"
 #include "ts_kernels.h"
 
 typedef unsigned int u32;
@@ -190,6 +191,8 @@ __device__ __forceinline__ void part_pair(const struct k_gemm &a, int z, int t, 
  * Grid (ceil(n_out / 256), T), 256 threads; n_out = O, or O / 2 for SILU_MUL. */
 extern "C" __global__ void __launch_bounds__(256) k_gemm_reduce_f32(const struct k_gemm a)
 {
+	pdl_trigger_short();
+	pdl_wait();
 	const int t = blockIdx.y, j = blockIdx.x * 256 + threadIdx.x;
 	const size_t plane = (size_t)a.T * a.O;
 	const float *p = a.partial + (size_t)t * a.O;
@@ -216,6 +219,7 @@ extern "C" __global__ void __launch_bounds__(256) k_gemm_reduce_f32(const struct
 /* ---------------------------------------------------------------- small */
 
 #define SMALL_THREADS 256
+#define SMALL_PF_K 1024 /* k elements of each weight row prefetched into L2 before pdl_wait */
 /* Reduction buffer: WK * BM == 128 * MW rows of NT * 8 + 1 floats, sized for
  * MW 1, NT 8 (the tests/gpu variants); the product's NT <= 4 uses half. */
 #define SMALL_RED_FLOATS (128 * 65)
@@ -290,6 +294,18 @@ __device__ __forceinline__ void small_body(const struct k_gemm &a, float *red)
 	const int koff = s_beg * 32 + 8 * t4;
 	const int klim = K - koff;
 
+	/* Before waiting on the previous kernel: pull the first part of this
+	 * block's weight slice (rows m_blk.., k from s_beg * 32) into L2. The
+	 * weights never change; x and y are touched only after pdl_wait. */
+	{
+		const int kb = s_beg * 32, kn = min(K - kb, SMALL_PF_K);
+		const int rows = min(BM, O - m_blk);
+		if (kn > 0)
+			for (int r = warp; r < rows; r += SMALL_THREADS / 32)
+				pdl_prefetch_l2(a.w + (size_t)(m_blk + r) * K + kb, (size_t)kn * 2, lane, 32);
+	}
+	pdl_wait();
+
 	const ts_bf16 *wp[MW][2];
 	const ts_bf16 *xp[NT];
 	u32 wmask = 0, xmask = 0;
@@ -335,6 +351,8 @@ __device__ __forceinline__ void small_body(const struct k_gemm &a, float *red)
 			small_mma(acc, f0);
 		}
 	}
+
+	pdl_trigger_long_late(); /* the streaming is done: the next kernel may launch */
 
 	/* The WK warps that share rows add up in shared memory, wk in order. */
 #pragma unroll
@@ -397,6 +415,7 @@ __device__ __forceinline__ void small_body(const struct k_gemm &a, float *red)
 
 extern "C" __global__ void __launch_bounds__(SMALL_THREADS, 2) k_gemm_bf16_small(const struct k_gemm a)
 {
+	pdl_trigger_long_start(); /* small_body waits, after warming L2 with its weights */
 	__shared__ float red[SMALL_RED_FLOATS];
 	if (a.T <= 8)
 		small_body<SMALL_CFG_T8>(a, red);
@@ -693,6 +712,8 @@ __device__ __forceinline__ void large_body(const struct k_gemm &a, unsigned char
  * where the 256 weight rows of a block share x through shared memory. */
 extern "C" __global__ void __launch_bounds__(LG_THREADS, 1) k_gemm_bf16_large(const struct k_gemm a)
 {
+	pdl_trigger_long_start();
+	pdl_wait();
 	extern __shared__ __align__(16) unsigned char lg_smem[];
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 	large_body<true, false>(a, lg_smem);

@@ -38,6 +38,7 @@
  * The work row (n, vocab) floats holds the token counts of the penalties
  * (as uint32) and then e.
  */
+#include "pdl.h"
 #include "ts_kernels.h"
 
 #include <limits.h>
@@ -298,6 +299,8 @@ __device__ int block_argmax(const float *x, int n)
 
 extern "C" __global__ void __launch_bounds__(SAMP_THREADS) k_argmax_f32(const struct k_sample a)
 {
+	pdl_trigger_short();
+	pdl_wait();
 	const int row = blockIdx.x;
 	if (row >= a.n)
 		return;
@@ -999,6 +1002,8 @@ __device__ __noinline__ int sample_filters_draw(const struct samp_row &R, const 
 
 extern "C" __global__ void __launch_bounds__(SAMP_THREADS, 1) k_sample_f32(const struct k_sample a)
 {
+	pdl_trigger_long_start();
+	pdl_wait();
 	const int row = blockIdx.x;
 	if (row >= a.n)
 		return;

@@ -8,6 +8,7 @@
 
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "log.h"
 
@@ -18,8 +19,26 @@ typedef int CUdevice;
 typedef void *CUcontext, *CUmodule, *CUfunction, *CUstream, *CUevent, *CUgraph, *CUgraphExec;
 typedef unsigned long long CUdeviceptr;
 
+/* cuLaunchKernelEx's configuration, laid out as cuda.h (CUDA 12+) has it. */
+typedef struct {
+	int id;
+	char pad[4];
+	union {
+		char bytes[64];
+		int programmatic_stream_serialization_allowed;
+	} value;
+} CUlaunchAttribute;
+
+typedef struct {
+	unsigned grid_x, grid_y, grid_z, block_x, block_y, block_z, smem_bytes;
+	CUstream stream;
+	CUlaunchAttribute *attrs;
+	unsigned n_attrs;
+} CUlaunchConfig;
+
 enum {
 	CUDA_SUCCESS = 0,
+	CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6,
 	CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
 	CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE = 38,
 	CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
@@ -73,6 +92,7 @@ enum {
 	X(cuEventDestroy, (CUevent))                                                                       \
 	X(cuLaunchKernel, (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, \
 			   CUstream, void **, void **))                                                    \
+	X(cuLaunchKernelEx, (const CUlaunchConfig *, CUfunction, void **, void **))                         \
 	X(cuGetErrorName, (CUresult, const char **))
 
 #define CU_PTR(name, args) static CUresult (*p_##name) args;
@@ -242,6 +262,8 @@ int gpu_open(struct gpu *g, int ordinal, struct ts_err *e)
 			return ts_errf(e, E_INTERNAL, "cubin %s (sm_%s) lacks kernel %s: rebuild with make cubins",
 				       module_names[kernel_mods[k]], arch, kernel_names[k]);
 		}
+	const char *pdl = getenv("TS_PDL"); /* TS_PDL=0: plain launches, to measure what PDL buys */
+	g->pdl = !(pdl && !strcmp(pdl, "0"));
 	if (CU(p_cuStreamCreate((CUstream *)&g->stream, CU_STREAM_NON_BLOCKING)) ||
 	    CU(p_cuEventCreate(&ev_begin, CU_EVENT_DEFAULT)) || CU(p_cuEventCreate(&ev_end, CU_EVENT_DEFAULT)))
 		goto fail;
@@ -347,13 +369,19 @@ int gpu_set_smem(struct gpu *g, enum gpu_kernel k, unsigned bytes)
 	return CU(p_cuFuncSetAttribute((CUfunction)g->fn[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)bytes));
 }
 
+/* With programmatic dependent launch (PDL) a kernel may start while its
+ * predecessor on the stream drains: every kernel of kernels/ calls
+ * pdl_wait() before it touches anything its predecessors write, and may do
+ * independent work (weight prefetch) before that. */
 int gpu_launch(struct gpu *g, enum gpu_kernel k, unsigned gx, unsigned gy, unsigned gz, unsigned block,
 	       unsigned smem_bytes, const void *args, size_t args_bytes)
 {
 	void *params[1] = {(void *)args};
+	CUlaunchAttribute at = {.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION};
+	CUlaunchConfig cfg = {gx, gy, gz, block, 1, 1, smem_bytes, (CUstream)g->stream, &at, g->pdl ? 1u : 0u};
+	at.value.programmatic_stream_serialization_allowed = 1;
 	(void)args_bytes;
-	CUresult r = p_cuLaunchKernel((CUfunction)g->fn[k], gx, gy, gz, block, 1, 1, smem_bytes, (CUstream)g->stream,
-				      params, NULL);
+	CUresult r = p_cuLaunchKernelEx(&cfg, (CUfunction)g->fn[k], params, NULL);
 	if (r != CUDA_SUCCESS) {
 		log_error("cuda: launch of %s grid (%u,%u,%u) block %u smem %u failed: %s", kernel_names[k], gx, gy, gz,
 			  block, smem_bytes, cu_err(r));

@@ -68,6 +68,7 @@ struct gpu {
 	uint64_t arena_bytes, arena_used;
 	uint64_t n_mallocs;    /* device allocations ever made (1 after boot) */
 	int capturing;
+	int pdl;               /* launch with programmatic dependent launch (TS_PDL=0 turns it off) */
 };
 
 /* Is there a driver and a device `ordinal` we have kernels for? 0, or
