@@ -651,12 +651,19 @@ static int gpu_init(struct backend *b, const struct model *m, const struct backe
 	struct gpub dry;
 	memset(&dry, 0, sizeof(dry));
 	uint64_t need = carve(&dry, m, l, p->g.info.n_sm);
-	log_info("stage=device gpu=%d name=\"%s\" sm=%d.%d sms=%d mem_gb=%.1f free_gb=%.1f arena_gb=%.3f", p->g.info.ordinal,
-		 p->g.info.name, p->g.info.cc_major, p->g.info.cc_minor, p->g.info.n_sm, (double)p->g.info.mem_total / 1e9,
-		 (double)p->g.info.mem_free / 1e9, (double)need / 1e9);
+	const struct gpu_info *in = &p->g.info;
+	log_info("stage=driver ms=%.1f driver_api=%d", in->driver_ms, in->driver_version);
+	log_info("stage=device gpu=%d name=\"%s\" sm=%d.%d sms=%d mem_gb=%.1f free_gb=%.1f pdl=%d", in->ordinal, in->name,
+		 in->cc_major, in->cc_minor, in->n_sm, (double)in->mem_total / 1e9, (double)in->mem_free / 1e9, p->g.pdl);
+	log_info("stage=cubins ms=%.1f arch=sm_%d%da kernels=%d", in->cubins_ms, in->cc_major, in->cc_minor, (int)GPU_K_N);
+	t = ts_now();
 	if ((r = gpu_arena_init(&p->g, need, e)) < 0)
 		goto fail;
 	carve(p, m, l, p->g.info.n_sm);
+	uint64_t kvb = 4u * p->kv_layer * (uint64_t)m->d.n_layers;
+	log_info("stage=workspace ms=%.1f arena_gb=%.3f weights_gb=%.3f workspace_gb=%.3f kv_gb=%.3f kv_tokens=%lld",
+		 (ts_now() - t) * 1e3, (double)need / 1e9, (double)p->dev_weight_bytes / 1e9,
+		 (double)(need - p->dev_weight_bytes - kvb) / 1e9, (double)kvb / 1e9, (long long)l->n_blocks * l->block_tokens);
 	p->meta_h = gpu_host_alloc(&p->g, p->meta_words * 4);
 	p->logits_h = gpu_host_alloc(&p->g, (size_t)p->R * (size_t)m->d.vocab * 4);
 	p->srows_h = gpu_host_alloc(&p->g, (size_t)p->R * sizeof(struct k_samp_row));

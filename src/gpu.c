@@ -215,6 +215,7 @@ int gpu_open(struct gpu *g, int ordinal, struct ts_err *e)
 	int n = 0, r;
 	size_t total = 0, free_b = 0;
 
+	double t0 = ts_now();
 	memset(g, 0, sizeof(*g));
 	if ((r = load_driver(e)) < 0)
 		return r;
@@ -242,6 +243,8 @@ int gpu_open(struct gpu *g, int ordinal, struct ts_err *e)
 		goto fail;
 	in->mem_total = total;
 	in->mem_free = free_b;
+	in->driver_ms = (ts_now() - t0) * 1e3;
+	t0 = ts_now();
 	for (int m = 0; m < GPU_M_N; m++) {
 		size_t bytes;
 		const void *img = gpu_cubin((enum gpu_module)m, arch, &bytes);
@@ -262,6 +265,7 @@ int gpu_open(struct gpu *g, int ordinal, struct ts_err *e)
 			return ts_errf(e, E_INTERNAL, "cubin %s (sm_%s) lacks kernel %s: rebuild with make cubins",
 				       module_names[kernel_mods[k]], arch, kernel_names[k]);
 		}
+	in->cubins_ms = (ts_now() - t0) * 1e3;
 	const char *pdl = getenv("TS_PDL"); /* TS_PDL=0: plain launches, to measure what PDL buys */
 	g->pdl = !(pdl && !strcmp(pdl, "0"));
 	if (CU(p_cuStreamCreate((CUstream *)&g->stream, CU_STREAM_NON_BLOCKING)) ||

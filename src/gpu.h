@@ -56,6 +56,8 @@ struct gpu_info {
 	int smem_optin;        /* max dynamic shared memory per block after opt-in */
 	uint64_t mem_total, mem_free;
 	int driver_version;
+	double driver_ms;      /* dlopen + cuInit + device queries + context */
+	double cubins_ms;      /* loading the embedded modules and resolving the kernel table */
 };
 
 struct gpu {

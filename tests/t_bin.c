@@ -89,6 +89,31 @@ int main(void)
 		}
 	}
 
+	/* without a driver: backend = auto says why in one line and runs on the
+	 * CPU; backend = gpu refuses, naming what is missing. Only meaningful
+	 * where libcuda.so.1 is absent (CI, this dev box): elsewhere not run,
+	 * and not counted. */
+	if (system("ldconfig -p | grep -q 'libcuda.so.1 '") != 0) {
+		snprintf(cmd, sizeof(cmd),
+			 "sed 's/^backend = cpu/backend = auto/; s/^level = warn/level = info/' build/tests/gen.ini > build/tests/auto.ini && "
+			 "build/tokenspeed generate --config build/tests/auto.ini --prompt-ids 1,2,3 --max-tokens 2");
+		rc = run(cmd, out, sizeof(out));
+		T_CHECK(rc == 0, "backend = auto without a GPU failed: %s", out);
+		T_HAS(out, "stage=backend pick=cpu reason=\"no NVIDIA driver: cannot load libcuda.so.1");
+		T_HAS(out, "out[0]:");
+		rc = run("sed 's/^backend = cpu/backend = gpu/' build/tests/gen.ini > build/tests/gpu.ini && "
+			 "build/tokenspeed generate --config build/tests/gpu.ini --prompt-ids 1,2,3 --max-tokens 2",
+			 out, sizeof(out));
+		T_CHECK(rc != 0, "backend = gpu without a GPU did not fail");
+		T_HAS(out, "[device] backend = gpu: no NVIDIA driver");
+		rc = run("build/tokenspeed-static generate --config build/tests/gpu.ini --prompt-ids 1,2,3 --max-tokens 2", out,
+			 sizeof(out));
+		T_CHECK(rc != 0, "the static binary accepted backend = gpu");
+		T_HAS(out, "static build has no GPU backend");
+	} else {
+		printf("libcuda.so.1 present: the no-driver checks were not run\n");
+	}
+
 	/* bad CLI input: a clear message and a non-zero exit */
 	rc = run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,x,3", out, sizeof(out));
 	T_CHECK(rc == 2, "malformed --prompt-ids accepted (rc %d)", rc);
