@@ -194,20 +194,6 @@ static const float *wrow(const struct model_w *w, int64_t r, float *buf)
 	return NULL;
 }
 
-static float wval(const struct model_w *w, int64_t i)
-{
-	switch (w->dtype) {
-	case TS_F32:
-		return ((const float *)w->data)[i];
-	case TS_BF16:
-		return ts_bf16_to_f32(((const uint16_t *)w->data)[i]);
-	case TS_F16:
-		return ts_f16_to_f32(((const uint16_t *)w->data)[i]);
-	case TS_DTYPE_N:
-		break;
-	}
-	return 0;
-}
 
 /* HF LlamaRMSNorm in float32: x * rsqrt(mean(x^2) + eps) * w. */
 static void rmsnorm(float *out, const float *x, const struct model_w *w, int n, float eps)
@@ -217,7 +203,7 @@ static void rmsnorm(float *out, const float *x, const struct model_w *w, int n, 
 		ss += x[i] * x[i];
 	float r = 1.0f / fm_sqrtf(ss / (float)n + eps);
 	for (int i = 0; i < n; i++)
-		out[i] = wval(w, i) * (x[i] * r);
+		out[i] = model_w_at(w, i) * (x[i] * r);
 }
 
 /* ------------------------------------------------------------ matmul */
@@ -240,7 +226,7 @@ static void mm_work(void *ctx, int tid, int nth)
 	share(O, tid, nth, &lo, &hi);
 	for (int o = lo; o < hi; o++) {
 		const float *r = wrow(a->w, o, buf);
-		float b = a->bias && a->bias->data ? wval(a->bias, o) : 0.0f;
+		float b = a->bias && a->bias->data ? model_w_at(a->bias, o) : 0.0f;
 		for (int t = 0; t < a->T; t++) {
 			float d = dot(a->x + (size_t)t * I, r, I) + b;
 			float *y = a->y + (size_t)t * O + o;

@@ -110,20 +110,6 @@ static void convert_bf16(uint16_t *dst, const struct model_w *w, int64_t i0, int
 	}
 }
 
-static float wval(const struct model_w *w, int64_t i)
-{
-	switch (w->dtype) {
-	case TS_F32:
-		return ((const float *)w->data)[i];
-	case TS_BF16:
-		return ts_bf16_to_f32(((const uint16_t *)w->data)[i]);
-	case TS_F16:
-		return ts_f16_to_f32(((const uint16_t *)w->data)[i]);
-	case TS_DTYPE_N:
-		break;
-	}
-	return 0;
-}
 
 /* Sends n bytes from the current staging buffer to dst, then switches buffers:
  * the next fill overlaps this copy; the sync makes sure the buffer about to be
@@ -159,7 +145,7 @@ static int up_f32(struct up *u, gpu_ptr dst, const struct model_w *w)
 	if ((size_t)n * 4 > u->cap || gpu_sync(u->g) < 0)
 		return -E_INTERNAL;
 	for (int64_t i = 0; i < n; i++)
-		((float *)u->buf[u->cur])[i] = wval(w, i);
+		((float *)u->buf[u->cur])[i] = model_w_at(w, i);
 	return up_send(u, dst, (size_t)n * 4);
 }
 

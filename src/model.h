@@ -52,6 +52,22 @@ struct model_w {
 	int64_t rows, cols;
 };
 
+/* Element i of a bound weight as float, whatever its dtype. */
+static inline float model_w_at(const struct model_w *w, int64_t i)
+{
+	switch (w->dtype) {
+	case TS_F32:
+		return ((const float *)w->data)[i];
+	case TS_BF16:
+		return ts_bf16_to_f32(((const uint16_t *)w->data)[i]);
+	case TS_F16:
+		return ts_f16_to_f32(((const uint16_t *)w->data)[i]);
+	case TS_DTYPE_N:
+		break;
+	}
+	return 0;
+}
+
 struct model_layer {
 	struct model_w attn_norm;      /* (dim) */
 	struct model_w wq, wk, wv;     /* (q_dim, dim), (kv_dim, dim), (kv_dim, dim) */
