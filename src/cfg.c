@@ -95,7 +95,7 @@ static const struct cfg_key cfg_keys[] = {
 	 .help = "where the model runs: gpu, cpu (the fp32 reference), or auto = gpu when a CUDA device is found, else cpu"},
 	{"device", "gpus", CFG_T_STRING, FIELD(device.gpus), .def = "0", .check = check_gpus,
 	 .accepted = "comma-separated distinct GPU ordinals 0..63, e.g. 0 or 0,1",
-	 .help = "GPU ordinals to use; more than one = tensor parallel across them; ignored by the cpu backend"},
+	 .help = "GPU ordinals; the gpu backend runs on the first one listed (tensor parallel across several is not built yet); ignored by the cpu backend"},
 	{"device", "cpu_threads", CFG_T_INT, FIELD(device.cpu_threads), .def = "0", .min = 0,
 	 .max = 1024, .help = "worker threads of the cpu backend; 0 = one per online core"},
 
