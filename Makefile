@@ -134,6 +134,16 @@ $(B)/tests/%: tests/%.c $(B)/libts.a $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $(INC) -iquote tests -o $@ $< $(B)/libts.a -L$(D)/glibc/lib -linih -lmbedtls $(LDLIBS) -lm
 
+# The threaded tests again under ThreadSanitizer, as t_<name>_tsan programs
+# that tests/run.sh runs beside the others (needs clang and libclang-rt-14-dev,
+# which .ci/run installs).
+TSAN_TESTS := t_ring
+TSAN_BINS  := $(TSAN_TESTS:%=$(B)/tests/%_tsan)
+$(B)/tests/%_tsan: tests/%.c src/base.c
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fsanitize=thread -pthread -DT_RING_DEFAULT_SCALE=0.25 \
+	  -iquote src -iquote tests -o $@ $< src/base.c
+
 -include $(OBJ:.o=.d) $(BOOT_OBJ:.o=.d) $(MOBJ:.o=.d) $(TBINS:=.d) $(TOOLS:=.d) $(GBINS:=.d)
 
 # ---------------------------------------------------------------- cubins
@@ -181,6 +191,10 @@ $(B)/fuzz/fuzz_ckpt: tests/fuzz_ckpt.c src/ckpt.c src/json.c src/base.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
 
+$(B)/fuzz/fuzz_proto: tests/fuzz_proto.c src/proto.c src/samp.c src/fmath.c src/base.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
 # ---------------------------------------------------------------- targets
 .PHONY: all deps static run test test-asan fuzz cubins gpu-tests format clean help mbed-objs
 
@@ -194,13 +208,14 @@ run: $(B)/tokenspeed $(TOOLS) ## run the appliance on the default config and mod
 	@[ -f $(B)/models/default/config.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default
 	$(B)/tokenspeed generate --config config/tokenspeed.ini --prompt-ids 1,2,3,4,5,6,7,8 --max-tokens 32
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(TBINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(TBINS) $(TSAN_BINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests
 
-fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)
+fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/fuzz/fuzz_proto $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)
 	$(B)/tests/t_fuzz --write-seeds $(B)/fuzz/corpus
 	$(B)/fuzz/fuzz_json -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/json
 	$(B)/fuzz/fuzz_ckpt -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/ckpt
+	$(B)/fuzz/fuzz_proto -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus/proto
 
 test-asan: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tests/gen_ckpt ## the unit tests again under AddressSanitizer and UBSan (build-asan/)
 	$(MAKE) --no-print-directory B=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all" \

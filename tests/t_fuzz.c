@@ -14,6 +14,7 @@
 #define TS_FUZZ_NO_MAIN
 #include "fuzz_ckpt.c"
 #include "fuzz_json.c"
+#include "fuzz_proto.c"
 #include "t.h"
 
 #include <stdio.h>
@@ -243,6 +244,9 @@ static void test_seeds(void)
 	T_CHECK(fuzz_ckpt_one((const uint8_t *)header_seed, strlen(header_seed)) == 2, "header seed accepted");
 	T_CHECK(fuzz_ckpt_one((const uint8_t *)"{}", 2) == 2 && fuzz_ckpt_one(NULL, 0) == 0, "tiny inputs");
 	free(img);
+	static uint8_t ps[8192];
+	size_t pn = fuzz_proto_seed(ps, sizeof(ps));
+	T_CHECK(fuzz_proto_one(ps, pn) == 1 && fuzz_proto_one(NULL, 0) == 0, "proto seed");
 }
 
 static void test_mutations(void)
@@ -250,11 +254,15 @@ static void test_mutations(void)
 	static const struct family json = { "config.json", fuzz_json_one, 0, 7000 };
 	static const struct family image = { "safetensors image", fuzz_ckpt_one, 1, 7000 };
 	static const struct family header = { "safetensors header", fuzz_ckpt_one, 0, 6000 };
+	static const struct family proto = { "proto stream", fuzz_proto_one, 0, 6000 };
+	static uint8_t ps[8192];
+	size_t pn = fuzz_proto_seed(ps, sizeof(ps));
 	size_t n;
 	uint8_t *img = image_seed(&n);
 	run_family(&json, (const uint8_t *)config_seed, strlen(config_seed), 0x9e3779b97f4a7c15ull);
 	run_family(&image, img, n, 0xd1b54a32d192ed03ull);
 	run_family(&header, (const uint8_t *)header_seed, strlen(header_seed), 0x94d049bb133111ebull);
+	run_family(&proto, ps, pn, 0xbf58476d1ce4e5b9ull);
 	free(img);
 }
 
@@ -297,6 +305,8 @@ static int write_seeds(const char *dir)
 	for (i = 0; i < (int)TS_ARRAY_LEN(json_seeds); i++)
 		rc |= write_seed(dir, "json", i, json_seeds[i], strlen(json_seeds[i]));
 	rc |= write_seed(dir, "json", i, config_seed, strlen(config_seed));
+	static uint8_t ps[8192];
+	rc |= write_seed(dir, "proto", 0, ps, fuzz_proto_seed(ps, sizeof(ps)));
 	uint8_t *img = image_seed(&n);
 	rc |= write_seed(dir, "ckpt", 0, img, n);
 	rc |= write_seed(dir, "ckpt", 1, header_seed, strlen(header_seed));
