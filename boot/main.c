@@ -4,6 +4,7 @@
  *   tokenspeed --check-config FILE     validate without loading the model
  *   tokenspeed --print-config [--config FILE]   effective config with defaults
  *   tokenspeed --print-config-doc      every key as a Markdown table
+ *   tokenspeed certs DIR [--days N] [--cn NAME]   development CA, server and client certificates
  *   tokenspeed --version | --help
  */
 #include <errno.h>
@@ -17,6 +18,7 @@
 #define TS_VERSION "0.1.0"
 
 void init_pid1(void);
+int certs_cmd(int argc, char **argv); /* boot/certs.c */
 
 static void usage(FILE *f)
 {
@@ -28,6 +30,7 @@ static void usage(FILE *f)
 		"       tokenspeed --check-config FILE\n"
 		"       tokenspeed --print-config [--config FILE]\n"
 		"       tokenspeed --print-config-doc\n"
+		"       tokenspeed certs DIR [--days N] [--cn NAME]\n"
 		"       tokenspeed --version\n");
 }
 
@@ -284,6 +287,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "generate"))
 		return cmd_generate(argc, argv);
+	if (!strcmp(cmd, "certs"))
+		return certs_cmd(argc, argv);
 	if (!strcmp(cmd, "--check-config")) {
 		if (argc != 3) {
 			usage(stderr);

@@ -29,6 +29,7 @@ struct pool {
 	int stop;
 	void (*fn)(void *ctx, int tid, int nth);
 	void *ctx;
+	struct worker_arg *args;     /* (n) one per worker thread */
 };
 
 struct worker_arg {
@@ -80,8 +81,6 @@ static void pool_run(struct pool *p, void (*fn)(void *, int, int), void *ctx)
 	pthread_mutex_unlock(&p->mu);
 }
 
-static struct worker_arg *pool_args;
-
 static int pool_start(struct pool *p, int n)
 {
 	p->n = n;
@@ -92,7 +91,7 @@ static int pool_start(struct pool *p, int n)
 	struct worker_arg *args = ts_alloc((size_t)n * sizeof(*args));
 	if (!p->th || !args)
 		return -E_NOMEM;
-	pool_args = args;
+	p->args = args;
 	for (int i = 1; i < n; i++) {
 		args[i].p = p;
 		args[i].tid = i;
@@ -115,8 +114,7 @@ static void pool_stop(struct pool *p)
 	for (int i = 1; i < p->n; i++)
 		pthread_join(p->th[i], NULL);
 	ts_free(p->th);
-	ts_free(pool_args);
-	pool_args = NULL;
+	ts_free(p->args);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->go);
 	pthread_cond_destroy(&p->done);
