@@ -129,6 +129,7 @@ $(DEPS_MUSL): | $(B)/.musl-tools
 TSRCS  := $(wildcard tests/t_*.c)
 TBINS  := $(TSRCS:tests/%.c=$(B)/tests/%)
 TOOLS  := $(B)/tests/gen_ckpt
+BENCHES := $(B)/tests/bench_sched
 
 $(B)/tests/%: tests/%.c $(B)/libts.a $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
@@ -196,7 +197,7 @@ $(B)/fuzz/fuzz_proto: tests/fuzz_proto.c src/proto.c src/samp.c src/fmath.c src/
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
 
 # ---------------------------------------------------------------- targets
-.PHONY: all deps static run test test-asan fuzz cubins gpu-tests format clean help mbed-objs
+.PHONY: all deps static run test test-asan bench fuzz cubins gpu-tests format clean help mbed-objs
 
 all: $(B)/tokenspeed ## build build/tokenspeed
 
@@ -221,6 +222,9 @@ test-asan: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tests/gen_ckpt ## the uni
 	$(MAKE) --no-print-directory B=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  $(TSRCS:tests/%.c=build-asan/tests/%)
 	@sh tests/run.sh build-asan/tests
+
+bench: $(BENCHES) ## CPU-side benchmarks (the scheduler's step cost); GPU ones: tests/gpu/bench.sh
+	$(B)/tests/bench_sched 256
 
 format: ## apply .clang-format to our sources
 	clang-format -i src/*.[ch] boot/*.[ch] tests/*.[ch]
