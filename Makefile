@@ -99,7 +99,7 @@ $(B)/.musl-tools:
 
 # ---------------------------------------------------------------- engine
 SRCS     := $(wildcard src/*.c)
-BOOTS    := $(wildcard boot/*.c)
+BOOTS    := $(filter-out boot/tsctl.c,$(wildcard boot/*.c))
 OBJ      := $(SRCS:%.c=$(B)/obj/%.o)
 BOOT_OBJ := $(BOOTS:%.c=$(B)/obj/%.o)
 INC      := -iquote src -iquote boot -iquote kernels -I$(D)/glibc/include
@@ -125,6 +125,21 @@ $(B)/tokenspeed-static: $(MOBJ) $(DEPS_MUSL)
 	$(MUSLCC) $(ALLCFLAGS) -static -o $@ $(MOBJ) -L$(D)/musl/lib -linih -lmbedtls $(LDLIBS)
 $(DEPS_MUSL): | $(B)/.musl-tools
 
+# ---------------------------------------------------------------- tsctl
+# The protocol client (generate / stats / bench); tsctl-static is fully static musl.
+TSCTL_SRCS := src/tsclient.c src/tls.c src/proto.c src/samp.c src/fmath.c src/base.c src/log.c
+$(B)/obj/boot/tsctl-main.o: boot/tsctl.c | $(DEPS_GLIBC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -DTSCTL_MAIN $(INC) -c $< -o $@
+$(B)/tsctl: $(B)/obj/boot/tsctl-main.o $(B)/libts.a $(DEPS_GLIBC)
+	$(CC) $(ALLCFLAGS) -o $@ $< $(B)/libts.a -L$(D)/glibc/lib -lmbedtls $(LDLIBS) -lm
+TSCTL_MOBJ := $(TSCTL_SRCS:%.c=$(B)/musl/obj/%.o)
+$(B)/musl/obj/boot/tsctl-main.o: boot/tsctl.c | $(DEPS_MUSL) $(B)/.musl-tools
+	@mkdir -p $(dir $@)
+	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -DTSCTL_MAIN -iquote src -iquote boot -I$(D)/musl/include -c $< -o $@
+$(B)/tsctl-static: $(B)/musl/obj/boot/tsctl-main.o $(TSCTL_MOBJ) $(DEPS_MUSL)
+	$(MUSLCC) $(ALLCFLAGS) -static -o $@ $< $(TSCTL_MOBJ) -L$(D)/musl/lib -lmbedtls $(LDLIBS) -lm
+
 # ---------------------------------------------------------------- tests
 TSRCS  := $(wildcard tests/t_*.c)
 TBINS  := $(TSRCS:tests/%.c=$(B)/tests/%)
@@ -145,7 +160,8 @@ $(B)/tests/%_tsan: tests/%.c src/base.c
 	clang -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fsanitize=thread -pthread -DT_RING_DEFAULT_SCALE=0.25 \
 	  -iquote src -iquote tests -o $@ $< src/base.c
 
--include $(OBJ:.o=.d) $(BOOT_OBJ:.o=.d) $(MOBJ:.o=.d) $(TBINS:=.d) $(TOOLS:=.d) $(GBINS:=.d)
+-include $(OBJ:.o=.d) $(BOOT_OBJ:.o=.d) $(MOBJ:.o=.d) $(TBINS:=.d) $(TOOLS:=.d) $(GBINS:=.d) \
+	$(B)/obj/boot/tsctl-main.d $(B)/musl/obj/boot/tsctl-main.d
 
 # ---------------------------------------------------------------- cubins
 # kernels/<module>.cu -> cubin/sm_<arch>/<module>.cubin, committed with
@@ -199,17 +215,19 @@ $(B)/fuzz/fuzz_proto: tests/fuzz_proto.c src/proto.c src/samp.c src/fmath.c src/
 # ---------------------------------------------------------------- targets
 .PHONY: all deps static run test test-asan bench fuzz cubins gpu-tests format clean help mbed-objs
 
-all: $(B)/tokenspeed ## build build/tokenspeed
+all: $(B)/tokenspeed $(B)/tsctl ## build build/tokenspeed and build/tsctl
 
 deps: $(DEPS_GLIBC) ## fetch, verify and build inih and mbedTLS
 
-static: $(B)/tokenspeed-static ## fully static musl build (CPU backend only)
+static: $(B)/tokenspeed-static $(B)/tsctl-static ## fully static musl builds (tokenspeed with the CPU backend only, tsctl)
 
-run: $(B)/tokenspeed $(TOOLS) ## run the appliance on the default config and model
+run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) ## run the appliance on the default config and model (serves TLS on 127.0.0.1:7070)
 	@[ -f $(B)/models/default/config.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default
-	$(B)/tokenspeed generate --config config/tokenspeed.ini --prompt-ids 1,2,3,4,5,6,7,8 --max-tokens 32
+	@[ -f $(B)/certs/ca.crt ] || $(B)/tokenspeed certs $(B)/certs
+	@echo "client: $(B)/tsctl generate --server 127.0.0.1:7070 --certs $(B)/certs --prompt-ids 1,2,3 --max-tokens 16"
+	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(TBINS) $(TSAN_BINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(TBINS) $(TSAN_BINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests
 
 fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/fuzz/fuzz_proto $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)

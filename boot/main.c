@@ -1,6 +1,7 @@
 /* main: argv and subcommands.
  *
  *   tokenspeed generate --config FILE --prompt-ids 1,2,3 [--prompt-ids ...] --max-tokens N [sampling]
+ *   tokenspeed serve --config FILE     serve the protocol over TLS until SIGTERM (then drain)
  *   tokenspeed --check-config FILE     validate without loading the model
  *   tokenspeed --print-config [--config FILE]   effective config with defaults
  *   tokenspeed --print-config-doc      every key as a Markdown table
@@ -8,12 +9,17 @@
  *   tokenspeed --version | --help
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "boot.h"
 #include "log.h"
+#include "serve.h"
 
 #define TS_VERSION "0.1.0"
 
@@ -27,6 +33,7 @@ static void usage(FILE *f)
 		"                           [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
 		"                           [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
 		"                           [--seed S] [--stop-ids 1,2] [--ignore-eos]\n"
+		"       tokenspeed serve --config FILE\n"
 		"       tokenspeed --check-config FILE\n"
 		"       tokenspeed --print-config [--config FILE]\n"
 		"       tokenspeed --print-config-doc\n"
@@ -271,6 +278,59 @@ static int cmd_generate(int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------------ serve */
+
+#define SERVE_DRAIN_MS 30000
+
+/* Boots, serves until SIGTERM or SIGINT (read through a signalfd), then
+ * drains: GOAWAY, live requests finish or end CANCELLED, clean exit. */
+static int cmd_serve(int argc, char **argv)
+{
+	struct ts_err e = {0};
+	struct cfg cfg;
+	static struct engine en;
+	struct serve *sv;
+	if (argc != 4 || strcmp(argv[2], "--config")) {
+		usage(stderr);
+		return 2;
+	}
+	cfg_defaults(&cfg);
+	if (cfg_load(&cfg, argv[3], &e) < 0)
+		return die("config", &e);
+	if (!cfg.server.tls_cert[0] || !cfg.server.tls_key[0] || !cfg.server.tls_ca[0]) {
+		fprintf(stderr, "tokenspeed: %s: [server] tls_cert, tls_key and tls_ca must be set to serve; "
+				"make development certificates with `tokenspeed certs DIR`\n", argv[3]);
+		return 1;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts: they inherit it */
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sfd < 0) {
+		fprintf(stderr, "tokenspeed: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
+	if (engine_boot(&en, &cfg, &e) < 0)
+		return die("boot", &e);
+	if (serve_start(&sv, &en, NULL, &e) < 0) {
+		engine_stop(&en);
+		return die("serve", &e);
+	}
+	printf("tokenspeed: serving on port %d\n", serve_port(sv));
+	fflush(stdout);
+	struct signalfd_siginfo si;
+	while (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si) && errno == EINTR)
+		;
+	log_msg(LOG_INFO, "serve: signal %u: draining", si.ssi_signo);
+	serve_drain(sv, SERVE_DRAIN_MS);
+	serve_wait(sv);
+	close(sfd);
+	engine_stop(&en);
+	return 0;
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(int argc, char **argv)
@@ -287,6 +347,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "generate"))
 		return cmd_generate(argc, argv);
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(argc, argv);
 	if (!strcmp(cmd, "certs"))
 		return certs_cmd(argc, argv);
 	if (!strcmp(cmd, "--check-config")) {

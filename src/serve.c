@@ -1,0 +1,1079 @@
+/* serve: network thread + engine thread over rings (see serve.h).
+ *
+ * Reading order: messages between the threads; the engine thread; the
+ * network thread's per-request bookkeeping; frames in; the loop; start/stop.
+ *
+ * Ownership. A connection slot's event ring has one producer (the engine) and
+ * one consumer (the network thread). A slot is reused only after the engine
+ * acknowledged the connection's CLOSE (conn->acked): every command for that
+ * slot was before the CLOSE in the one FIFO command ring, so no stale command
+ * or event can reach the next connection. Request slots (per connection) are
+ * freed by the network thread only when the engine's terminal event for them
+ * arrived, so a (connection, request slot) pair names one request at a time.
+ */
+#include "serve.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "net.h"
+#include "proto.h"
+#include "ring.h"
+#include "tls.h"
+
+/* ------------------------------------------------------------ messages */
+
+enum cmd_type { CMD_SUBMIT, CMD_CANCEL, CMD_CLOSE, CMD_STOP };
+enum cancel_how { HOW_CLIENT, HOW_SERVER, HOW_SILENT }; /* DONE CANCELLED / ERROR CANCELLED / nothing */
+
+struct cmd {
+	uint8_t type;  /* enum cmd_type */
+	uint8_t how;   /* CANCEL: enum cancel_how */
+	uint16_t conn; /* connection slot */
+	uint16_t slot; /* request slot in it */
+	uint32_t rid;
+	int32_t *ids; /* SUBMIT: (n_prompt + n_stop) malloc'd by net, freed by the engine */
+	int n_prompt, n_stop, max_tokens, priority, ignore_eos, keep;
+	uint64_t session_id;
+	struct samp_params samp;
+};
+
+enum ev_type { EV_TOKEN, EV_DONE, EV_ERROR };
+
+struct ev {
+	uint8_t type; /* enum ev_type */
+	uint16_t slot;
+	uint32_t rid;
+	int32_t token;
+	uint32_t code; /* ERROR */
+	struct proto_done d;
+	char msg[120];
+};
+
+#define EV_RING_CAP  4096u
+#define CMD_RING_CAP 4096u
+
+/* ------------------------------------------------------------ state */
+
+enum nreq_state { NR_FREE, NR_LIVE, NR_ZOMBIE }; /* ZOMBIE: terminal sent, waiting for the engine's */
+
+struct nreq {
+	enum nreq_state st;
+	uint32_t rid;
+	uint32_t credit;
+	int32_t *pend; /* (cap) tokens generated; [0, sent) already sent */
+	int n_pend, cap, sent;
+	double t_stall;     /* throttled since (0 = not) */
+	int has_term;       /* the engine's DONE waits behind unsent tokens */
+	struct proto_done term;
+	int cancel_want;    /* 1 + enum cancel_how not yet pushed */
+	int cancel_done;    /* a cancel was pushed */
+};
+
+enum cs { CS_FREE, CS_HANDSHAKE, CS_HELLO, CS_OPEN, CS_CLOSING, CS_DEAD };
+
+struct sconn {
+	enum cs st;
+	struct conn_io io;
+	struct nreq *req; /* (max_requests) */
+	int n_live;
+	uint32_t max_frame;
+	uint32_t ev_mask;
+	int paused;        /* output over the limit: not reading */
+	int close_pending; /* CLOSE not yet pushed */
+	int goaway_sent;
+	double t_closing;
+	struct ring_spsc evr;
+	_Atomic int overflow; /* engine: an event did not fit; net closes */
+	_Atomic int acked;    /* engine: CLOSE handled */
+};
+
+struct ereq {
+	uint64_t sched_id;
+	uint32_t rid;
+	uint8_t live, how;
+};
+
+struct serve {
+	struct engine *en;
+	struct serve_opts o;
+	struct tls_config tls;
+	int lfd, port, ep;
+	struct ring_mpsc cmds;
+	struct ring_wake cmd_wake, net_wake;
+	struct sconn *conns; /* (max_conns) */
+	pthread_t t_net, t_eng;
+	int started_net, started_eng;
+	_Atomic int drain_req;
+	_Atomic uint32_t drain_ms;
+	double t_ready;
+	/* engine thread only */
+	struct ereq *ereq;  /* (max_conns * max_requests) */
+	uint8_t *e_closing; /* (max_conns) */
+	int ev_pushed, stop;
+	uint64_t e_accepted, e_done, e_cancelled, e_failed, e_rejected, e_generated;
+	_Atomic uint64_t snap[PROTO_STAT_END]; /* engine's figures for STATS */
+	/* network thread only */
+	int draining, stop_sent;
+	double drain_deadline;
+	uint64_t n_conns, frames_in, frames_out, proto_errors, n_rejected;
+};
+
+/* ------------------------------------------------------------ engine thread */
+
+static void eng_push(struct serve *sv, int ci, const struct ev *v)
+{
+	struct sconn *c = &sv->conns[ci];
+	if (ring_spsc_push(&c->evr, v) < 0) {
+		/* never block on a slow client: its connection is closed (its
+		 * requests are cancelled after this step, see eng_overflow) */
+		atomic_store_explicit(&c->overflow, 1, memory_order_release);
+		sv->e_closing[ci] = 1;
+	}
+	sv->ev_pushed = 1;
+}
+
+static void on_token(void *ctx, const struct req *r, int32_t token)
+{
+	struct serve *sv = ctx;
+	int ci = (int)(r->user / (uint64_t)sv->o.max_requests);
+	struct ereq *q = &sv->ereq[r->user];
+	sv->e_generated++;
+	if (!q->live || q->sched_id != r->id || sv->e_closing[ci])
+		return;
+	struct ev v = {.type = EV_TOKEN, .slot = (uint16_t)(r->user % (uint64_t)sv->o.max_requests), .rid = q->rid,
+		       .token = token};
+	eng_push(sv, ci, &v);
+}
+
+static uint64_t us(double a, double b)
+{
+	return a > 0 && b > a ? (uint64_t)((b - a) * 1e6) : 0;
+}
+
+static void on_done(void *ctx, const struct req *r)
+{
+	struct serve *sv = ctx;
+	int ci = (int)(r->user / (uint64_t)sv->o.max_requests);
+	struct ereq *q = &sv->ereq[r->user];
+	if (!q->live || q->sched_id != r->id)
+		return;
+	q->live = 0;
+	struct ev v = {.slot = (uint16_t)(r->user % (uint64_t)sv->o.max_requests), .rid = q->rid};
+	if (r->state == REQ_FAILED || r->finish == FINISH_ERROR) {
+		sv->e_failed++;
+		v.type = EV_ERROR, v.code = PROTO_ERR_INTERNAL;
+		snprintf(v.msg, sizeof(v.msg), "the engine failed this request");
+	} else if (r->state == REQ_CANCELLED) {
+		sv->e_cancelled++;
+		if (q->how == HOW_SILENT)
+			return;
+		if (q->how == HOW_SERVER) {
+			v.type = EV_ERROR, v.code = PROTO_ERR_CANCELLED;
+			snprintf(v.msg, sizeof(v.msg), "cancelled by the server (drain deadline)");
+		} else {
+			v.type = EV_DONE, v.d.finish = PROTO_FINISH_CANCELLED;
+		}
+	} else {
+		sv->e_done++;
+		v.type = EV_DONE;
+		v.d.finish = r->finish == FINISH_STOP     ? PROTO_FINISH_STOP
+			     : r->finish == FINISH_CONTEXT ? PROTO_FINISH_CONTEXT
+							   : PROTO_FINISH_LENGTH;
+		if (r->state == REQ_PARKED)
+			v.d.flags |= PROTO_DONE_SESSION_KEPT;
+	}
+	if (v.type == EV_DONE) {
+		v.d.n_prompt = (uint32_t)r->n_prompt;
+		v.d.n_cached = (uint32_t)(r->n_cached < r->n_prompt ? r->n_cached : r->n_prompt);
+		v.d.n_generated = (uint32_t)(r->n_tokens - r->n_prompt);
+		v.d.queue_us = us(r->t_submit, r->t_admit);
+		v.d.ttft_us = us(r->t_submit, r->t_first);
+		v.d.decode_us = us(r->t_first, r->t_done);
+	}
+	if (!sv->e_closing[ci])
+		eng_push(sv, ci, &v);
+}
+
+static void eng_cancel_conn(struct serve *sv, int ci, const struct sched_events *ev)
+{
+	int mr = sv->o.max_requests;
+	for (int k = 0; k < mr; k++) {
+		struct ereq *q = &sv->ereq[ci * mr + k];
+		if (q->live) {
+			q->how = HOW_SILENT;
+			if (sched_cancel(&sv->en->s, q->sched_id, ev) < 0)
+				q->live = 0;
+		}
+	}
+}
+
+static void eng_cmd(struct serve *sv, struct cmd *c, const struct sched_events *ev)
+{
+	struct sched *s = &sv->en->s;
+	int mr = sv->o.max_requests;
+	switch ((enum cmd_type)c->type) {
+	case CMD_SUBMIT: {
+		struct ts_err e = {0};
+		uint64_t id = 0, user = (uint64_t)c->conn * (uint64_t)mr + c->slot;
+		struct sched_submit a = {.prompt = c->ids, .n_prompt = c->n_prompt, .max_tokens = c->max_tokens,
+					 .stop_ids = c->ids + c->n_prompt, .n_stop_ids = c->n_stop,
+					 .ignore_eos = c->ignore_eos, .priority = c->priority, .samp = c->samp,
+					 .user = user, .session_id = c->session_id, .keep = c->keep};
+		int rc = sched_submit(s, &a, &id, &e);
+		free(c->ids);
+		if (rc < 0) {
+			sv->e_rejected++;
+			struct ev v = {.type = EV_ERROR, .slot = c->slot, .rid = c->rid};
+			v.code = rc == -E_BUSY ? PROTO_ERR_BUSY
+				 : rc == -E_RANGE || rc == -E_INVAL || rc == -E_NOSPACE ? PROTO_ERR_BAD_FIELD
+											 : PROTO_ERR_INTERNAL;
+			snprintf(v.msg, sizeof(v.msg), "%.119s", e.msg[0] ? e.msg : ts_code_name(rc));
+			if (!sv->e_closing[c->conn])
+				eng_push(sv, c->conn, &v);
+			break;
+		}
+		sv->e_accepted++;
+		sv->ereq[user] = (struct ereq){.sched_id = id, .rid = c->rid, .live = 1, .how = HOW_CLIENT};
+		break;
+	}
+	case CMD_CANCEL: {
+		struct ereq *q = &sv->ereq[c->conn * mr + c->slot];
+		if (q->live && q->rid == c->rid) {
+			q->how = c->how;
+			if (sched_cancel(s, q->sched_id, ev) < 0)
+				q->live = 0;
+		}
+		break;
+	}
+	case CMD_CLOSE:
+		sv->e_closing[c->conn] = 1;
+		eng_cancel_conn(sv, c->conn, ev);
+		sv->e_closing[c->conn] = 0;
+		atomic_store_explicit(&sv->conns[c->conn].acked, 1, memory_order_release);
+		sv->ev_pushed = 1;
+		break;
+	case CMD_STOP:
+		sv->stop = 1;
+		break;
+	}
+}
+
+static void eng_snapshot(struct serve *sv)
+{
+	struct sched *s = &sv->en->s;
+	const struct sched_stats *st = &s->st;
+#define SNAP(k, v) atomic_store_explicit(&sv->snap[PROTO_STAT_##k], (uint64_t)(v), memory_order_relaxed)
+	SNAP(REQUESTS_RUNNING, s->n_running);
+	SNAP(REQUESTS_QUEUED, s->n_queue);
+	SNAP(SESSIONS_PARKED, s->n_sessions_parked);
+	SNAP(REQUESTS_ACCEPTED, sv->e_accepted);
+	SNAP(REQUESTS_DONE, sv->e_done);
+	SNAP(REQUESTS_CANCELLED, sv->e_cancelled);
+	SNAP(REQUESTS_FAILED, sv->e_failed);
+	SNAP(REQUESTS_REJECTED, sv->e_rejected);
+	SNAP(PROMPT_TOKENS, st->prompt_tokens);
+	SNAP(CACHED_TOKENS, st->cached_tokens);
+	SNAP(GENERATED_TOKENS, sv->e_generated);
+	SNAP(STEPS, st->steps);
+	SNAP(PREEMPTIONS, st->preemptions);
+	SNAP(KV_BLOCKS, s->kv.n_blocks);
+	SNAP(KV_BLOCKS_FREE, s->kv.n_free);
+	SNAP(KV_BLOCK_TOKENS, s->lim.kv_block_tokens);
+	SNAP(PREFILL_US, st->prefill_s * 1e6);
+	SNAP(DECODE_US, st->decode_s * 1e6);
+#undef SNAP
+}
+
+static void *eng_main(void *arg)
+{
+	struct serve *sv = arg;
+	struct sched *s = &sv->en->s;
+	struct sched_events ev = {on_token, on_done, sv};
+	struct cmd c;
+	for (;;) {
+		ring_wake_drain(&sv->cmd_wake);
+		while (ring_mpsc_pop(&sv->cmds, &c))
+			eng_cmd(sv, &c, &ev);
+		for (int ci = 0; ci < sv->o.max_conns; ci++)
+			if (sv->e_closing[ci])
+				eng_cancel_conn(sv, ci, &ev); /* overflowed: the net thread closes it */
+		if (sched_busy(s)) {
+			int r = sched_step(s, &ev);
+			if (r < 0)
+				log_msg(LOG_ERROR, "serve: step failed: %s", ts_code_name(r));
+		}
+		eng_snapshot(sv);
+		if (sv->ev_pushed) {
+			sv->ev_pushed = 0;
+			ring_wake_notify(&sv->net_wake);
+		}
+		if (sv->stop && !sched_busy(s))
+			break;
+		if (!sched_busy(s)) {
+			struct pollfd p = {.fd = ring_wake_fd(&sv->cmd_wake), .events = POLLIN};
+			poll(&p, 1, 200);
+			sched_expire(s, ts_now());
+		}
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------ network: output */
+
+static void out_commit(struct serve *sv, struct sconn *c, int n)
+{
+	if (n > 0) {
+		conn_io_commit(&c->io, (size_t)n);
+		sv->frames_out++;
+	}
+}
+
+static void send_error(struct serve *sv, struct sconn *c, uint32_t rid, uint32_t code, const char *msg)
+{
+	size_t room;
+	uint8_t *p = conn_io_tail(&c->io, &room);
+	out_commit(sv, c, proto_encode_error(p, room, rid, code, msg));
+}
+
+static void send_done(struct serve *sv, struct sconn *c, uint32_t rid, const struct proto_done *d)
+{
+	size_t room;
+	uint8_t *p = conn_io_tail(&c->io, &room);
+	out_commit(sv, c, proto_encode_done(p, room, rid, d));
+}
+
+/* ERROR with request id 0, then close once it is written. */
+static void conn_fail(struct serve *sv, struct sconn *c, uint32_t code, const char *msg)
+{
+	send_error(sv, c, 0, code, msg);
+	if (code == PROTO_ERR_PROTOCOL || code == PROTO_ERR_BAD_FRAME || code == PROTO_ERR_FRAME_TOO_LARGE ||
+	    code == PROTO_ERR_UNSUPPORTED_VERSION)
+		sv->proto_errors++;
+	c->st = CS_CLOSING;
+	c->t_closing = ts_now();
+}
+
+static int push_cmd(struct serve *sv, const struct cmd *m)
+{
+	if (ring_mpsc_push(&sv->cmds, m) < 0)
+		return -E_NOSPACE;
+	ring_wake_notify(&sv->cmd_wake);
+	return 0;
+}
+
+static void req_free(struct sconn *c, struct nreq *q)
+{
+	free(q->pend);
+	memset(q, 0, sizeof(*q));
+	c->n_live--;
+}
+
+static void req_cancel(struct serve *sv, struct sconn *c, struct nreq *q, enum cancel_how how)
+{
+	struct cmd m = {.type = CMD_CANCEL, .how = (uint8_t)how, .conn = (uint16_t)(c - sv->conns),
+			.slot = (uint16_t)(q - c->req), .rid = q->rid};
+	if (q->cancel_done)
+		return;
+	if (push_cmd(sv, &m) < 0) {
+		q->cancel_want = 1 + (int)how;
+		return;
+	}
+	q->cancel_want = 0;
+	q->cancel_done = 1;
+}
+
+/* The request's terminal frame was just sent by us: the engine's is dropped. */
+static void req_end_here(struct serve *sv, struct sconn *c, struct nreq *q)
+{
+	if (q->has_term) {
+		req_free(c, q);
+		return;
+	}
+	q->st = NR_ZOMBIE;
+	req_cancel(sv, c, q, HOW_SILENT);
+}
+
+static struct nreq *req_find(struct sconn *c, int mr, uint32_t rid)
+{
+	for (int k = 0; k < mr; k++)
+		if (c->req[k].st == NR_LIVE && c->req[k].rid == rid)
+			return &c->req[k];
+	return NULL;
+}
+
+/* Sends what credit and the output limit allow; the terminal frame after the
+ * last token; STALLED after credit_timeout_ms without credit. */
+static void pump_tokens(struct serve *sv, struct sconn *c, double now)
+{
+	if (c->st != CS_OPEN)
+		return;
+	for (int k = 0; k < sv->o.max_requests; k++) {
+		struct nreq *q = &c->req[k];
+		if (q->st != NR_LIVE)
+			continue;
+		while (q->sent < q->n_pend && q->credit > 0 && conn_io_unsent(&c->io) < sv->o.out_limit_bytes) {
+			uint32_t n = (uint32_t)(q->n_pend - q->sent), fit = (c->max_frame - PROTO_HDR_BYTES - 8) / 4;
+			n = n < q->credit ? n : q->credit;
+			n = n < fit ? n : fit;
+			struct proto_tokens_args a = {.ids = q->pend + q->sent, .n = n};
+			size_t room;
+			uint8_t *p = conn_io_tail(&c->io, &room);
+			int w = proto_encode_tokens(p, room, q->rid, &a);
+			if (w < 0)
+				break;
+			out_commit(sv, c, w);
+			q->sent += (int)n, q->credit -= n;
+		}
+		if (q->has_term && q->sent == q->n_pend) {
+			q->term.n_generated = (uint32_t)q->sent;
+			send_done(sv, c, q->rid, &q->term);
+			req_free(c, q);
+			continue;
+		}
+		if (q->sent < q->n_pend && q->credit == 0) {
+			if (q->t_stall == 0)
+				q->t_stall = now;
+			else if ((now - q->t_stall) * 1e3 >= sv->o.credit_timeout_ms) {
+				send_error(sv, c, q->rid, PROTO_ERR_STALLED, "no CREDIT for credit_timeout_ms");
+				req_end_here(sv, c, q);
+			}
+		} else {
+			q->t_stall = 0;
+		}
+	}
+}
+
+static void take_events(struct serve *sv, struct sconn *c)
+{
+	struct ev v;
+	while (ring_spsc_pop(&c->evr, &v)) {
+		if (v.slot >= sv->o.max_requests)
+			continue;
+		struct nreq *q = &c->req[v.slot];
+		if (q->st == NR_FREE || q->rid != v.rid)
+			continue;
+		if (v.type == EV_TOKEN) {
+			if (q->st == NR_LIVE && q->n_pend < q->cap)
+				q->pend[q->n_pend++] = v.token;
+			continue;
+		}
+		if (q->st == NR_ZOMBIE || c->st != CS_OPEN) {
+			req_free(c, q);
+			continue;
+		}
+		if (v.type == EV_ERROR) {
+			send_error(sv, c, q->rid, v.code, v.msg);
+			req_free(c, q);
+		} else if (v.d.finish == PROTO_FINISH_CANCELLED) {
+			v.d.n_generated = (uint32_t)q->sent; /* unsent tokens are dropped */
+			send_done(sv, c, q->rid, &v.d);
+			req_free(c, q);
+		} else {
+			q->term = v.d;
+			q->has_term = 1;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ network: frames in */
+
+static void send_goaway(struct serve *sv, struct sconn *c)
+{
+	size_t room;
+	uint8_t *p = conn_io_tail(&c->io, &room);
+	out_commit(sv, c, proto_encode_goaway(p, room, atomic_load(&sv->drain_ms), "server is draining"));
+	c->goaway_sent = 1;
+}
+
+static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame *f)
+{
+	struct ts_err e = {0};
+	struct proto_hello h;
+	uint32_t ver, mf;
+	if (f->h.type != PROTO_HELLO || f->h.request_id != 0) {
+		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "the first frame must be HELLO");
+		return;
+	}
+	if (proto_decode_hello(f->payload, f->h.length, f->h.flags, &h, &e) < 0) {
+		conn_fail(sv, c, PROTO_ERR_PROTOCOL, e.msg);
+		return;
+	}
+	if (proto_negotiate(&h, sv->o.max_frame, &ver, &mf, &e) < 0) {
+		conn_fail(sv, c, PROTO_ERR_UNSUPPORTED_VERSION, e.msg);
+		return;
+	}
+	const struct engine *en = sv->en;
+	const char *name = strrchr(en->cfg.model.path, '/');
+	name = name && name[1] ? name + 1 : en->cfg.model.path;
+	struct proto_welcome w = {
+		.version = ver,
+		.max_requests = (uint32_t)sv->o.max_requests,
+		.initial_credit = sv->o.initial_credit,
+		.credit_timeout_ms = sv->o.credit_timeout_ms,
+		.lim = {.max_frame = mf, .vocab = (uint32_t)en->m.d.vocab, .max_seq_len = (uint32_t)en->max_seq_len,
+			.max_tokens = (uint32_t)en->max_seq_len - 1, .max_stop_ids = SCHED_MAX_STOP},
+		.model = {name, (uint32_t)strnlen(name, PROTO_MAX_NAME)},
+		.arch = {en->m.arch_name, (uint32_t)strnlen(en->m.arch_name, PROTO_MAX_NAME)},
+		.checkpoint = {name, (uint32_t)strnlen(name, PROTO_MAX_NAME)},
+		.server = {"tokenspeed 0.1", 14},
+	};
+	size_t room;
+	uint8_t *p = conn_io_tail(&c->io, &room);
+	int n = proto_encode_welcome(p, room, &w);
+	if (n < 0 || proto_reader_limit(&c->io.rd, mf, (uint8_t)ver) < 0) {
+		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "cannot welcome this HELLO");
+		return;
+	}
+	out_commit(sv, c, n);
+	c->max_frame = mf;
+	c->st = CS_OPEN;
+	if (sv->draining)
+		send_goaway(sv, c);
+}
+
+static void on_submit(struct serve *sv, struct sconn *c, const struct proto_frame *f)
+{
+	struct ts_err e = {0};
+	struct proto_submit s;
+	const struct engine *en = sv->en;
+	uint32_t rid = f->h.request_id;
+	if (req_find(c, sv->o.max_requests, rid)) {
+		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "SUBMIT reuses the id of a live request");
+		return;
+	}
+	struct proto_limits lim = {.max_frame = c->max_frame, .vocab = (uint32_t)en->m.d.vocab,
+				   .max_seq_len = (uint32_t)en->max_seq_len,
+				   .max_tokens = (uint32_t)en->max_seq_len - 1, .max_stop_ids = SCHED_MAX_STOP};
+	int rc = proto_decode_submit(f->payload, f->h.length, f->h.flags, &lim, &s, &e);
+	if (rc < 0) {
+		sv->n_rejected++;
+		send_error(sv, c, rid, proto_decode_err(rc), e.msg);
+		return;
+	}
+	if (sv->draining) {
+		sv->n_rejected++;
+		send_error(sv, c, rid, PROTO_ERR_DRAINING, "the server is draining (GOAWAY)");
+		return;
+	}
+	struct nreq *q = NULL;
+	for (int k = 0; k < sv->o.max_requests && !q; k++)
+		if (c->req[k].st == NR_FREE)
+			q = &c->req[k];
+	if (!q) {
+		sv->n_rejected++;
+		send_error(sv, c, rid, PROTO_ERR_TOO_MANY_REQUESTS, "max_requests live requests on this connection");
+		return;
+	}
+	int32_t *ids = malloc(((size_t)s.prompt.n + s.stop_ids.n) * sizeof(int32_t) + 4);
+	int32_t *pend = malloc((size_t)s.max_tokens * sizeof(int32_t));
+	if (!ids || !pend) {
+		free(ids), free(pend);
+		send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
+		return;
+	}
+	proto_u32s_copy(&s.prompt, ids);
+	proto_u32s_copy(&s.stop_ids, ids + s.prompt.n);
+	struct cmd m = {.type = CMD_SUBMIT, .conn = (uint16_t)(c - sv->conns), .slot = (uint16_t)(q - c->req),
+			.rid = rid, .ids = ids, .n_prompt = (int)s.prompt.n, .n_stop = (int)s.stop_ids.n,
+			.max_tokens = (int)s.max_tokens, .priority = (int)s.priority,
+			.ignore_eos = !!(s.flags & PROTO_SUBMIT_IGNORE_EOS), .keep = !!(s.flags & PROTO_SUBMIT_KEEP_SESSION),
+			.session_id = s.session_id, .samp = s.samp};
+	if (push_cmd(sv, &m) < 0) {
+		free(ids), free(pend);
+		sv->n_rejected++;
+		send_error(sv, c, rid, PROTO_ERR_BUSY, "the server's command queue is full");
+		return;
+	}
+	*q = (struct nreq){.st = NR_LIVE, .rid = rid, .credit = sv->o.initial_credit, .pend = pend,
+			   .cap = (int)s.max_tokens};
+	c->n_live++;
+}
+
+static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame *f)
+{
+	struct ts_err e = {0};
+	uint32_t code = 0, rid = f->h.request_id;
+	sv->frames_in++;
+	if (c->st == CS_HELLO) {
+		on_hello(sv, c, f);
+		return;
+	}
+	if (proto_hdr_check(&f->h, PROTO_TO_SERVER, &code, &e) < 0) {
+		if (code == PROTO_ERR_UNKNOWN_TYPE) {
+			send_error(sv, c, rid, code, e.msg);
+			struct nreq *q = rid ? req_find(c, sv->o.max_requests, rid) : NULL;
+			if (q)
+				req_end_here(sv, c, q);
+		} else {
+			conn_fail(sv, c, code ? code : PROTO_ERR_PROTOCOL, e.msg);
+		}
+		return;
+	}
+	switch (f->h.type) {
+	case PROTO_SUBMIT:
+		on_submit(sv, c, f);
+		return;
+	case PROTO_CANCEL:
+	case PROTO_CREDIT: {
+		struct nreq *q = req_find(c, sv->o.max_requests, rid);
+		uint32_t tokens = 0;
+		int rc = f->h.type == PROTO_CANCEL
+				 ? proto_decode_empty(f->payload, f->h.length, f->h.flags, "CANCEL", &e)
+				 : proto_decode_credit(f->payload, f->h.length, f->h.flags, &tokens, &e);
+		if (rc < 0) {
+			send_error(sv, c, rid, PROTO_ERR_BAD_FIELD, e.msg);
+			if (q)
+				req_end_here(sv, c, q);
+			return;
+		}
+		if (!q)
+			return;
+		if (f->h.type == PROTO_CANCEL)
+			req_cancel(sv, c, q, HOW_CLIENT);
+		else
+			q->credit = tokens > UINT32_MAX - q->credit ? UINT32_MAX : q->credit + tokens;
+		return;
+	}
+	case PROTO_PING:
+	case PROTO_PONG: {
+		uint64_t v;
+		if (proto_decode_ping(f->payload, f->h.length, f->h.flags, &v, &e) < 0) {
+			conn_fail(sv, c, PROTO_ERR_PROTOCOL, e.msg);
+			return;
+		}
+		if (f->h.type == PROTO_PING) {
+			size_t room;
+			uint8_t *p = conn_io_tail(&c->io, &room);
+			out_commit(sv, c, proto_encode_pong(p, room, v));
+		}
+		return;
+	}
+	case PROTO_STATS: {
+		if (proto_decode_empty(f->payload, f->h.length, f->h.flags, "STATS", &e) < 0) {
+			conn_fail(sv, c, PROTO_ERR_PROTOCOL, e.msg);
+			return;
+		}
+		struct proto_stat kv[PROTO_STAT_END];
+		uint32_t n = 0;
+		for (uint32_t k = 1; k < PROTO_STAT_END; k++)
+			kv[n++] = (struct proto_stat){k, atomic_load_explicit(&sv->snap[k], memory_order_relaxed)};
+		for (uint32_t i = 0; i < n; i++) {
+			switch (kv[i].key) {
+			case PROTO_STAT_UPTIME_MS:
+				kv[i].value = (uint64_t)((ts_now() - sv->t_ready) * 1e3);
+				break;
+			case PROTO_STAT_CONNECTIONS:
+				kv[i].value = sv->n_conns;
+				break;
+			case PROTO_STAT_REQUESTS_REJECTED:
+				kv[i].value += sv->n_rejected;
+				break;
+			case PROTO_STAT_FRAMES_IN:
+				kv[i].value = sv->frames_in;
+				break;
+			case PROTO_STAT_FRAMES_OUT:
+				kv[i].value = sv->frames_out + 1;
+				break;
+			case PROTO_STAT_PROTOCOL_ERRORS:
+				kv[i].value = sv->proto_errors;
+				break;
+			}
+		}
+		size_t room;
+		uint8_t *p = conn_io_tail(&c->io, &room);
+		out_commit(sv, c, proto_encode_stats(p, room, kv, n));
+		return;
+	}
+	default: /* HELLO again */
+		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "a second HELLO");
+		return;
+	}
+}
+
+/* ------------------------------------------------------------ network: connections */
+
+static void conn_kill(struct serve *sv, struct sconn *c)
+{
+	if (c->st == CS_DEAD || c->st == CS_FREE)
+		return;
+	if (c->st == CS_CLOSING)
+		tls_close_notify(&c->io.tls); /* best effort: never waits */
+	net_epoll_del(sv->ep, c->io.fd);
+	conn_io_free(&c->io);
+	c->st = CS_DEAD;
+	c->close_pending = 1;
+}
+
+static void conn_input(struct serve *sv, struct sconn *c)
+{
+	static uint8_t buf[16384];
+	if (c->st == CS_HANDSHAKE) {
+		int rc = conn_io_handshake(&c->io);
+		if (rc == TLS_AGAIN)
+			return;
+		if (rc < 0) {
+			log_msg(LOG_WARN, "serve: TLS handshake refused: %s", c->io.tls.err.msg);
+			conn_kill(sv, c);
+			return;
+		}
+		c->st = CS_HELLO;
+	}
+	while ((c->st == CS_HELLO || c->st == CS_OPEN) && conn_io_unsent(&c->io) < sv->o.out_limit_bytes) {
+		int r = conn_io_read(&c->io, buf, sizeof(buf));
+		if (r == TLS_AGAIN)
+			return;
+		if (r <= 0) {
+			conn_kill(sv, c); /* end of stream: its requests are cancelled */
+			return;
+		}
+		size_t off = 0;
+		while (off < (size_t)r && (c->st == CS_HELLO || c->st == CS_OPEN)) {
+			struct ts_err e = {0};
+			struct proto_frame f;
+			size_t used = 0;
+			int fr = proto_reader_feed(&c->io.rd, buf + off, (size_t)r - off, &used, &f, &e);
+			off += used;
+			if (fr < 0) {
+				conn_fail(sv, c, c->io.rd.err, e.msg);
+				return;
+			}
+			if (fr == PROTO_FRAME)
+				on_frame(sv, c, &f);
+			else if (used == 0)
+				break;
+		}
+	}
+	c->paused = c->st == CS_OPEN || c->st == CS_HELLO;
+}
+
+static void conn_output(struct serve *sv, struct sconn *c)
+{
+	if (c->st == CS_FREE || c->st == CS_DEAD || c->st == CS_HANDSHAKE)
+		return;
+	if (conn_io_flush(&c->io) < 0) {
+		conn_kill(sv, c);
+		return;
+	}
+	if (c->st == CS_CLOSING && (!conn_io_unsent(&c->io) || ts_now() - c->t_closing > 2.0)) {
+		conn_kill(sv, c);
+		return;
+	}
+	if (c->paused && conn_io_unsent(&c->io) < sv->o.out_limit_bytes) {
+		c->paused = 0;
+		conn_input(sv, c); /* decrypted bytes may wait inside the session */
+		if (c->st != CS_DEAD && conn_io_flush(&c->io) < 0)
+			conn_kill(sv, c);
+	}
+}
+
+static void conn_update_mask(struct serve *sv, struct sconn *c)
+{
+	if (c->st == CS_FREE || c->st == CS_DEAD)
+		return;
+	int want_in = c->st == CS_HANDSHAKE || ((c->st == CS_HELLO || c->st == CS_OPEN) && !c->paused);
+	uint32_t m = c->st == CS_HANDSHAKE ? (tls_want(&c->io.tls) == TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN)
+					   : conn_io_events(&c->io, want_in);
+	if (m != c->ev_mask) {
+		net_epoll_mod(sv->ep, c->io.fd, m, (uint64_t)(c - sv->conns) + 2);
+		c->ev_mask = m;
+	}
+}
+
+static void conn_reap(struct serve *sv, struct sconn *c)
+{
+	if (c->close_pending) {
+		struct cmd m = {.type = CMD_CLOSE, .conn = (uint16_t)(c - sv->conns)};
+		if (push_cmd(sv, &m) == 0)
+			c->close_pending = 0;
+		return;
+	}
+	if (!atomic_load_explicit(&c->acked, memory_order_acquire))
+		return;
+	struct ev v;
+	while (ring_spsc_pop(&c->evr, &v))
+		;
+	for (int k = 0; k < sv->o.max_requests; k++)
+		free(c->req[k].pend);
+	memset(c->req, 0, (size_t)sv->o.max_requests * sizeof(*c->req));
+	c->n_live = 0;
+	atomic_store(&c->acked, 0);
+	atomic_store(&c->overflow, 0);
+	c->st = CS_FREE;
+	sv->n_conns--;
+}
+
+static void do_accept(struct serve *sv)
+{
+	for (;;) {
+		int fd = net_accept(sv->lfd);
+		if (fd < 0)
+			return;
+		struct sconn *c = NULL;
+		for (int i = 0; i < sv->o.max_conns && !c; i++)
+			if (sv->conns[i].st == CS_FREE)
+				c = &sv->conns[i];
+		struct ts_err e = {0};
+		size_t ocap = (size_t)sv->o.out_limit_bytes + 4 * (size_t)sv->o.max_frame;
+		if (!c || conn_io_init(&c->io, fd, &sv->tls, sv->o.max_frame, ocap, &e) < 0) {
+			log_msg(LOG_WARN, "serve: connection refused: %s", c ? e.msg : "max_conns connections open");
+			close(fd);
+			continue;
+		}
+		c->st = CS_HANDSHAKE;
+		c->paused = 0;
+		c->goaway_sent = 0;
+		c->max_frame = PROTO_MIN_FRAME;
+		c->ev_mask = EPOLLIN;
+		sv->n_conns++;
+		net_epoll_add(sv->ep, fd, EPOLLIN, (uint64_t)(c - sv->conns) + 2);
+		conn_input(sv, c);
+	}
+}
+
+static void start_drain(struct serve *sv, double now)
+{
+	sv->draining = 1;
+	sv->drain_deadline = now + atomic_load(&sv->drain_ms) / 1e3;
+	if (sv->lfd >= 0) {
+		net_epoll_del(sv->ep, sv->lfd);
+		close(sv->lfd);
+		sv->lfd = -1;
+	}
+	for (int i = 0; i < sv->o.max_conns; i++) {
+		struct sconn *c = &sv->conns[i];
+		if (c->st == CS_OPEN)
+			send_goaway(sv, c);
+		else if (c->st == CS_HANDSHAKE || c->st == CS_HELLO)
+			conn_kill(sv, c);
+	}
+}
+
+static void drain_tick(struct serve *sv, struct sconn *c, double now)
+{
+	if (c->st != CS_OPEN)
+		return;
+	if (now >= sv->drain_deadline)
+		for (int k = 0; k < sv->o.max_requests; k++) {
+			struct nreq *q = &c->req[k];
+			if (q->st != NR_LIVE)
+				continue;
+			if (q->has_term) {
+				send_error(sv, c, q->rid, PROTO_ERR_CANCELLED, "drain deadline passed");
+				req_free(c, q);
+			} else {
+				req_cancel(sv, c, q, HOW_SERVER);
+			}
+		}
+	if (c->n_live == 0 && !conn_io_unsent(&c->io)) {
+		c->st = CS_CLOSING;
+		c->t_closing = now;
+	}
+}
+
+static void *net_main(void *arg)
+{
+	struct serve *sv = arg;
+	struct epoll_event evs[64];
+	for (;;) {
+		int n = epoll_wait(sv->ep, evs, 64, 20);
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == 0) {
+				if (!sv->draining)
+					do_accept(sv);
+			} else if (tag >= 2) {
+				struct sconn *c = &sv->conns[tag - 2];
+				if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+					conn_input(sv, c);
+				if (c->st == CS_HANDSHAKE && (evs[i].events & EPOLLOUT))
+					conn_input(sv, c);
+			}
+		}
+		ring_wake_drain(&sv->net_wake);
+		double now = ts_now();
+		if (atomic_load(&sv->drain_req) && !sv->draining)
+			start_drain(sv, now);
+		int busy = 0;
+		for (int i = 0; i < sv->o.max_conns; i++) {
+			struct sconn *c = &sv->conns[i];
+			if (c->st == CS_FREE)
+				continue;
+			busy = 1;
+			if (c->st == CS_DEAD) {
+				conn_reap(sv, c);
+				continue;
+			}
+			if (atomic_load_explicit(&c->overflow, memory_order_acquire)) {
+				conn_kill(sv, c);
+				continue;
+			}
+			take_events(sv, c);
+			for (int k = 0; k < sv->o.max_requests; k++)
+				if (c->req[k].cancel_want) {
+					c->req[k].cancel_done = 0;
+					req_cancel(sv, c, &c->req[k], (enum cancel_how)(c->req[k].cancel_want - 1));
+				}
+			pump_tokens(sv, c, now);
+			if (sv->draining)
+				drain_tick(sv, c, now);
+			conn_output(sv, c);
+			conn_update_mask(sv, c);
+		}
+		if (sv->draining && !busy) {
+			struct cmd m = {.type = CMD_STOP};
+			if (push_cmd(sv, &m) == 0)
+				return NULL;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ start / stop */
+
+static void serve_free(struct serve *sv)
+{
+	if (sv->conns)
+		for (int i = 0; i < sv->o.max_conns; i++) {
+			struct sconn *c = &sv->conns[i];
+			if (c->st != CS_FREE && c->st != CS_DEAD)
+				conn_io_free(&c->io);
+			if (c->req)
+				for (int k = 0; k < sv->o.max_requests; k++)
+					free(c->req[k].pend);
+			free(c->req);
+			ring_spsc_free(&c->evr);
+		}
+	free(sv->conns);
+	free(sv->ereq);
+	free(sv->e_closing);
+	ring_mpsc_free(&sv->cmds);
+	ring_wake_free(&sv->cmd_wake);
+	ring_wake_free(&sv->net_wake);
+	if (sv->lfd >= 0)
+		close(sv->lfd);
+	if (sv->ep >= 0)
+		close(sv->ep);
+	tls_config_free(&sv->tls);
+	free(sv);
+}
+
+int serve_start(struct serve **out, struct engine *en, const struct serve_opts *o, struct ts_err *e)
+{
+	const struct cfg *cf = &en->cfg;
+	int rc;
+	*out = NULL;
+	if (!cf->server.tls_cert[0] || !cf->server.tls_key[0] || !cf->server.tls_ca[0])
+		return ts_errf(e, E_INVAL,
+			       "%s: [server] tls_cert, tls_key and tls_ca must all be set to serve (mutual TLS); "
+			       "make development certificates with `tokenspeed certs DIR`",
+			       cf->file[0] ? cf->file : "config");
+	struct serve *sv = calloc(1, sizeof(*sv));
+	if (!sv)
+		return ts_errf(e, E_NOMEM, "serve state");
+	sv->lfd = sv->ep = -1;
+	sv->en = en;
+	sv->o = o ? *o : (struct serve_opts){0};
+	if (sv->o.max_conns <= 0)
+		sv->o.max_conns = 64;
+	if (sv->o.max_requests <= 0)
+		sv->o.max_requests = 64;
+	if (!sv->o.max_frame)
+		sv->o.max_frame = 256u << 10;
+	if (sv->o.max_frame < PROTO_MIN_FRAME)
+		sv->o.max_frame = PROTO_MIN_FRAME;
+	if (!sv->o.initial_credit)
+		sv->o.initial_credit = 256;
+	if (!sv->o.credit_timeout_ms)
+		sv->o.credit_timeout_ms = 30000;
+	if (!sv->o.out_limit_bytes)
+		sv->o.out_limit_bytes = 256u << 10;
+	if (sv->o.max_conns > 4096 || sv->o.max_requests > 4096) {
+		free(sv);
+		return ts_errf(e, E_RANGE, "serve: max_conns and max_requests are at most 4096");
+	}
+	if ((rc = tls_config_server(&sv->tls, cf->server.tls_cert, cf->server.tls_key, cf->server.tls_ca, e)) < 0)
+		goto out_free;
+	rc = -E_NOMEM;
+	sv->conns = calloc((size_t)sv->o.max_conns, sizeof(*sv->conns));
+	sv->ereq = calloc((size_t)sv->o.max_conns * (size_t)sv->o.max_requests, sizeof(*sv->ereq));
+	sv->e_closing = calloc((size_t)sv->o.max_conns, 1);
+	if (!sv->conns || !sv->ereq || !sv->e_closing) {
+		ts_errf(e, -rc, "serve tables");
+		goto out_free;
+	}
+	for (int i = 0; i < sv->o.max_conns; i++) {
+		sv->conns[i].req = calloc((size_t)sv->o.max_requests, sizeof(struct nreq));
+		if (!sv->conns[i].req) {
+			ts_errf(e, -rc, "serve tables");
+			goto out_free;
+		}
+		if ((rc = ring_spsc_init(&sv->conns[i].evr, EV_RING_CAP, sizeof(struct ev), e)) < 0)
+			goto out_free;
+	}
+	if ((rc = ring_mpsc_init(&sv->cmds, CMD_RING_CAP, sizeof(struct cmd), e)) < 0 ||
+	    (rc = ring_wake_init(&sv->cmd_wake, e)) < 0 || (rc = ring_wake_init(&sv->net_wake, e)) < 0)
+		goto out_free;
+	if ((sv->lfd = net_listen(sv->o.listen ? sv->o.listen : cf->server.listen, &sv->port, e)) < 0) {
+		rc = sv->lfd;
+		sv->lfd = -1;
+		goto out_free;
+	}
+	sv->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (sv->ep < 0 || net_epoll_add(sv->ep, sv->lfd, EPOLLIN, 0) < 0 ||
+	    net_epoll_add(sv->ep, ring_wake_fd(&sv->net_wake), EPOLLIN, 1) < 0) {
+		rc = ts_errf(e, E_IO, "epoll: %s", strerror(errno));
+		goto out_free;
+	}
+	sv->t_ready = ts_now();
+	eng_snapshot(sv);
+	if (pthread_create(&sv->t_eng, NULL, eng_main, sv) != 0) {
+		rc = ts_errf(e, E_IO, "engine thread");
+		goto out_free;
+	}
+	sv->started_eng = 1;
+	if (pthread_create(&sv->t_net, NULL, net_main, sv) != 0) {
+		struct cmd m = {.type = CMD_STOP};
+		ring_mpsc_push(&sv->cmds, &m);
+		ring_wake_notify(&sv->cmd_wake);
+		pthread_join(sv->t_eng, NULL);
+		rc = ts_errf(e, E_IO, "network thread");
+		goto out_free;
+	}
+	sv->started_net = 1;
+	log_msg(LOG_INFO, "serve: listening port=%d max_conns=%d max_requests=%d", sv->port, sv->o.max_conns,
+		sv->o.max_requests);
+	*out = sv;
+	return 0;
+out_free:
+	serve_free(sv);
+	return rc;
+}
+
+int serve_port(const struct serve *sv)
+{
+	return sv->port;
+}
+
+void serve_drain(struct serve *sv, uint32_t drain_ms)
+{
+	atomic_store(&sv->drain_ms, drain_ms);
+	atomic_store(&sv->drain_req, 1);
+	ring_wake_notify(&sv->net_wake);
+}
+
+void serve_wait(struct serve *sv)
+{
+	if (sv->started_net)
+		pthread_join(sv->t_net, NULL);
+	if (sv->started_eng)
+		pthread_join(sv->t_eng, NULL);
+	serve_free(sv);
+}

@@ -1,0 +1,49 @@
+/* serve: the server on top of a ready engine.
+ *
+ *   network thread: epoll, accept, TLS, frames (conn, proto)
+ *        --commands--> [ring_mpsc] --> engine thread: sched_submit/cancel/step
+ *        <--events---- [ring_spsc per connection] <--
+ *
+ * Owns: the two threads, the command ring, one event ring per connection
+ * slot, the per-connection request tables (request id -> slot, credit,
+ * tokens not yet sent), the drain (GOAWAY) sequence and the STATS counters.
+ * Does not: load anything (boot does), parse frames (proto), touch sched
+ * from any thread but the engine thread.
+ * Threads: serve_start, serve_wait and serve_free on the caller's thread;
+ * serve_drain and serve_port from any thread (serve_drain is async-signal
+ * unsafe: call it from a signalfd loop, not a handler).
+ */
+#ifndef TS_SERVE_H
+#define TS_SERVE_H
+
+#include "boot.h"
+
+struct serve_opts {
+	const char *listen;        /* NULL = cfg [server] listen; "127.0.0.1:0" picks a port */
+	int max_conns;             /* 0 = 64 */
+	int max_requests;          /* live requests per connection; 0 = 64 */
+	uint32_t max_frame;        /* the server's max frame; 0 = 256 KiB */
+	uint32_t initial_credit;   /* 0 = 256 */
+	uint32_t credit_timeout_ms; /* 0 = 30000 */
+	uint32_t out_limit_bytes;  /* unsent output beyond which a connection is throttled; 0 = 256 KiB */
+};
+
+struct serve;
+
+/* Binds, loads the TLS certificates ([server] tls_cert, tls_key, tls_ca;
+ * refused with a message when unset) and starts the network and engine
+ * threads over en (ready; the engine thread owns en->s from now on until
+ * serve_wait returns). */
+int serve_start(struct serve **out, struct engine *en, const struct serve_opts *o, struct ts_err *e);
+
+int serve_port(const struct serve *sv);
+
+/* Starts the drain: GOAWAY to every connection, SUBMIT answered DRAINING,
+ * no new connections; requests still live after drain_ms end with ERROR
+ * CANCELLED; the threads exit once every connection has closed. */
+void serve_drain(struct serve *sv, uint32_t drain_ms);
+
+/* Joins both threads (after serve_drain) and frees everything. */
+void serve_wait(struct serve *sv);
+
+#endif
