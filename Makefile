@@ -131,6 +131,9 @@ TSCTL_SRCS := src/tsclient.c src/tls.c src/proto.c src/samp.c src/fmath.c src/ba
 $(B)/obj/boot/tsctl-main.o: boot/tsctl.c | $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -DTSCTL_MAIN $(INC) -c $< -o $@
+# libtsclient: src/tsclient.h and this archive (with mbedTLS's) are all a C client needs.
+$(B)/libtsclient.a: $(TSCTL_SRCS:%.c=$(B)/obj/%.o)
+	ar rcs $@ $^
 $(B)/tsctl: $(B)/obj/boot/tsctl-main.o $(B)/libts.a $(DEPS_GLIBC)
 	$(CC) $(ALLCFLAGS) -o $@ $< $(B)/libts.a -L$(D)/glibc/lib -lmbedtls $(LDLIBS) -lm
 TSCTL_MOBJ := $(TSCTL_SRCS:%.c=$(B)/musl/obj/%.o)
@@ -215,7 +218,7 @@ $(B)/fuzz/fuzz_proto: tests/fuzz_proto.c src/proto.c src/samp.c src/fmath.c src/
 # ---------------------------------------------------------------- targets
 .PHONY: all deps static run test test-asan bench fuzz cubins gpu-tests format clean help mbed-objs
 
-all: $(B)/tokenspeed $(B)/tsctl ## build build/tokenspeed and build/tsctl
+all: $(B)/tokenspeed $(B)/tsctl $(B)/libtsclient.a ## build build/tokenspeed, build/tsctl and build/libtsclient.a
 
 deps: $(DEPS_GLIBC) ## fetch, verify and build inih and mbedTLS
 
@@ -227,7 +230,7 @@ run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) ## run the appliance on the default con
 	@echo "client: $(B)/tsctl generate --server 127.0.0.1:7070 --certs $(B)/certs --prompt-ids 1,2,3 --max-tokens 16"
 	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(TBINS) $(TSAN_BINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests
 
 fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/fuzz/fuzz_proto $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)

@@ -53,8 +53,23 @@ static const char *const stat_names[PROTO_STAT_END] = {
 #undef PROTO_STAT_ROW
 };
 
+const char *proto_req_state_name(int state)
+{
+	static const char *const names[PROTO_N_REQ_STATES] = {"QUEUED", "PREFILL", "DECODE", "PREEMPTED",
+							       "PARKED", "DONE",    "CANCELLED", "FAILED"};
+	return state >= 0 && state < PROTO_N_REQ_STATES ? names[state] : NULL;
+}
+
 const char *proto_stat_name(uint32_t key)
 {
+	static char trans[PROTO_N_REQ_STATES * PROTO_N_REQ_STATES][24];
+	if (key >= PROTO_STAT_TRANS && key < PROTO_STAT_TRANS + PROTO_N_REQ_STATES * PROTO_N_REQ_STATES) {
+		uint32_t i = key - PROTO_STAT_TRANS;
+		if (!trans[i][0]) /* filled once; the same bytes every time, so a race writes the same */
+			snprintf(trans[i], sizeof(trans[i]), "%s->%s", proto_req_state_name((int)i / PROTO_N_REQ_STATES),
+				 proto_req_state_name((int)i % PROTO_N_REQ_STATES));
+		return trans[i];
+	}
 	return key < PROTO_STAT_END ? stat_names[key] : NULL;
 }
 

@@ -153,7 +153,12 @@ enum proto_priority { PROTO_PRIO_INTERACTIVE = 0, PROTO_PRIO_NORMAL, PROTO_PRIO_
 #define PROTO_STAT_ENUM(n, v) PROTO_STAT_##n = v,
 enum proto_stat_key { PROTO_STATS_KEYS(PROTO_STAT_ENUM) PROTO_STAT_END };
 #undef PROTO_STAT_ENUM
-const char *proto_stat_name(uint32_t key); /* "UPTIME_MS", or NULL */
+const char *proto_stat_name(uint32_t key); /* "UPTIME_MS", "QUEUED->PREFILL", or NULL */
+
+/* Transition counters: key PROTO_STAT_TRANS + 8 * from + to (PROTOCOL.md). */
+#define PROTO_STAT_TRANS 1000u
+#define PROTO_N_REQ_STATES 8
+const char *proto_req_state_name(int state); /* "QUEUED" ... "FAILED", or NULL */
 
 /* ---------------------------------------------------------------- bytes */
 

@@ -121,6 +121,7 @@ struct serve {
 	int ev_pushed, stop;
 	uint64_t e_accepted, e_done, e_cancelled, e_failed, e_rejected, e_generated;
 	_Atomic uint64_t snap[PROTO_STAT_END]; /* engine's figures for STATS */
+	_Atomic uint64_t trans[REQ_STATE_N][REQ_STATE_N]; /* the FSM's transition counts, for STATS */
 	/* network thread only */
 	int draining, stop_sent;
 	double drain_deadline;
@@ -267,6 +268,8 @@ static void eng_cmd(struct serve *sv, struct cmd *c, const struct sched_events *
 	}
 }
 
+_Static_assert(REQ_STATE_N == PROTO_N_REQ_STATES, "PROTOCOL.md numbers the request states: keep them in step");
+
 static void eng_snapshot(struct serve *sv)
 {
 	struct sched *s = &sv->en->s;
@@ -291,6 +294,9 @@ static void eng_snapshot(struct serve *sv)
 	SNAP(PREFILL_US, st->prefill_s * 1e6);
 	SNAP(DECODE_US, st->decode_s * 1e6);
 #undef SNAP
+	for (int a = 0; a < REQ_STATE_N; a++)
+		for (int b = 0; b < REQ_STATE_N; b++)
+			atomic_store_explicit(&sv->trans[a][b], st->transitions[a][b], memory_order_relaxed);
 }
 
 static void *eng_main(void *arg)
@@ -662,7 +668,7 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 			conn_fail(sv, c, PROTO_ERR_PROTOCOL, e.msg);
 			return;
 		}
-		struct proto_stat kv[PROTO_STAT_END];
+		struct proto_stat kv[PROTO_STAT_END + REQ_STATE_N * REQ_STATE_N];
 		uint32_t n = 0;
 		for (uint32_t k = 1; k < PROTO_STAT_END; k++)
 			kv[n++] = (struct proto_stat){k, atomic_load_explicit(&sv->snap[k], memory_order_relaxed)};
@@ -688,6 +694,10 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 				break;
 			}
 		}
+		for (int a = 0; a < REQ_STATE_N; a++) /* key 1000 + 8 * from + to (PROTOCOL.md) */
+			for (int b = 0; b < REQ_STATE_N; b++)
+				kv[n++] = (struct proto_stat){PROTO_STAT_TRANS + (uint32_t)(a * REQ_STATE_N + b),
+							      atomic_load_explicit(&sv->trans[a][b], memory_order_relaxed)};
 		size_t room;
 		uint8_t *p = conn_io_tail(&c->io, &room);
 		out_commit(sv, c, proto_encode_stats(p, room, kv, n));

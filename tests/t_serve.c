@@ -391,6 +391,18 @@ static void test_concurrent(void)
 	T_CHECK(cl_stat(&cs[0], PROTO_STAT_GENERATED_TOKENS) == gen, "STATS generated");
 	T_CHECK(cl_stat(&cs[0], PROTO_STAT_CONNECTIONS) == 8, "STATS connections");
 	T_CHECK(cl_stat(&cs[0], PROTO_STAT_STEPS) > 0 && cl_stat(&cs[0], PROTO_STAT_FRAMES_IN) > 2 * NJ, "STATS steps, frames");
+	/* every transition of the request FSM is counted in STATS (keys 1000 + 8 * from + to) */
+	for (int st = 0; st < REQ_STATE_N; st++)
+		T_CHECK(!strcmp(proto_req_state_name(st), req_state_name((enum req_state)st)),
+			"PROTOCOL.md state %d is %s, the scheduler's is %s", st, proto_req_state_name(st),
+			req_state_name((enum req_state)st));
+	uint64_t q2p = cl_stat(&cs[0], PROTO_STAT_TRANS + 8 * REQ_QUEUED + REQ_PREFILL);
+	uint64_t p2d = cl_stat(&cs[0], PROTO_STAT_TRANS + 8 * REQ_PREFILL + REQ_DECODE);
+	uint64_t d2x = cl_stat(&cs[0], PROTO_STAT_TRANS + 8 * REQ_DECODE + REQ_DONE);
+	T_CHECK(q2p >= (uint64_t)(2 * NJ) && p2d >= (uint64_t)(2 * NJ) && d2x >= (uint64_t)(2 * NJ),
+		"STATS transitions: QUEUED->PREFILL %llu, PREFILL->DECODE %llu, DECODE->DONE %llu (want >= %d each)",
+		(unsigned long long)q2p, (unsigned long long)p2d, (unsigned long long)d2x, 2 * NJ);
+	T_CHECK(cl_stat(&cs[0], PROTO_STAT_TRANS + 8 * REQ_DONE + REQ_QUEUED) == 0, "an illegal transition was counted");
 	for (int k = 0; k < 8; k++)
 		cl_close(&cs[k]);
 }
