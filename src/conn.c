@@ -32,11 +32,11 @@ int conn_io_init(struct conn_io *c, int fd, const struct tls_config *tc, uint32_
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 	c->rcap = max_frame - PROTO_HDR_BYTES;
-	c->rbuf = malloc(c->rcap);
-	c->out = malloc(out_cap);
+	c->rbuf = ts_alloc(c->rcap);
+	c->out = ts_alloc(out_cap);
 	c->ocap = out_cap;
 	if (!c->rbuf || !c->out) {
-		free(c->rbuf), free(c->out);
+		ts_free(c->rbuf), ts_free(c->out);
 		c->rbuf = NULL, c->out = NULL;
 		return ts_errf(e, E_NOMEM, "connection buffers (%zu bytes)", out_cap);
 	}
@@ -45,7 +45,7 @@ int conn_io_init(struct conn_io *c, int fd, const struct tls_config *tc, uint32_
 		rc = tls_session_init(&c->tls, tc, cb_send, cb_recv, c);
 	if (rc < 0) {
 		ts_errf(e, -rc, "%s", c->tls.err.msg);
-		free(c->rbuf), free(c->out);
+		ts_free(c->rbuf), ts_free(c->out);
 		c->rbuf = NULL, c->out = NULL;
 		return rc;
 	}
@@ -62,7 +62,7 @@ void conn_io_free(struct conn_io *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	free(c->rbuf), free(c->out);
+	ts_free(c->rbuf), ts_free(c->out);
 	c->rbuf = NULL, c->out = NULL;
 }
 

@@ -230,7 +230,7 @@ static void eng_cmd(struct serve *sv, struct cmd *c, const struct sched_events *
 					 .ignore_eos = c->ignore_eos, .priority = c->priority, .samp = c->samp,
 					 .user = user, .session_id = c->session_id, .keep = c->keep};
 		int rc = sched_submit(s, &a, &id, &e);
-		free(c->ids);
+		ts_free(c->ids);
 		if (rc < 0) {
 			sv->e_rejected++;
 			struct ev v = {.type = EV_ERROR, .slot = c->slot, .rid = c->rid};
@@ -378,7 +378,7 @@ static int push_cmd(struct serve *sv, const struct cmd *m)
 
 static void req_free(struct sconn *c, struct nreq *q)
 {
-	free(q->pend);
+	ts_free(q->pend);
 	memset(q, 0, sizeof(*q));
 	c->n_live--;
 }
@@ -579,10 +579,10 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 		send_error(sv, c, rid, PROTO_ERR_TOO_MANY_REQUESTS, "max_requests live requests on this connection");
 		return;
 	}
-	int32_t *ids = malloc(((size_t)s.prompt.n + s.stop_ids.n) * sizeof(int32_t) + 4);
-	int32_t *pend = malloc((size_t)s.max_tokens * sizeof(int32_t));
+	int32_t *ids = ts_alloc(((size_t)s.prompt.n + s.stop_ids.n) * sizeof(int32_t) + 4);
+	int32_t *pend = ts_alloc((size_t)s.max_tokens * sizeof(int32_t));
 	if (!ids || !pend) {
-		free(ids), free(pend);
+		ts_free(ids), ts_free(pend);
 		send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
 		return;
 	}
@@ -594,7 +594,7 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 			.ignore_eos = !!(s.flags & PROTO_SUBMIT_IGNORE_EOS), .keep = !!(s.flags & PROTO_SUBMIT_KEEP_SESSION),
 			.session_id = s.session_id, .samp = s.samp};
 	if (push_cmd(sv, &m) < 0) {
-		free(ids), free(pend);
+		ts_free(ids), ts_free(pend);
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_BUSY, "the server's command queue is full");
 		return;
@@ -812,7 +812,7 @@ static void conn_reap(struct serve *sv, struct sconn *c)
 	while (ring_spsc_pop(&c->evr, &v))
 		;
 	for (int k = 0; k < sv->o.max_requests; k++)
-		free(c->req[k].pend);
+		ts_free(c->req[k].pend);
 	memset(c->req, 0, (size_t)sv->o.max_requests * sizeof(*c->req));
 	c->n_live = 0;
 	atomic_store(&c->acked, 0);
@@ -957,13 +957,13 @@ static void serve_free(struct serve *sv)
 				conn_io_free(&c->io);
 			if (c->req)
 				for (int k = 0; k < sv->o.max_requests; k++)
-					free(c->req[k].pend);
-			free(c->req);
+					ts_free(c->req[k].pend);
+			ts_free(c->req);
 			ring_spsc_free(&c->evr);
 		}
-	free(sv->conns);
-	free(sv->ereq);
-	free(sv->e_closing);
+	ts_free(sv->conns);
+	ts_free(sv->ereq);
+	ts_free(sv->e_closing);
 	ring_mpsc_free(&sv->cmds);
 	ring_wake_free(&sv->cmd_wake);
 	ring_wake_free(&sv->net_wake);
@@ -972,7 +972,7 @@ static void serve_free(struct serve *sv)
 	if (sv->ep >= 0)
 		close(sv->ep);
 	tls_config_free(&sv->tls);
-	free(sv);
+	ts_free(sv);
 }
 
 int serve_start(struct serve **out, struct engine *en, const struct serve_opts *o, struct ts_err *e)
@@ -985,7 +985,7 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 			       "%s: [server] tls_cert, tls_key and tls_ca must all be set to serve (mutual TLS); "
 			       "make development certificates with `tokenspeed certs DIR`",
 			       cf->file[0] ? cf->file : "config");
-	struct serve *sv = calloc(1, sizeof(*sv));
+	struct serve *sv = ts_alloc(sizeof(*sv));
 	if (!sv)
 		return ts_errf(e, E_NOMEM, "serve state");
 	sv->lfd = sv->ep = -1;
@@ -1006,21 +1006,21 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 	if (!sv->o.out_limit_bytes)
 		sv->o.out_limit_bytes = 256u << 10;
 	if (sv->o.max_conns > 4096 || sv->o.max_requests > 4096) {
-		free(sv);
+		ts_free(sv);
 		return ts_errf(e, E_RANGE, "serve: max_conns and max_requests are at most 4096");
 	}
 	if ((rc = tls_config_server(&sv->tls, cf->server.tls_cert, cf->server.tls_key, cf->server.tls_ca, e)) < 0)
 		goto out_free;
 	rc = -E_NOMEM;
-	sv->conns = calloc((size_t)sv->o.max_conns, sizeof(*sv->conns));
-	sv->ereq = calloc((size_t)sv->o.max_conns * (size_t)sv->o.max_requests, sizeof(*sv->ereq));
-	sv->e_closing = calloc((size_t)sv->o.max_conns, 1);
+	sv->conns = ts_alloc((size_t)sv->o.max_conns * sizeof(*sv->conns));
+	sv->ereq = ts_alloc((size_t)sv->o.max_conns * (size_t)sv->o.max_requests * sizeof(*sv->ereq));
+	sv->e_closing = ts_alloc((size_t)sv->o.max_conns);
 	if (!sv->conns || !sv->ereq || !sv->e_closing) {
 		ts_errf(e, -rc, "serve tables");
 		goto out_free;
 	}
 	for (int i = 0; i < sv->o.max_conns; i++) {
-		sv->conns[i].req = calloc((size_t)sv->o.max_requests, sizeof(struct nreq));
+		sv->conns[i].req = ts_alloc((size_t)sv->o.max_requests * sizeof(struct nreq));
 		if (!sv->conns[i].req) {
 			ts_errf(e, -rc, "serve tables");
 			goto out_free;

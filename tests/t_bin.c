@@ -114,6 +114,12 @@ int main(void)
 		printf("libcuda.so.1 present: the no-driver checks were not run\n");
 	}
 
+	/* all of src/ and boot/ allocates through ts_alloc/ts_free (src/base.h), so
+	 * the allocation counter the tests read sees everything */
+	rc = run("grep -nP '(?<![\\w>.])(malloc|calloc|realloc|free)\\(' src/*.c boot/*.c | grep -v '^src/base.c:'", out,
+		 sizeof(out));
+	T_CHECK(rc != 0 && out[0] == 0, "direct allocation outside src/base.c:\n%s", out);
+
 	/* bad CLI input: a clear message and a non-zero exit */
 	rc = run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,x,3", out, sizeof(out));
 	T_CHECK(rc == 2, "malformed --prompt-ids accepted (rc %d)", rc);
