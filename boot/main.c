@@ -297,8 +297,8 @@ static int cmd_serve(int argc, char **argv)
 	cfg_defaults(&cfg);
 	if (cfg_load(&cfg, argv[3], &e) < 0)
 		return die("config", &e);
-	if (!cfg.server.tls_cert[0] || !cfg.server.tls_key[0] || !cfg.server.tls_ca[0]) {
-		fprintf(stderr, "tokenspeed: %s: [server] tls_cert, tls_key and tls_ca must be set to serve; "
+	if (!cfg.server.tls_psk_file[0] && (!cfg.server.tls_cert[0] || !cfg.server.tls_key[0] || !cfg.server.tls_ca[0])) {
+		fprintf(stderr, "tokenspeed: %s: [server] tls_cert, tls_key and tls_ca (or tls_psk_identity and tls_psk_file) must be set to serve; "
 				"make development certificates with `tokenspeed certs DIR`\n", argv[3]);
 		return 1;
 	}

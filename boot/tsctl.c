@@ -59,7 +59,7 @@ static void usage(FILE *f)
 /* ---------------------------------------------------------------- options */
 
 struct opts {
-	const char *server, *certs, *server_name;
+	const char *server, *certs, *server_name, *psk_identity, *psk_file;
 	int32_t *prompt; /* (n_prompt) */
 	int n_prompt;
 	int32_t *stop; /* (n_stop) */
@@ -257,6 +257,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->certs = v;
 		else if (!strcmp(a, "--server-name"))
 			o->server_name = v;
+		else if (!strcmp(a, "--psk-identity"))
+			o->psk_identity = v;
+		else if (!strcmp(a, "--psk-file"))
+			o->psk_file = v;
 		else if (!strcmp(a, "--prompt-ids")) {
 			if ((o->n_prompt = parse_ids(v, prompt, TSCTL_MAX_IDS)) <= 0) {
 				fprintf(stderr, "tsctl: --prompt-ids \"%s\": expected ids like 1,2,3\n", v);
@@ -290,10 +294,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			set_num(o, (enum num_opt)k, x);
 		}
 	}
-	if (!o->server || !o->certs) {
-		fprintf(stderr, "tsctl: --server HOST:PORT and --certs DIR are required\n");
+	if (!o->server || (!o->certs && !o->psk_identity) || !o->psk_identity != !o->psk_file) {
+		fprintf(stderr, "tsctl: --server HOST:PORT and either --certs DIR or --psk-identity ID --psk-file FILE are required\n");
 		return -1;
 	}
+	if (!o->certs)
+		return 0;
 	snprintf(o->ca, sizeof(o->ca), "%s/ca.crt", o->certs);
 	snprintf(o->cert, sizeof(o->cert), "%s/client.crt", o->certs);
 	snprintf(o->key, sizeof(o->key), "%s/client.key", o->certs);
@@ -302,7 +308,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 static int connect_to(const struct opts *o, struct tsc *c)
 {
-	struct tsc_tls tl = {o->ca, o->cert, o->key, o->server_name};
+	struct tsc_tls tl = {o->ca, o->cert, o->key, o->server_name, o->psk_identity, o->psk_file};
 	struct ts_err e = {0};
 	if (tsc_connect(c, o->server, &tl, &e) < 0) {
 		fprintf(stderr, "tsctl: %s\n", e.msg);
@@ -594,7 +600,7 @@ static void *bench_worker(void *arg)
 	struct flight *fl = NULL;
 	uint32_t next = (uint32_t)w->index, stride = o->connections, n_fl = 0, live = 0;
 	uint32_t mine = o->requests > next ? (o->requests - next + stride - 1) / stride : 0, finished = 0;
-	struct tsc_tls tl = {o->ca, o->cert, o->key, o->server_name};
+	struct tsc_tls tl = {o->ca, o->cert, o->key, o->server_name, o->psk_identity, o->psk_file};
 	struct ts_err e = {0};
 
 	if (tsc_connect(&c, o->server, &tl, &e) < 0) {

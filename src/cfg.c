@@ -111,6 +111,12 @@ static const struct cfg_key cfg_keys[] = {
 	{"server", "tls_ca", CFG_T_PATH, FIELD(server.tls_ca), .def = "",
 	 .accepted = "a PEM file, relative to this file or absolute; empty = unset",
 	 .help = "used by the server: CA certificates that client certificates must chain to (PEM file)"},
+	{"server", "tls_psk_identity", CFG_T_STRING, FIELD(server.tls_psk_identity), .def = "",
+	 .accepted = "1..255 bytes; empty = certificate mode",
+	 .help = "PSK mode instead of certificates: the one identity clients present (set with tls_psk_file)"},
+	{"server", "tls_psk_file", CFG_T_PATH, FIELD(server.tls_psk_file), .def = "",
+	 .accepted = "a file holding 32..96 hex digits (16..48 bytes); empty = certificate mode",
+	 .help = "PSK mode: the file with the pre-shared key in hex (keep it mode 0600)"},
 
 	{"log", "level", CFG_T_ENUM, FIELD(log.level), .def = "info", .words = words_level,
 	 .help = "least severe log level written to stderr; off = nothing"},
@@ -624,6 +630,14 @@ static int cfg_cross_check(struct cfg_load_ctx *x)
 			       "%s:%d: [engine] max_batch_tokens = \"%d\": less than [engine] max_running = %d; "
 			       "a step holds one token for each running sequence (accepted %s)",
 			       x->file, line, c->engine.max_batch_tokens, c->engine.max_running, acc);
+	}
+	if (!c->server.tls_psk_identity[0] != !c->server.tls_psk_file[0]) {
+		int i_id = key_find("server", "tls_psk_identity"), i_f = key_find("server", "tls_psk_file");
+		int line = TS_MAX(i_id >= 0 ? x->key_line[i_id] : 0, i_f >= 0 ? x->key_line[i_f] : 0);
+		return ts_errf(x->e, E_FORMAT,
+			       "%s:%d: [server] tls_psk_identity and tls_psk_file go together: set both for PSK mode, "
+			       "neither for certificates",
+			       x->file, line);
 	}
 	if (c->engine.kv_tokens != 0 && c->engine.kv_tokens < c->engine.max_seq_len) {
 		int blame_seq = x->key_line[i_seq] > x->key_line[i_kv];

@@ -49,6 +49,8 @@ struct cfg {
 		char tls_cert[CFG_PATH_MAX];
 		char tls_key[CFG_PATH_MAX];
 		char tls_ca[CFG_PATH_MAX];
+		char tls_psk_identity[256];  /* PSK mode when set (with tls_psk_file) */
+		char tls_psk_file[CFG_PATH_MAX];
 	} server;
 	struct {
 		int level;                  /* enum log_level */

@@ -980,7 +980,8 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 	const struct cfg *cf = &en->cfg;
 	int rc;
 	*out = NULL;
-	if (!cf->server.tls_cert[0] || !cf->server.tls_key[0] || !cf->server.tls_ca[0])
+	const int psk = cf->server.tls_psk_file[0] != 0;
+	if (!psk && (!cf->server.tls_cert[0] || !cf->server.tls_key[0] || !cf->server.tls_ca[0]))
 		return ts_errf(e, E_INVAL,
 			       "%s: [server] tls_cert, tls_key and tls_ca must all be set to serve (mutual TLS); "
 			       "make development certificates with `tokenspeed certs DIR`",
@@ -1009,8 +1010,16 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 		ts_free(sv);
 		return ts_errf(e, E_RANGE, "serve: max_conns and max_requests are at most 4096");
 	}
-	if ((rc = tls_config_server(&sv->tls, cf->server.tls_cert, cf->server.tls_key, cf->server.tls_ca, e)) < 0)
+	if (psk) { /* PSK mode: [server] tls_psk_identity + tls_psk_file */
+		uint8_t key[TLS_PSK_MAX_BYTES];
+		int n = tls_psk_load(cf->server.tls_psk_file, key, sizeof(key), e);
+		rc = n < 0 ? n : tls_config_psk(&sv->tls, TLS_SERVER, cf->server.tls_psk_identity, key, (size_t)n, e);
+		memset(key, 0, sizeof(key));
+		if (rc < 0)
+			goto out_free;
+	} else if ((rc = tls_config_server(&sv->tls, cf->server.tls_cert, cf->server.tls_key, cf->server.tls_ca, e)) < 0) {
 		goto out_free;
+	}
 	rc = -E_NOMEM;
 	sv->conns = ts_alloc((size_t)sv->o.max_conns * sizeof(*sv->conns));
 	sv->ereq = ts_alloc((size_t)sv->o.max_conns * (size_t)sv->o.max_requests * sizeof(*sv->ereq));

@@ -775,3 +775,22 @@ void tls_session_free(struct tls_session *s)
 	}
 	memset(s, 0, sizeof(*s));
 }
+
+int tls_psk_load(const char *path, uint8_t *out, size_t cap, struct ts_err *e)
+{
+	char buf[256], *p = buf;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return ts_errf(e, E_IO, "%s: cannot read the PSK file: %s", path, strerror(errno));
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	int more = fgetc(f) != EOF;
+	fclose(f);
+	if (more)
+		return ts_errf(e, E_FORMAT, "%s: longer than a PSK in hex can be", path);
+	buf[n] = 0;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	for (char *q = p + strlen(p); q > p && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\n' || q[-1] == '\r');)
+		*--q = 0;
+	return tls_psk_from_hex(p, out, cap, path, e);
+}

@@ -116,6 +116,11 @@ int tls_config_psk(struct tls_config *c, enum tls_role role, const char *identit
  * in the message. Returns the byte count or -E_FORMAT / -E_RANGE. */
 int tls_psk_from_hex(const char *hex, uint8_t *out, size_t cap, const char *what, struct ts_err *e);
 
+/* A PSK from a file holding its hex digits (surrounding white space
+ * ignored). Returns the byte count or -E_IO / -E_FORMAT / -E_RANGE naming the
+ * file. */
+int tls_psk_load(const char *path, uint8_t *out, size_t cap, struct ts_err *e);
+
 /* Frees what tls_config_* took; safe on a zeroed or already freed config.
  * Every session made from c must be freed first. */
 void tls_config_free(struct tls_config *c);

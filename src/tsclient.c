@@ -449,8 +449,16 @@ int tsc_connect(struct tsc *c, const char *host_port, const struct tsc_tls *tls,
 	snprintf(c->where, sizeof(c->where), "%s", host_port ? host_port : "(null)");
 	if ((rc = split_host_port(c->where, host, sizeof(host), port, sizeof(port), e)) < 0)
 		return rc;
-	if ((rc = tls_config_client(&c->tls_cfg, tls->cert, tls->key, tls->ca,
-	                            tls->server_name ? tls->server_name : host, &c->err)) < 0) {
+	if (tls->psk_identity) {
+		uint8_t key[TLS_PSK_MAX_BYTES];
+		int n = tls_psk_load(tls->psk_file ? tls->psk_file : "(no psk file)", key, sizeof(key), &c->err);
+		rc = n < 0 ? n : tls_config_psk(&c->tls_cfg, TLS_CLIENT, tls->psk_identity, key, (size_t)n, &c->err);
+		memset(key, 0, sizeof(key));
+	} else {
+		rc = tls_config_client(&c->tls_cfg, tls->cert, tls->key, tls->ca, tls->server_name ? tls->server_name : host,
+				       &c->err);
+	}
+	if (rc < 0) {
 		ts_errf(e, -rc, "%s: TLS setup: %s", c->where, c->err.msg);
 		goto out_close;
 	}

@@ -44,6 +44,8 @@ struct tsc_tls {
 	const char *cert; /* our PEM certificate; NULL with key NULL: no client certificate */
 	const char *key;  /* its PEM private key */
 	const char *server_name;
+	const char *psk_identity; /* PSK mode when set: then ca, cert and key are unused */
+	const char *psk_file;     /* the key in hex (tls_psk_load) */
 };
 
 /* One SUBMIT, token ids only. */

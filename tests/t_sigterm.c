@@ -37,7 +37,7 @@ int main(void)
 	struct tsc c;
 	struct ts_err e = {0};
 	struct tsc_tls tls = {"build/tests/sigterm-certs/ca.crt", "build/tests/sigterm-certs/client.crt",
-			      "build/tests/sigterm-certs/client.key", "localhost"};
+			      "build/tests/sigterm-certs/client.key", "localhost", NULL, NULL};
 	char hp[64];
 	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port);
 	int r = -1;

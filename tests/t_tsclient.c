@@ -306,7 +306,7 @@ static void test_conversation(void)
 
 	char hp[64];
 	snprintf(hp, sizeof(hp), "127.0.0.1:%u", f.port);
-	struct tsc_tls tl = {path_in("ca.crt"), path_in("client.crt"), path_in("client.key"), "localhost"};
+	struct tsc_tls tl = {path_in("ca.crt"), path_in("client.crt"), path_in("client.key"), "localhost", NULL, NULL};
 	static struct tsc c;
 	int rc = tsc_connect(&c, hp, &tl, &e);
 	T_CHECK(rc == 0, "connect: %s / fake: %s", e.msg, f.fail);
@@ -426,7 +426,7 @@ static void test_errors(void)
 {
 	struct ts_err e = {0};
 	struct tsc c;
-	struct tsc_tls tl = {path_in("ca.crt"), path_in("client.crt"), path_in("client.key"), "localhost"};
+	struct tsc_tls tl = {path_in("ca.crt"), path_in("client.crt"), path_in("client.key"), "localhost", NULL, NULL};
 
 	/* A port nobody listens on. */
 	struct fake f = {0};
