@@ -184,6 +184,45 @@ int main(void)
 	T_CHECK(en.s.kv.n_free == en.s.kv.n_blocks, "blocks leaked after cancel: %d of %d free", en.s.kv.n_free,
 		en.s.kv.n_blocks);
 
+	engine_stop(&en);
+
+	/* priority classes, first come first served within a class: with one
+	 * running slot, the order of completion is B (class 0), then A and C
+	 * (class 2) in the order they came */
+	boot(&en, dir, 1, 128, 8 * 128);
+	static int order[3], n_order;
+	{
+		static const int prio[3] = {2, 0, 2};
+		uint64_t ids[3];
+		struct ts_err pe = {0};
+		for (int i = 0; i < 3; i++) {
+			struct sched_submit s = {.prompt = prompts[i], .n_prompt = plen[i], .max_tokens = 4, .ignore_eos = 1,
+						 .priority = prio[i], .user = (uint64_t)i};
+			samp_params_default(&s.samp);
+			T_CHECK(sched_submit(&en.s, &s, &ids[i], &pe) == 0, "submit: %s", pe.msg);
+		}
+		memset(&u, 0, sizeof(u));
+		n_order = 0;
+		struct sched_events pev = {on_tok, on_done, &u};
+		for (int guard = 0; guard < 1000 && u.n_done < 3; guard++) {
+			int before_done = u.n_done;
+			sched_step(&en.s, &pev);
+			for (int i = 0; i < 3 && u.n_done > before_done; i++)
+				if (u.done[i]) {
+					int seen = 0;
+					for (int k = 0; k < n_order; k++)
+						seen |= order[k] == i;
+					if (!seen)
+						order[n_order++] = i;
+				}
+		}
+		T_CHECK(n_order == 3 && order[0] == 1 && order[1] == 0 && order[2] == 2,
+			"completion order %d %d %d, want 1 (class 0), then 0 and 2 (class 2, first come first)", order[0],
+			order[1], order[2]);
+	}
+	engine_stop(&en);
+	boot(&en, dir, 8, 128, 8 * 128);
+
 	/* bad requests: each refused with a message naming the field */
 	struct ts_err e = {0};
 	int32_t bad[2] = {1, 999999};
