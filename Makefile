@@ -127,7 +127,7 @@ $(DEPS_MUSL): | $(B)/.musl-tools
 
 # ---------------------------------------------------------------- tsctl
 # The protocol client (generate / stats / bench); tsctl-static is fully static musl.
-TSCTL_SRCS := src/tsclient.c src/tls.c src/proto.c src/samp.c src/fmath.c src/base.c src/log.c
+TSCTL_SRCS := src/tsclient.c src/tls.c src/proto.c src/samp.c src/fmath.c src/base.c src/log.c src/cli.c
 $(B)/obj/boot/tsctl-main.o: boot/tsctl.c | $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -DTSCTL_MAIN $(INC) -c $< -o $@

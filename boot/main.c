@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "boot.h"
+#include "cli.h"
 #include "log.h"
 #include "serve.h"
 
@@ -47,39 +48,6 @@ static int die(const char *what, const struct ts_err *e)
 	return 1;
 }
 
-/* "1,2,3" -> ids; -1 on a malformed list. */
-static int parse_ids(const char *s, int32_t *out, int cap)
-{
-	int n = 0;
-	while (*s) {
-		char *end;
-		errno = 0;
-		long v = strtol(s, &end, 10);
-		if (end == s || errno || v < 0 || v > INT32_MAX || n == cap)
-			return -1;
-		out[n++] = (int32_t)v;
-		s = end;
-		if (*s == ',')
-			s++;
-		else if (*s)
-			return -1;
-	}
-	return n;
-}
-
-static int parse_num(const char *flag, const char *v, double lo, double hi, double *out)
-{
-	char *end;
-	errno = 0;
-	double x = strtod(v, &end);
-	if (end == v || *end || errno || !(x >= lo && x <= hi)) {
-		fprintf(stderr, "tokenspeed: %s = \"%s\": not a number in %g..%g\n", flag, v, lo, hi);
-		return -1;
-	}
-	*out = x;
-	return 0;
-}
-
 /* ------------------------------------------------------------ generate */
 
 #define GEN_MAX_PROMPTS 64
@@ -106,66 +74,6 @@ static void on_done(void *ctx, const struct req *r)
 	g->done++;
 }
 
-/* Numeric options of generate: the sampler's ranges are checked by
- * samp_params_check (with its own messages); here only that it is a number. */
-enum num_field { F_MAX_TOKENS, F_TEMP, F_TOP_K, F_TOP_P, F_MIN_P, F_REP, F_PRES, F_FREQ, F_SEED };
-static const struct num_opt {
-	const char *flag;
-	enum num_field f;
-	double lo, hi;
-} num_opts[] = {
-	{"--max-tokens", F_MAX_TOKENS, 1, 1 << 24},
-	{"--temperature", F_TEMP, -1e9, 1e9},
-	{"--top-k", F_TOP_K, -1e9, 1e9},
-	{"--top-p", F_TOP_P, -1e9, 1e9},
-	{"--min-p", F_MIN_P, -1e9, 1e9},
-	{"--repetition-penalty", F_REP, -1e9, 1e9},
-	{"--presence-penalty", F_PRES, -1e9, 1e9},
-	{"--frequency-penalty", F_FREQ, -1e9, 1e9},
-	{"--seed", F_SEED, 0, 1.8e19},
-};
-
-static const struct num_opt *find_num_opt(const char *flag)
-{
-	for (size_t i = 0; i < TS_ARRAY_LEN(num_opts); i++)
-		if (!strcmp(flag, num_opts[i].flag))
-			return &num_opts[i];
-	return NULL;
-}
-
-static void set_num_opt(const struct num_opt *o, double x, struct samp_params *sp, int *max_tokens)
-{
-	switch (o->f) {
-	case F_MAX_TOKENS:
-		*max_tokens = (int)x;
-		break;
-	case F_TEMP:
-		sp->temperature = (float)x;
-		break;
-	case F_TOP_K:
-		sp->top_k = (int32_t)x;
-		break;
-	case F_TOP_P:
-		sp->top_p = (float)x;
-		break;
-	case F_MIN_P:
-		sp->min_p = (float)x;
-		break;
-	case F_REP:
-		sp->repetition_penalty = (float)x;
-		break;
-	case F_PRES:
-		sp->presence_penalty = (float)x;
-		break;
-	case F_FREQ:
-		sp->frequency_penalty = (float)x;
-		break;
-	case F_SEED:
-		sp->seed = (uint64_t)x;
-		break;
-	}
-}
-
 static int cmd_generate(int argc, char **argv)
 {
 	const char *cfg_path = NULL;
@@ -174,8 +82,8 @@ static int cmd_generate(int argc, char **argv)
 	int32_t stop[SCHED_MAX_STOP];
 	struct samp_params sp;
 	struct ts_err e = {0};
-	const struct num_opt *opt;
 	double x;
+	int r;
 
 	samp_params_default(&sp);
 	for (int i = 2; i < argc; i++) {
@@ -196,22 +104,25 @@ static int cmd_generate(int argc, char **argv)
 				fprintf(stderr, "tokenspeed: at most %d --prompt-ids\n", GEN_MAX_PROMPTS);
 				return 2;
 			}
-			n_prompt[n_prompts] = parse_ids(v, prompts[n_prompts], GEN_MAX_IDS);
+			n_prompt[n_prompts] = cli_parse_ids(v, prompts[n_prompts], GEN_MAX_IDS);
 			if (n_prompt[n_prompts] < 1) {
 				fprintf(stderr, "tokenspeed: --prompt-ids \"%s\": expected comma-separated token ids\n", v);
 				return 2;
 			}
 			n_prompts++;
 		} else if (!strcmp(a, "--stop-ids")) {
-			if ((n_stop = parse_ids(v, stop, SCHED_MAX_STOP)) < 0) {
+			if ((n_stop = cli_parse_ids(v, stop, SCHED_MAX_STOP)) < 0) {
 				fprintf(stderr, "tokenspeed: --stop-ids \"%s\": at most %d comma-separated ids\n", v,
 					SCHED_MAX_STOP);
 				return 2;
 			}
-		} else if ((opt = find_num_opt(a))) {
-			if (parse_num(a, v, opt->lo, opt->hi, &x))
+		} else if (!strcmp(a, "--max-tokens")) {
+			if (cli_parse_num("tokenspeed", a, v, 1, 1 << 24, &x))
 				return 2;
-			set_num_opt(opt, x, &sp, &max_tokens);
+			max_tokens = (int)x;
+		} else if ((r = cli_samp_opt("tokenspeed", a, v, &sp)) != 0) {
+			if (r < 0)
+				return 2;
 		} else {
 			fprintf(stderr, "tokenspeed: generate: unknown option %s\n", a);
 			usage(stderr);
@@ -253,7 +164,7 @@ static int cmd_generate(int argc, char **argv)
 	struct sched_events ev = {on_token, on_done, &g};
 	uint64_t allocs = ts_alloc_count();
 	while (g.done < n_prompts) {
-		int r = sched_step(&en.s, &ev);
+		r = sched_step(&en.s, &ev);
 		if (r < 0) {
 			engine_stop(&en);
 			fprintf(stderr, "tokenspeed: step failed: %s\n", ts_code_name(r));

