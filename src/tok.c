@@ -1,0 +1,1156 @@
+/* tok.c: Hugging Face tokenizer.json -- load, encode (byte-level BPE with the
+ * Llama 3 / Qwen2 split regex, SentencePiece BPE with byte fallback, added
+ * tokens), decode and streaming decode. See tok.h for the contract. */
+#include "tok.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "tok_unicode.h"
+
+/* ---------------------------------------------------------------- tables */
+
+struct tok_merge {
+	uint64_t key; /* left id << 32 | right id; UINT64_MAX empty */
+	int32_t rank;
+	int32_t id;
+};
+
+#define PAT_LLAMA3                                                                                                     \
+	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "                                     \
+	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define PAT_QWEN2                                                                                                      \
+	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "                                          \
+	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+static uint32_t fnv(const void *p, size_t n)
+{
+	const uint8_t *s = p;
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 16777619u;
+	return h;
+}
+
+static uint32_t mix64(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdull;
+	k ^= k >> 33;
+	return (uint32_t)k;
+}
+
+static int32_t vocab_find(const struct tok *t, const void *key, size_t n)
+{
+	for (uint32_t h = fnv(key, n) & t->vh_mask;; h = (h + 1) & t->vh_mask) {
+		int32_t id = t->vh[h];
+		if (id < 0)
+			return -1;
+		uint32_t o = t->key_off[id], l = t->key_off[id + 1] - o;
+		if (l == n && memcmp(t->strs + o, key, n) == 0)
+			return id;
+	}
+}
+
+static const struct tok_merge *merge_find(const struct tok *t, int32_t a, int32_t b)
+{
+	uint64_t k = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+	for (uint32_t h = mix64(k) & t->mh_mask;; h = (h + 1) & t->mh_mask) {
+		if (t->mh[h].key == k)
+			return &t->mh[h];
+		if (t->mh[h].key == UINT64_MAX)
+			return NULL;
+	}
+}
+
+/* ---------------------------------------------------------------- unicode */
+
+enum { C_L = 1, C_N = 2, C_S = 4 };
+
+static int in_ranges(const uint32_t (*r)[2], int n, uint32_t c)
+{
+	int lo = 0, hi = n - 1;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		if (c < r[mid][0])
+			hi = mid - 1;
+		else if (c > r[mid][1])
+			lo = mid + 1;
+		else
+			return 1;
+	}
+	return 0;
+}
+
+static int cp_class(uint32_t c)
+{
+	if (c < 128) {
+		if ((c | 32) >= 'a' && (c | 32) <= 'z')
+			return C_L;
+		if (c >= '0' && c <= '9')
+			return C_N;
+		return (c == ' ' || (c >= 9 && c <= 13)) ? C_S : 0;
+	}
+	if (c == UINT32_MAX)
+		return 0;
+	/* JavaScript \s beyond ASCII */
+	if (c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+	    c == 0x205f || c == 0x3000 || c == 0xfeff)
+		return C_S;
+	if (in_ranges(tok_uc_letter, tok_uc_letter_n, c))
+		return C_L;
+	if (in_ranges(tok_uc_number, tok_uc_number_n, c))
+		return C_N;
+	return 0;
+}
+
+/* One UTF-8 step in p[0..n): > 0 a valid sequence of that length; 0 a valid
+ * but incomplete prefix; -k an invalid maximal subpart of k bytes (WHATWG). */
+static int u8_step(const uint8_t *p, size_t n)
+{
+	uint8_t b = p[0], lo = 0x80, hi = 0xbf;
+	int need;
+	if (b < 0x80)
+		return 1;
+	if (b >= 0xc2 && b <= 0xdf)
+		need = 2;
+	else if (b >= 0xe0 && b <= 0xef) {
+		need = 3;
+		if (b == 0xe0)
+			lo = 0xa0;
+		if (b == 0xed)
+			hi = 0x9f;
+	} else if (b >= 0xf0 && b <= 0xf4) {
+		need = 4;
+		if (b == 0xf0)
+			lo = 0x90;
+		if (b == 0xf4)
+			hi = 0x8f;
+	} else
+		return -1;
+	for (int i = 1; i < need; i++) {
+		if ((size_t)i >= n)
+			return 0;
+		uint8_t c = p[i];
+		if (c < (i == 1 ? lo : 0x80) || c > (i == 1 ? hi : 0xbf))
+			return -i;
+	}
+	return need;
+}
+
+/* Code point at s[i]; an invalid or truncated byte is UINT32_MAX, length 1. */
+static uint32_t u8_at(const uint8_t *s, size_t n, size_t i, int *len)
+{
+	int k = u8_step(s + i, n - i);
+	if (k <= 0) {
+		*len = 1;
+		return UINT32_MAX;
+	}
+	*len = k;
+	uint32_t c = s[i];
+	if (k == 1)
+		return c;
+	c &= 0x7f >> k;
+	for (int j = 1; j < k; j++)
+		c = c << 6 | (s[i + j] & 0x3f);
+	return c;
+}
+
+/* GPT-2 byte-level alphabet: byte -> code point. */
+static uint32_t byte_cp(int b)
+{
+	if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
+		return (uint32_t)b;
+	int n = 0;
+	for (int x = 0; x < b; x++)
+		if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174))
+			n++;
+	return 256u + (uint32_t)n;
+}
+
+/* ---------------------------------------------------------------- load */
+
+static int read_all(const char *path, char **out, size_t *n)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return -1;
+	}
+	char *b = ts_alloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (b && got < (size_t)st.st_size) {
+		ssize_t r = read(fd, b + got, (size_t)st.st_size - got);
+		if (r <= 0) {
+			ts_free(b);
+			b = NULL;
+			break;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	if (!b)
+		return -1;
+	*out = b;
+	*n = got;
+	return 0;
+}
+
+/* Token text (UTF-8 from JSON) -> vocab key bytes. Byte-level: undo the GPT-2
+ * map; else copy. Returns the length, or -1 if not byte-level text. */
+static long to_key(const struct tok *t, const uint8_t *inv, const char *s, size_t n, char *out)
+{
+	if (t->model != TOK_BYTE_BPE) {
+		memcpy(out, s, n);
+		return (long)n;
+	}
+	long k = 0;
+	for (size_t i = 0; i < n;) {
+		int l;
+		uint32_t c = u8_at((const uint8_t *)s, n, i, &l);
+		if (c >= 324 || (inv[c] == 0 && c != byte_cp(0)))
+			return -1;
+		out[k++] = (char)inv[c];
+		i += (size_t)l;
+	}
+	return k;
+}
+
+static int is_str(const struct json_val *v, const char *s)
+{
+	const char *x = json_str(v, NULL);
+	return x && strcmp(x, s) == 0;
+}
+
+static int cmp_added(const void *a, const void *b, const char *strs)
+{
+	const struct tok_added *x = a, *y = b;
+	uint8_t fx = (uint8_t)strs[x->off], fy = (uint8_t)strs[y->off];
+	if (fx != fy)
+		return fx < fy ? -1 : 1;
+	return x->len > y->len ? -1 : x->len < y->len ? 1 : 0;
+}
+
+static int32_t config_token(const struct tok *t, const struct json_val *v)
+{
+	if (v && json_type(v) == JSON_OBJ)
+		v = json_get(v, "content");
+	const char *s = json_str(v, NULL);
+	if (!s)
+		return -1;
+	for (int i = 0; i < t->n_added; i++)
+		if (t->added[i].len == strlen(s) && memcmp(t->strs + t->added[i].off, s, t->added[i].len) == 0)
+			return t->added[i].id;
+	return vocab_find(t, s, strlen(s));
+}
+
+int tok_load(struct tok *t, const char *dir, struct ts_err *e)
+{
+	char path[4096], *text = NULL, *tmp = NULL;
+	size_t len;
+	struct json_doc *doc = NULL, *cdoc = NULL;
+	uint8_t inv[324] = {0};
+	int rc;
+
+	memset(t, 0, sizeof *t);
+	snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+	if (read_all(path, &text, &len) != 0)
+		return ts_errf(e, E_IO, "%s: cannot read (is %s a checkpoint directory with a tokenizer?)", path, dir);
+	rc = json_parse(&doc, path, text, len, e);
+	ts_free(text);
+	text = NULL;
+	if (rc)
+		return rc;
+	const struct json_val *root = json_root(doc);
+	const struct json_val *model = json_get(root, "model");
+	const struct json_val *vocab = json_get(model, "vocab"), *merges = json_get(model, "merges");
+	if (!is_str(json_get(model, "type"), "BPE")) {
+		rc = ts_errf(e, E_UNSUPPORTED, "%s: model.type: only \"BPE\" is supported", path);
+		goto out;
+	}
+	if (json_type(vocab) != JSON_OBJ || json_type(merges) != JSON_ARR) {
+		rc = ts_errf(e, E_FORMAT, "%s: model.vocab (object) and model.merges (array) are required", path);
+		goto out;
+	}
+
+	/* which pipeline */
+	const struct json_val *norm = json_get(root, "normalizer"), *pre = json_get(root, "pre_tokenizer");
+	t->unk_id = -1;
+	t->bos_id = t->eos_id = -1;
+	if (is_str(json_get(norm, "type"), "Sequence") && json_type(pre) == JSON_NULL) {
+		const struct json_val *ns = json_get(norm, "normalizers");
+		if (json_len(ns) != 2 || !is_str(json_get(json_at(ns, 0), "type"), "Prepend") ||
+		    !is_str(json_get(json_at(ns, 0), "prepend"), "\xe2\x96\x81") ||
+		    !is_str(json_get(json_at(ns, 1), "type"), "Replace") ||
+		    !is_str(json_get(json_get(json_at(ns, 1), "pattern"), "String"), " ") ||
+		    !is_str(json_get(json_at(ns, 1), "content"), "\xe2\x96\x81")) {
+			rc = ts_errf(e, E_UNSUPPORTED,
+			             "%s: normalizer: only Sequence[Prepend \"\xe2\x96\x81\", Replace \" \" -> "
+			             "\"\xe2\x96\x81\"] is supported",
+			             path);
+			goto out;
+		}
+		t->model = TOK_SP_BPE;
+		t->pre = TOK_PRE_NONE;
+	} else {
+		const struct json_val *ps = json_get(pre, "pretokenizers");
+		const struct json_val *split = json_at(ps, 0);
+		const char *pat = json_str(json_get(json_get(split, "pattern"), "Regex"), NULL);
+		if (!is_str(json_get(pre, "type"), "Sequence") || json_len(ps) != 2 ||
+		    !is_str(json_get(split, "type"), "Split") || !is_str(json_get(split, "behavior"), "Isolated") ||
+		    !is_str(json_get(json_at(ps, 1), "type"), "ByteLevel") || !pat) {
+			rc = ts_errf(e, E_UNSUPPORTED,
+			             "%s: pre_tokenizer: only Sequence[Split(Regex, Isolated), ByteLevel] is supported",
+			             path);
+			goto out;
+		}
+		int use_regex = 1;
+		json_bool(json_get(json_at(ps, 1), "use_regex"), &use_regex);
+		if (strcmp(pat, PAT_LLAMA3) == 0)
+			t->pre = TOK_PRE_LLAMA3;
+		else if (strcmp(pat, PAT_QWEN2) == 0)
+			t->pre = TOK_PRE_QWEN2;
+		else {
+			rc = ts_errf(e, E_UNSUPPORTED,
+			             "%s: pre_tokenizer.pretokenizers[0].pattern.Regex: not the Llama 3 or Qwen2 "
+			             "pattern (\"%.200s\")",
+			             path, pat);
+			goto out;
+		}
+		if (use_regex) {
+			rc = ts_errf(e, E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[1].use_regex: must be false",
+			             path);
+			goto out;
+		}
+		if (json_type(norm) != JSON_NULL && !is_str(json_get(norm, "type"), "NFC")) {
+			rc = ts_errf(e, E_UNSUPPORTED,
+			             "%s: normalizer: only null or NFC with a byte-level pre-tokenizer", path);
+			goto out;
+		}
+		t->nfc = json_type(norm) != JSON_NULL;
+		t->model = TOK_BYTE_BPE;
+		for (int b = 0; b < 256; b++)
+			inv[byte_cp(b)] = (uint8_t)b;
+	}
+	json_bool(json_get(model, "ignore_merges"), &t->ignore_merges);
+	json_bool(json_get(model, "byte_fallback"), &t->byte_fallback);
+
+	/* sizes */
+	const struct json_val *added = json_get(root, "added_tokens");
+	int nv = json_len(vocab), na = json_len(added);
+	size_t total = 0;
+	int64_t maxid = -1;
+	for (int i = 0; i < nv; i++) {
+		size_t kl;
+		int64_t id;
+		json_key_at(vocab, i, &kl);
+		if (json_int64(json_at(vocab, i), &id) || id < 0 || id > 0x7fffffff) {
+			rc =
+			    ts_errf(e, E_FORMAT, "%s: model.vocab: entry %d is not a non-negative integer id", path, i);
+			goto out;
+		}
+		maxid = id > maxid ? id : maxid;
+		total += 2 * kl;
+	}
+	for (int i = 0; i < na; i++) {
+		int64_t id;
+		size_t cl;
+		const struct json_val *a = json_at(added, i);
+		if (json_int64(json_get(a, "id"), &id) || id < 0 || id > 0x7fffffff ||
+		    !json_str(json_get(a, "content"), &cl) || !cl) {
+			rc = ts_errf(e, E_FORMAT, "%s: added_tokens[%d]: needs an integer id and a non-empty content",
+			             path, i);
+			goto out;
+		}
+		int ls = 0, rs = 0, sw = 0, nz = 0;
+		json_bool(json_get(a, "lstrip"), &ls);
+		json_bool(json_get(a, "rstrip"), &rs);
+		json_bool(json_get(a, "single_word"), &sw);
+		json_bool(json_get(a, "normalized"), &nz);
+		if (ls || rs || sw || nz) {
+			rc = ts_errf(e, E_UNSUPPORTED,
+			             "%s: added_tokens[%d]: lstrip/rstrip/single_word/normalized are not supported",
+			             path, i);
+			goto out;
+		}
+		maxid = id > maxid ? id : maxid;
+		total += cl;
+	}
+	t->n_ids = (int)maxid + 1;
+	t->strs = ts_alloc(total + 1);
+	t->key_off = ts_alloc(((size_t)t->n_ids + 1) * sizeof *t->key_off);
+	t->dec_off = ts_alloc((size_t)t->n_ids * 2 * sizeof *t->dec_off);
+	t->kind = ts_alloc((size_t)t->n_ids);
+	t->added = ts_alloc(((size_t)na + 1) * sizeof *t->added);
+	uint32_t vcap = 1;
+	while (vcap < 2u * (uint32_t)t->n_ids)
+		vcap <<= 1;
+	t->vh = ts_alloc(vcap * sizeof *t->vh);
+	t->vh_mask = vcap - 1;
+	int nm = json_len(merges);
+	uint32_t mcap = 1;
+	while (mcap < 2u * (uint32_t)nm + 2)
+		mcap <<= 1;
+	t->mh = ts_alloc(mcap * sizeof *t->mh);
+	t->mh_mask = mcap - 1;
+	tmp = ts_alloc(4096);
+	if (!t->strs || !t->key_off || !t->dec_off || !t->kind || !t->added || !t->vh || !t->mh || !tmp) {
+		rc = ts_errf(e, E_NOMEM, "%s: out of memory loading %d tokens", path, t->n_ids);
+		goto out;
+	}
+	memset(t->vh, 0xff, vcap * sizeof *t->vh);
+	memset(t->mh, 0xff, mcap * sizeof *t->mh);
+	for (int b = 0; b < 256; b++)
+		t->byte_id[b] = -1;
+
+	/* vocab: keys laid out in id order so key_off[id + 1] ends key id */
+	const char **ktext = ts_alloc((size_t)t->n_ids * sizeof *ktext);
+	size_t *klen = ts_alloc((size_t)t->n_ids * sizeof *klen);
+	if (!ktext || !klen) {
+		ts_free(ktext);
+		ts_free(klen);
+		rc = ts_errf(e, E_NOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	for (int i = 0; i < nv; i++) {
+		int64_t id;
+		json_int64(json_at(vocab, i), &id);
+		ktext[id] = json_key_at(vocab, i, &klen[id]);
+		t->kind[id] = 1;
+	}
+	uint32_t w = 0;
+	for (int id = 0; id < t->n_ids; id++) {
+		t->key_off[id] = w;
+		if (!ktext[id])
+			continue;
+		long k = klen[id] <= 4096 ? to_key(t, inv, ktext[id], klen[id], t->strs + w) : -1;
+		if (k < 0) {
+			rc = ts_errf(e, E_FORMAT, "%s: model.vocab: token %d (\"%.100s\") is not byte-level text", path,
+			             id, ktext[id]);
+			ts_free(ktext);
+			ts_free(klen);
+			goto out;
+		}
+		w += (uint32_t)k;
+	}
+	t->key_off[t->n_ids] = w;
+	for (int id = 0; id < t->n_ids; id++) {
+		if (!ktext[id])
+			continue;
+		uint32_t o = t->key_off[id], l = t->key_off[id + 1] - o;
+		if (vocab_find(t, t->strs + o, l) >= 0)
+			continue; /* duplicate key: first id wins */
+		uint32_t h = fnv(t->strs + o, l) & t->vh_mask;
+		while (t->vh[h] >= 0)
+			h = (h + 1) & t->vh_mask;
+		t->vh[h] = id;
+	}
+	/* decoded bytes */
+	for (int id = 0; id < t->n_ids; id++) {
+		uint32_t o = t->key_off[id], l = t->key_off[id + 1] - o;
+		t->dec_off[2 * id] = w;
+		if (t->model == TOK_SP_BPE) {
+			const char *s = t->strs + o;
+			unsigned hx;
+			if (t->byte_fallback && l == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>' &&
+			    sscanf(s + 3, "%2x", &hx) == 1) {
+				t->kind[id] = 4;
+				t->byte_id[hx] = id;
+				t->strs[w++] = (char)hx;
+			} else {
+				for (uint32_t i = 0; i < l; i++) {
+					if (i + 2 < l && memcmp(s + i, "\xe2\x96\x81", 3) == 0) {
+						t->strs[w++] = ' ';
+						i += 2;
+					} else
+						t->strs[w++] = s[i];
+				}
+			}
+		} else {
+			memmove(t->strs + w, t->strs + o, l);
+			w += l;
+			if (l == 1)
+				t->byte_id[(uint8_t)t->strs[o]] = id;
+		}
+		t->dec_off[2 * id + 1] = w - t->dec_off[2 * id];
+	}
+	ts_free(ktext);
+	ts_free(klen);
+
+	/* added tokens */
+	for (int i = 0; i < na; i++) {
+		const struct json_val *a = json_at(added, i);
+		int64_t id;
+		size_t cl;
+		int sp = 0;
+		json_int64(json_get(a, "id"), &id);
+		const char *c = json_str(json_get(a, "content"), &cl);
+		json_bool(json_get(a, "special"), &sp);
+		memcpy(t->strs + w, c, cl);
+		t->added[i] = (struct tok_added){.off = w, .len = (uint32_t)cl, .id = (int32_t)id, .special = sp};
+		t->dec_off[2 * id] = w;
+		t->dec_off[2 * id + 1] = (uint32_t)cl;
+		t->kind[id] = sp ? 3 : 2;
+		w += (uint32_t)cl;
+	}
+	t->n_added = na;
+	for (int i = 1; i < na; i++) /* insertion sort: first byte, then longest first */
+		for (int j = i; j > 0 && cmp_added(&t->added[j - 1], &t->added[j], t->strs) > 0; j--) {
+			struct tok_added x = t->added[j];
+			t->added[j] = t->added[j - 1];
+			t->added[j - 1] = x;
+		}
+	for (int b = 0, i = 0; b <= 256; b++) {
+		while (i < na && (uint8_t)t->strs[t->added[i].off] < b)
+			i++;
+		t->added_first[b] = i;
+	}
+	for (int id = 0; id < t->n_ids; id++)
+		if ((int)t->dec_off[2 * id + 1] > t->max_dec)
+			t->max_dec = (int)t->dec_off[2 * id + 1];
+
+	/* merges: (left, right) -> rank, merged id */
+	for (int i = 0; i < nm; i++) {
+		const struct json_val *m = json_at(merges, i);
+		const char *a, *b;
+		size_t al, bl;
+		if (json_type(m) == JSON_ARR && json_len(m) == 2) {
+			a = json_str(json_at(m, 0), &al);
+			b = json_str(json_at(m, 1), &bl);
+		} else {
+			a = json_str(m, &al);
+			const char *sp = a ? memchr(a, ' ', al) : NULL;
+			b = sp ? sp + 1 : NULL;
+			bl = sp ? al - (size_t)(sp + 1 - a) : 0;
+			al = sp ? (size_t)(sp - a) : 0;
+		}
+		long ka, kb;
+		if (!a || !b || al + bl > 2048 || (ka = to_key(t, inv, a, al, tmp)) < 0 ||
+		    (kb = to_key(t, inv, b, bl, tmp + ka)) < 0) {
+			rc = ts_errf(e, E_FORMAT, "%s: model.merges[%d]: not a pair of tokens", path, i);
+			goto out;
+		}
+		int32_t ia = vocab_find(t, tmp, (size_t)ka), ib = vocab_find(t, tmp + ka, (size_t)kb);
+		int32_t im = vocab_find(t, tmp, (size_t)(ka + kb));
+		if (ia < 0 || ib < 0 || im < 0) {
+			rc = ts_errf(e, E_FORMAT,
+			             "%s: model.merges[%d]: \"%.100s\" uses or makes a token not in model.vocab", path,
+			             i, json_type(m) == JSON_ARR ? a : json_str(m, NULL));
+			goto out;
+		}
+		uint64_t k = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
+		uint32_t h = mix64(k) & t->mh_mask;
+		while (t->mh[h].key != UINT64_MAX && t->mh[h].key != k)
+			h = (h + 1) & t->mh_mask;
+		if (t->mh[h].key == k)
+			continue; /* a repeated pair keeps its first rank */
+		t->mh[h] = (struct tok_merge){.key = k, .rank = i, .id = im};
+	}
+
+	const char *unk = json_str(json_get(model, "unk_token"), NULL);
+	if (unk)
+		t->unk_id = vocab_find(t, unk, strlen(unk));
+	if (t->model == TOK_BYTE_BPE) {
+		for (int b = 0; b < 256; b++)
+			if (t->byte_id[b] < 0) {
+				rc = ts_errf(e, E_FORMAT,
+				             "%s: model.vocab: byte 0x%02x has no token (byte-level BPE needs all 256)",
+				             path, b);
+				goto out;
+			}
+	} else if (t->byte_fallback) {
+		for (int b = 0; b < 256; b++)
+			if (t->byte_id[b] < 0) {
+				rc = ts_errf(e, E_FORMAT,
+				             "%s: model.vocab: byte_fallback is on but <0x%02X> is missing", path, b);
+				goto out;
+			}
+	}
+
+	/* tokenizer_config.json: optional; bos/eos */
+	snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+	if (read_all(path, &text, &len) == 0) {
+		rc = json_parse(&cdoc, path, text, len, e);
+		ts_free(text);
+		text = NULL;
+		if (rc)
+			goto out;
+		const struct json_val *c = json_root(cdoc);
+		const struct json_val *bos = json_get(c, "bos_token"), *eos = json_get(c, "eos_token");
+		t->bos_id = config_token(t, bos);
+		t->eos_id = config_token(t, eos);
+		if (bos && json_type(bos) != JSON_NULL && t->bos_id < 0) {
+			rc = ts_errf(e, E_FORMAT, "%s: bos_token: not a token of tokenizer.json", path);
+			goto out;
+		}
+		if (eos && json_type(eos) != JSON_NULL && t->eos_id < 0) {
+			rc = ts_errf(e, E_FORMAT, "%s: eos_token: not a token of tokenizer.json", path);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	ts_free(tmp);
+	json_free(doc);
+	json_free(cdoc);
+	if (rc)
+		tok_free(t);
+	return rc;
+}
+
+void tok_free(struct tok *t)
+{
+	ts_free(t->strs);
+	ts_free(t->key_off);
+	ts_free(t->dec_off);
+	ts_free(t->kind);
+	ts_free(t->vh);
+	ts_free(t->mh);
+	ts_free(t->added);
+	memset(t, 0, sizeof *t);
+}
+
+/* ---------------------------------------------------------------- encode */
+
+struct sym {
+	int32_t id; /* -1: a character not in the vocab (byte fallback / unk) */
+	int32_t prev, next;
+	uint32_t start, len; /* bytes in the word */
+};
+
+struct hent {
+	int32_t rank, pos;     /* ordered by rank, then leftmost */
+	int32_t lid, rid, mid; /* left, right, merged ids */
+};
+
+static int hless(const struct hent *a, const struct hent *b)
+{
+	return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+
+static void hpush(struct hent *h, int *n, struct hent x)
+{
+	int i = (*n)++;
+	while (i > 0 && hless(&x, &h[(i - 1) / 2])) {
+		h[i] = h[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h[i] = x;
+}
+
+static struct hent hpop(struct hent *h, int *n)
+{
+	struct hent top = h[0], x = h[--*n];
+	int i = 0;
+	for (;;) {
+		int c = 2 * i + 1;
+		if (c >= *n)
+			break;
+		if (c + 1 < *n && hless(&h[c + 1], &h[c]))
+			c++;
+		if (!hless(&h[c], &x))
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	if (*n > 0)
+		h[i] = x;
+	return top;
+}
+
+struct enc {
+	const struct tok *t;
+	int32_t *out;
+	int cap, k;
+	struct sym *s;
+	struct hent *h;
+	uint8_t *norm;
+	uint32_t *cps; /* (2n + 8) NFC code points */
+	size_t cps_cap;
+};
+
+static void emit(struct enc *en, int32_t id)
+{
+	if (en->k < en->cap)
+		en->out[en->k] = id;
+	en->k++;
+}
+
+static void try_pair(struct enc *en, int *nh, int i)
+{
+	int j = en->s[i].next;
+	if (j < 0 || en->s[i].id < 0 || en->s[j].id < 0)
+		return;
+	const struct tok_merge *m = merge_find(en->t, en->s[i].id, en->s[j].id);
+	if (m)
+		hpush(en->h, nh, (struct hent){m->rank, i, en->s[i].id, en->s[j].id, m->id});
+}
+
+/* BPE over en->s[0..m) (symbols of word w), then emits the ids. */
+static void bpe(struct enc *en, const uint8_t *w, int m)
+{
+	struct sym *s = en->s;
+	int nh = 0;
+	for (int i = 0; i + 1 < m; i++)
+		try_pair(en, &nh, i);
+	while (nh > 0) {
+		struct hent x = hpop(en->h, &nh);
+		int i = x.pos, j = s[i].next;
+		if (s[i].id != x.lid || j < 0 || s[j].id != x.rid)
+			continue; /* stale */
+		s[i].id = x.mid;
+		s[i].len += s[j].len;
+		s[i].next = s[j].next;
+		if (s[j].next >= 0)
+			s[s[j].next].prev = i;
+		s[j].id = -2; /* dead */
+		if (s[i].prev >= 0)
+			try_pair(en, &nh, s[i].prev);
+		try_pair(en, &nh, i);
+	}
+	for (int i = 0; i >= 0 && m > 0; i = s[i].next) {
+		if (s[i].id >= 0)
+			emit(en, s[i].id);
+		else if (en->t->byte_fallback)
+			for (uint32_t b = 0; b < s[i].len; b++)
+				emit(en, en->t->byte_id[w[s[i].start + b]]);
+		else if (en->t->unk_id >= 0)
+			emit(en, en->t->unk_id);
+	}
+}
+
+/* End of the pre-token that starts at s[i] (Llama 3 / Qwen2 split regex). */
+static size_t pre_next(enum tok_pre pre, const uint8_t *s, size_t n, size_t i)
+{
+	int l0, l1 = 0;
+	uint32_t c0 = u8_at(s, n, i, &l0), c1 = i + (size_t)l0 < n ? u8_at(s, n, i + (size_t)l0, &l1) : 0;
+	int k0 = cp_class(c0), k1 = i + (size_t)l0 < n ? cp_class(c1) : -1;
+	size_t j;
+	/* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+	if (c0 == '\'' && k1 >= 0) {
+		uint32_t a = c1 | (c1 < 128 ? 32 : 0);
+		if (a == 's' || a == 't' || a == 'm' || a == 'd' || c1 == 0x17f)
+			return i + 1 + (size_t)l1;
+		if (i + 2 < n && (a == 'r' || a == 'v' || a == 'l')) {
+			uint32_t b = s[i + 2] | 32;
+			if ((a != 'l' && b == 'e') || (a == 'l' && b == 'l'))
+				return i + 3;
+		}
+	}
+	/* [^\r\n\p{L}\p{N}]?\p{L}+ */
+	if (k0 == C_L || (c0 != '\r' && c0 != '\n' && !(k0 & (C_L | C_N)) && k1 == C_L)) {
+		j = i + (size_t)l0;
+		while (j < n) {
+			int l;
+			if (cp_class(u8_at(s, n, j, &l)) != C_L)
+				break;
+			j += (size_t)l;
+		}
+		return j;
+	}
+	/* \p{N}{1,3} or \p{N} */
+	if (k0 == C_N) {
+		j = i + (size_t)l0;
+		for (int r = 1; r < (pre == TOK_PRE_LLAMA3 ? 3 : 1) && j < n; r++) {
+			int l;
+			if (cp_class(u8_at(s, n, j, &l)) != C_N)
+				break;
+			j += (size_t)l;
+		}
+		return j;
+	}
+	/* ' ?[^\s\p{L}\p{N}]+[\r\n]*' */
+	if ((c0 == ' ' && k1 == 0) || k0 == 0) {
+		j = c0 == ' ' ? i + 1 : i;
+		while (j < n) {
+			int l;
+			if (cp_class(u8_at(s, n, j, &l)) != 0)
+				break;
+			j += (size_t)l;
+		}
+		while (j < n && (s[j] == '\r' || s[j] == '\n'))
+			j++;
+		return j;
+	}
+	/* \s*[\r\n]+ | \s+(?!\S) | \s+ ; here c0 is \s */
+	size_t last_nl = 0, last_start = i;
+	int have_nl = 0;
+	j = i;
+	while (j < n) {
+		int l;
+		uint32_t c = u8_at(s, n, j, &l);
+		if (cp_class(c) != C_S)
+			break;
+		if (c == '\r' || c == '\n') {
+			last_nl = j;
+			have_nl = 1;
+		}
+		last_start = j;
+		j += (size_t)l;
+	}
+	if (have_nl)
+		return last_nl + 1;
+	if (j == n || last_start == i)
+		return j;
+	return last_start;
+}
+
+static int nfc_stable(const uint8_t *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		int l;
+		uint32_t c = u8_at(s, n, i, &l);
+		if (c >= 0x300 && c != UINT32_MAX && in_ranges(tok_uc_nfc_unstable, tok_uc_nfc_unstable_n, c))
+			return 0;
+		i += (size_t)l;
+	}
+	return 1;
+}
+
+/* NFC (UAX #15): full canonical decomposition, canonical ordering, canonical
+ * composition. Invalid UTF-8 bytes pass through as themselves. */
+#define NFC_RAW 0x80000000u /* cp[] marker for an invalid input byte */
+
+static int ccc_of(uint32_t c)
+{
+	if (c < 0x300 || c >= 0x110000)
+		return 0;
+	int lo = 0, hi = tok_uc_ccc_n - 1;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		if (c < tok_uc_ccc[mid][0])
+			hi = mid - 1;
+		else if (c > tok_uc_ccc[mid][1])
+			lo = mid + 1;
+		else
+			return (int)tok_uc_ccc[mid][2];
+	}
+	return 0;
+}
+
+enum {
+	H_S = 0xac00,
+	H_L = 0x1100,
+	H_V = 0x1161,
+	H_T = 0x11a7,
+	H_LN = 19,
+	H_VN = 21,
+	H_TN = 28,
+	H_N = H_VN * H_TN,
+	H_SN = H_LN * H_N
+};
+
+static void decompose(uint32_t c, uint32_t *cp, size_t *k, size_t cap)
+{
+	if (c >= H_S && c < H_S + H_SN) {
+		uint32_t i = c - H_S, t = i % H_TN;
+		if (*k + 3 > cap)
+			return;
+		cp[(*k)++] = H_L + i / H_N;
+		cp[(*k)++] = H_V + (i % H_N) / H_TN;
+		if (t)
+			cp[(*k)++] = H_T + t;
+		return;
+	}
+	int lo = 0, hi = c >= 0xc0 && c < 0x110000 ? tok_uc_decomp_n - 1 : -1;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		if (c < tok_uc_decomp[mid][0])
+			hi = mid - 1;
+		else if (c > tok_uc_decomp[mid][0])
+			lo = mid + 1;
+		else {
+			decompose(tok_uc_decomp[mid][1], cp, k, cap);
+			if (tok_uc_decomp[mid][2])
+				decompose(tok_uc_decomp[mid][2], cp, k, cap);
+			return;
+		}
+	}
+	if (*k < cap)
+		cp[(*k)++] = c;
+}
+
+static uint32_t compose(uint32_t a, uint32_t b)
+{
+	if (a >= H_L && a < H_L + H_LN && b >= H_V && b < H_V + H_VN)
+		return H_S + ((a - H_L) * H_VN + (b - H_V)) * H_TN;
+	if (a >= H_S && a < H_S + H_SN && (a - H_S) % H_TN == 0 && b > H_T && b < H_T + H_TN)
+		return a + (b - H_T);
+	int lo = 0, hi = tok_uc_comp_n - 1;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		const uint32_t *e = tok_uc_comp[mid];
+		if (a < e[0] || (a == e[0] && b < e[1]))
+			hi = mid - 1;
+		else if (a > e[0] || b > e[1])
+			lo = mid + 1;
+		else
+			return e[2];
+	}
+	return 0;
+}
+
+/* NFC of s[0..n) into out (>= 3n bytes; UTF-8 grows at most 3x under NFC)
+ * using cp (>= 2n + 8 entries). Returns the output length. */
+static size_t nfc(const uint8_t *s, size_t n, uint32_t *cp, size_t cap, uint8_t *out)
+{
+	size_t k = 0, m = 0;
+	for (size_t i = 0; i < n;) {
+		int l;
+		uint32_t c = u8_at(s, n, i, &l);
+		if (c == UINT32_MAX) {
+			if (k < cap)
+				cp[k++] = NFC_RAW | s[i];
+		} else
+			decompose(c, cp, &k, cap);
+		i += (size_t)l;
+	}
+	for (size_t i = 1; i < k; i++) /* canonical ordering: stable by ccc within runs */
+		for (size_t j = i; j > 0; j--) {
+			int a = ccc_of(cp[j - 1]), b = ccc_of(cp[j]);
+			if (b == 0 || a <= b)
+				break;
+			uint32_t x = cp[j];
+			cp[j] = cp[j - 1];
+			cp[j - 1] = x;
+		}
+	long si = -1;  /* last starter in cp[0..m) */
+	int last = -1; /* ccc of the last kept character after it; -1: none */
+	for (size_t i = 0; i < k; i++) {
+		uint32_t c = cp[i];
+		int cc = ccc_of(c);
+		if (si >= 0 && !(c & NFC_RAW) && (last == -1 || last < cc)) {
+			uint32_t x = compose(cp[si], c);
+			if (x) {
+				cp[si] = x;
+				continue;
+			}
+		}
+		if (cc == 0) {
+			si = (c & NFC_RAW) ? -1 : (long)m;
+			last = -1;
+		} else
+			last = cc;
+		cp[m++] = c;
+	}
+	size_t w = 0;
+	for (size_t i = 0; i < m; i++) {
+		uint32_t c = cp[i];
+		if (c & NFC_RAW)
+			out[w++] = (uint8_t)c;
+		else if (c < 0x80)
+			out[w++] = (uint8_t)c;
+		else if (c < 0x800) {
+			out[w++] = (uint8_t)(0xc0 | c >> 6);
+			out[w++] = (uint8_t)(0x80 | (c & 0x3f));
+		} else if (c < 0x10000) {
+			out[w++] = (uint8_t)(0xe0 | c >> 12);
+			out[w++] = (uint8_t)(0x80 | (c >> 6 & 0x3f));
+			out[w++] = (uint8_t)(0x80 | (c & 0x3f));
+		} else {
+			out[w++] = (uint8_t)(0xf0 | c >> 18);
+			out[w++] = (uint8_t)(0x80 | (c >> 12 & 0x3f));
+			out[w++] = (uint8_t)(0x80 | (c >> 6 & 0x3f));
+			out[w++] = (uint8_t)(0x80 | (c & 0x3f));
+		}
+	}
+	return w;
+}
+
+static void encode_bytelevel(struct enc *en, const uint8_t *s, size_t n)
+{
+	const struct tok *t = en->t;
+	for (size_t i = 0; i < n;) {
+		size_t e = pre_next(t->pre, s, n, i);
+		int32_t id;
+		if (t->ignore_merges && (id = vocab_find(t, s + i, e - i)) >= 0) {
+			emit(en, id);
+		} else {
+			int m = (int)(e - i);
+			for (int k = 0; k < m; k++)
+				en->s[k] = (struct sym){t->byte_id[s[i + (size_t)k]], k - 1, k + 1 < m ? k + 1 : -1,
+				                        (uint32_t)k, 1};
+			bpe(en, s + i, m);
+		}
+		i = e;
+	}
+}
+
+static void encode_sp(struct enc *en, const uint8_t *s, size_t n)
+{
+	const struct tok *t = en->t;
+	uint8_t *w = en->norm;
+	size_t wn = 0;
+	memcpy(w, "\xe2\x96\x81", 3);
+	wn = 3;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == ' ') {
+			memcpy(w + wn, "\xe2\x96\x81", 3);
+			wn += 3;
+		} else
+			w[wn++] = s[i];
+	}
+	int m = 0;
+	for (size_t i = 0; i < wn;) {
+		int l;
+		u8_at(w, wn, i, &l);
+		en->s[m] = (struct sym){vocab_find(t, w + i, (size_t)l), m - 1, -1, (uint32_t)i, (uint32_t)l};
+		if (m > 0)
+			en->s[m - 1].next = m;
+		m++;
+		i += (size_t)l;
+	}
+	bpe(en, w, m);
+}
+
+void tok_scratch_free(struct tok_scratch *sc)
+{
+	ts_free(sc->mem);
+	sc->mem = NULL;
+	sc->bytes = 0;
+}
+
+int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, int cap, struct tok_scratch *sc)
+{
+	const uint8_t *s = (const uint8_t *)utf8;
+	size_t nsym = n + 2, ncp = t->nfc ? 2 * n + 8 : 0;
+	size_t need = nsym * (sizeof(struct sym) + 3 * sizeof(struct hent)) + ncp * 4 + 3 * n + 8;
+	if (sc->bytes < need) {
+		void *p = ts_realloc(sc->mem, need);
+		if (!p)
+			return -E_NOMEM;
+		sc->mem = p;
+		sc->bytes = need;
+	}
+	struct enc en = {.t = t, .out = out, .cap = cap};
+	en.s = sc->mem;
+	en.h = (struct hent *)(en.s + nsym);
+	en.cps = (uint32_t *)(en.h + 3 * nsym);
+	en.cps_cap = ncp;
+	en.norm = (uint8_t *)(en.cps + ncp);
+
+	size_t seg = 0;
+	for (size_t i = 0; i <= n; i++) {
+		const struct tok_added *hit = NULL;
+		if (i < n)
+			for (int a = t->added_first[s[i]]; a < t->added_first[s[i] + 1]; a++)
+				if (t->added[a].len <= n - i &&
+				    memcmp(t->strs + t->added[a].off, s + i, t->added[a].len) == 0) {
+					hit = &t->added[a];
+					break;
+				}
+		if (!hit && i < n)
+			continue;
+		if (i > seg) {
+			if (t->model == TOK_SP_BPE)
+				encode_sp(&en, s + seg, i - seg);
+			else if (t->nfc && !nfc_stable(s + seg, i - seg))
+				encode_bytelevel(&en, en.norm, nfc(s + seg, i - seg, en.cps, en.cps_cap, en.norm));
+			else
+				encode_bytelevel(&en, s + seg, i - seg);
+		}
+		if (hit) {
+			emit(&en, hit->id);
+			i += hit->len - 1;
+			seg = i + 1;
+		}
+	}
+	return en.k;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+struct sink {
+	char *o;
+	size_t cap, n;
+};
+
+static void put(struct sink *k, const void *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++, k->n++)
+		if (k->n < k->cap)
+			k->o[k->n] = ((const char *)p)[i];
+}
+
+static void put_char(struct tok_stream *st, struct sink *k, const uint8_t *p, size_t len)
+{
+	if (!st->started) {
+		st->started = 1;
+		if (st->t->model == TOK_SP_BPE && len == 1 && p[0] == ' ')
+			return;
+	}
+	put(k, p, len);
+}
+
+static void drain(struct tok_stream *st, struct sink *k, int final)
+{
+	while (st->n_pend > 0) {
+		int r = u8_step(st->pend, (size_t)st->n_pend), used;
+		if (r > 0) {
+			put_char(st, k, st->pend, (size_t)r);
+			used = r;
+		} else if (r < 0 || final) {
+			put_char(st, k, (const uint8_t *)"\xef\xbf\xbd", 3);
+			used = r < 0 ? -r : st->n_pend;
+		} else
+			return;
+		memmove(st->pend, st->pend + used, (size_t)(st->n_pend - used));
+		st->n_pend -= used;
+	}
+}
+
+static void push_id(struct tok_stream *st, int32_t id, struct sink *k)
+{
+	const struct tok *t = st->t;
+	if (id < 0 || id >= t->n_ids || !t->kind[id])
+		return;
+	const uint8_t *p = (const uint8_t *)t->strs + t->dec_off[2 * id];
+	for (uint32_t i = 0; i < t->dec_off[2 * id + 1]; i++) {
+		st->pend[st->n_pend++] = p[i];
+		drain(st, k, 0);
+	}
+}
+
+void tok_stream_init(struct tok_stream *s, const struct tok *t)
+{
+	memset(s, 0, sizeof *s);
+	s->t = t;
+}
+
+size_t tok_stream_bound(const struct tok *t)
+{
+	return 3 * ((size_t)t->max_dec + 4) + 1;
+}
+
+size_t tok_stream_push(struct tok_stream *s, int32_t id, char *out)
+{
+	struct sink k = {out, SIZE_MAX, 0};
+	push_id(s, id, &k);
+	return k.n;
+}
+
+size_t tok_stream_flush(struct tok_stream *s, char *out)
+{
+	struct sink k = {out, SIZE_MAX, 0};
+	drain(s, &k, 1);
+	return k.n;
+}
+
+size_t tok_decode(const struct tok *t, const int32_t *ids, int n, char *out, size_t cap)
+{
+	struct tok_stream st;
+	struct sink k = {out, cap, 0};
+	tok_stream_init(&st, t);
+	for (int i = 0; i < n; i++)
+		push_id(&st, ids[i], &k);
+	drain(&st, &k, 1);
+	if (cap > 0)
+		out[k.n < cap ? k.n : cap - 1] = 0;
+	return k.n;
+}

@@ -1,0 +1,111 @@
+/* tok: the tokenizer -- Hugging Face tokenizer.json, in C.
+ *
+ * Owns: loading tokenizer.json (+ tokenizer_config.json) from a checkpoint
+ * directory into an immutable struct tok; encoding UTF-8 text to ids; decoding
+ * ids to UTF-8, whole or streaming.
+ * Supports exactly:
+ *   - byte-level BPE (GPT-2 byte map) with the Split pre-tokenizer regex of
+ *     Llama 3 or of Qwen2/Qwen3 (recognised by exact pattern text; a
+ *     hand-written matcher, not a regex engine), optional "ignore_merges",
+ *     optional "NFC" normalizer (UAX #15, run only on text that the NFC
+ *     quick check says may change);
+ *   - SentencePiece-style BPE (Llama 2): normalizer Prepend("▁") +
+ *     Replace(" " -> "▁"), no pre-tokenizer, byte fallback (<0xAB>);
+ *   - added tokens (special or not), matched in the raw text before
+ *     normalization, leftmost-longest, whatever their "special" flag (as HF
+ *     does with split_special_tokens=false). lstrip/rstrip/single_word and
+ *     normalized=true are refused at load.
+ * Does not: add BOS/EOS or any post-processor tokens (the caller or the chat
+ * template does); truncate; pad.
+ * Threads: tok_load/tok_free at boot. A loaded tok is read-only: tok_encode and
+ * tok_decode may run on any number of threads at once, each with its own
+ * struct tok_scratch / struct tok_stream.
+ * Unicode: \p{L}, \p{N} and the NFC data come from UCD tables generated into
+ * tok_unicode.c (UCD 15.0; a newer UCD may class newly assigned code points
+ * differently); \s is JavaScript's set (what the reference implementation,
+ * transformers.js, uses; HF's Rust regex differs only on U+0085 and U+FEFF).
+ */
+#ifndef TS_TOK_H
+#define TS_TOK_H
+
+#include "base.h"
+
+enum tok_model { TOK_BYTE_BPE, TOK_SP_BPE };
+enum tok_pre { TOK_PRE_NONE, TOK_PRE_LLAMA3, TOK_PRE_QWEN2 };
+
+struct tok_added {
+	uint32_t off, len; /* content in tok.strs */
+	int32_t id;
+	int special;
+};
+
+struct tok {
+	enum tok_model model;
+	enum tok_pre pre;
+	int nfc;           /* normalizer NFC (Qwen) */
+	int ignore_merges; /* a pre-token that is itself in the vocab is one id */
+	int byte_fallback;
+	int32_t unk_id;    /* -1 if none */
+	int n_ids;         /* 1 + the largest id */
+	char *strs;        /* every token's bytes, concatenated */
+	uint32_t *key_off; /* (n_ids + 1): vocab key bytes (raw bytes; SP keeps "▁") */
+	uint32_t *dec_off; /* (n_ids, 2): decoded bytes (offset, len) */
+	uint8_t *kind;     /* (n_ids): 0 absent, 1 model vocab, 2 added, 3 added special, 4 byte-fallback <0xAB> */
+	int32_t *vh;       /* vocab hash: key bytes -> id, -1 empty */
+	uint32_t vh_mask;
+	struct tok_merge *mh; /* merge hash: (left id, right id) -> (rank, id) */
+	uint32_t mh_mask;
+	int32_t byte_id[256];    /* byte-level: the id of each byte; SP: <0xAB> */
+	struct tok_added *added; /* sorted by first byte, then longest first */
+	int n_added;
+	int added_first[257];   /* added[added_first[b] .. added_first[b+1]) start with byte b */
+	int max_dec;            /* longest decoded token, bytes */
+	int32_t bos_id, eos_id; /* from tokenizer_config.json; -1 if none */
+};
+
+/* Grows (ts_realloc) to the largest input seen, so a long-lived scratch makes
+ * encode allocation-free in the steady state. Zero-initialise; one per thread. */
+struct tok_scratch {
+	void *mem;
+	size_t bytes;
+};
+
+/* Reads DIR/tokenizer.json and DIR/tokenizer_config.json (optional). Errors
+ * name the file and the field. Returns 0 or -E_IO / -E_FORMAT / -E_UNSUPPORTED
+ * / -E_NOMEM. */
+int tok_load(struct tok *t, const char *dir, struct ts_err *e);
+void tok_free(struct tok *t);
+
+/* Encodes utf8[0..n) without BOS/EOS. Writes up to cap ids; returns the number
+ * of ids (which may exceed cap: then only cap were written; call again with a
+ * larger out), or -E_NOMEM (scratch growth). Scratch needs about 70 bytes per
+ * input byte (+8 with NFC). Invalid UTF-8 bytes are encoded as single bytes
+ * (byte-level; NFC passes them through) or byte fallback tokens
+ * (SentencePiece). */
+int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, int cap, struct tok_scratch *sc);
+void tok_scratch_free(struct tok_scratch *sc);
+
+/* Decodes ids to UTF-8 into out[0..cap) (NUL-terminated when room), as HF
+ * decode(skip_special_tokens=False): added tokens as their text, byte-fallback
+ * tokens as bytes, "▁" as space and one leading space stripped (SentencePiece),
+ * each maximal invalid UTF-8 subpart replaced by U+FFFD. Returns the length
+ * needed (excluding NUL); a result >= cap means out was truncated. Unknown ids
+ * decode to nothing. */
+size_t tok_decode(const struct tok *t, const int32_t *ids, int n, char *out, size_t cap);
+
+/* Streaming detokenizer: feed ids one at a time; each push emits only complete,
+ * valid UTF-8 (an incomplete sequence waits for the next token; an invalid one
+ * becomes U+FFFD). The concatenation of all pushes and the final flush equals
+ * tok_decode of the same ids. out must hold tok_stream_bound(t) bytes. */
+struct tok_stream {
+	const struct tok *t;
+	uint8_t pend[4];
+	int n_pend;
+	int started; /* a byte was emitted (or the SentencePiece leading space stripped) */
+};
+void tok_stream_init(struct tok_stream *s, const struct tok *t);
+size_t tok_stream_bound(const struct tok *t);
+size_t tok_stream_push(struct tok_stream *s, int32_t id, char *out);
+size_t tok_stream_flush(struct tok_stream *s, char *out);
+
+#endif

