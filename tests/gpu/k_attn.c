@@ -25,25 +25,14 @@
 #include <unistd.h>
 
 #include "../t.h"
+#include "kutil.h"
 #include "gpu.h"
 #include "gpu_attn.h"
 
-#define COPY_FLOOR_GBS 3027.0 /* H100 device-to-device copy, read + write, measured 2026-11-27 */
-#define GEMM_FLOOR_TFS 798.0  /* H100 cuBLAS bf16 GEMM 8192^3, measured 2026-11-27 */
 
 static struct gpu gg;
 
 /* ------------------------------------------------------------ helpers */
-
-static uint64_t rng_s = 0x243f6a8885a308d3ull;
-
-static uint64_t rng_next(void)
-{
-	uint64_t z = (rng_s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static double rng_unit(void)
 {
