@@ -70,6 +70,23 @@ int main(void)
 	T_CHECK(cfg_load(&c, "build/tests/psk/half.ini", &e) < 0, "identity without a key file accepted");
 	T_HAS(e.msg, "tls_psk_identity and tls_psk_file go together");
 
+	/* a missing or malformed key file stops serve with a message naming the file */
+	static char out[4096];
+	T_CHECK(system("sed 's/^tls_psk_file = key.hex/tls_psk_file = nope.hex/' build/tests/psk/psk.ini > build/tests/psk/nokey.ini && "
+		       "printf 'not hex' > build/tests/psk/bad.hex && "
+		       "sed 's/^tls_psk_file = key.hex/tls_psk_file = bad.hex/' build/tests/psk/psk.ini > build/tests/psk/badkey.ini") == 0,
+		"bad ini");
+	static const char *const bad[2][2] = {{"build/tests/psk/nokey.ini", "nope.hex"}, {"build/tests/psk/badkey.ini", "bad.hex"}};
+	for (int i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof(cmd), "build/tokenspeed serve --config %s 2>&1", bad[i][0]);
+		FILE *p = popen(cmd, "r");
+		size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+		out[n] = 0;
+		int st = p ? pclose(p) : -1;
+		T_CHECK(p && WIFEXITED(st) && WEXITSTATUS(st) != 0, "serve started with %s", bad[i][0]);
+		T_HAS(out, bad[i][1]);
+	}
+
 	pid_t pid = fork();
 	if (pid == 0) {
 		execl("build/tokenspeed", "tokenspeed", "serve", "--config", "build/tests/psk/psk.ini", (char *)NULL);
