@@ -26,6 +26,11 @@ struct tok_merge {
 	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "                                          \
 	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+/* The largest id we load: far above any vocabulary (the largest are ~256k),
+ * and it keeps the tables sized by n_ids small and their hash capacity
+ * (a power of two >= 2 * n_ids) within 32 bits. */
+#define TOK_MAX_ID ((1 << 24) - 1)
+
 static uint32_t fnv(const void *p, size_t n)
 {
 	const uint8_t *s = p;
@@ -222,6 +227,16 @@ static long to_key(const struct tok *t, const uint8_t *inv, const char *s, size_
 	return k;
 }
 
+/* A hex digit's value, or -1. (Not sscanf's %x: it also takes a sign, so
+ * "<0x-1>" was byte 0xffffffff.) */
+static int hex_val(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 32);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 static int is_str(const struct json_val *v, const char *s)
 {
 	const char *x = json_str(v, NULL);
@@ -250,21 +265,52 @@ static int32_t config_token(const struct tok *t, const struct json_val *v)
 	return vocab_find(t, s, strlen(s));
 }
 
+/* HF's post-processor adds BOS when it is a TemplateProcessing (alone or in a
+ * Sequence) whose "single" starts with the BOS token. */
+static int post_adds_bos(const struct tok *t, const struct json_val *pp)
+{
+	if (is_str(json_get(pp, "type"), "Sequence")) {
+		const struct json_val *ps = json_get(pp, "processors");
+		for (int i = 0; i < json_len(ps); i++)
+			if (post_adds_bos(t, json_at(ps, i)))
+				return 1;
+		return 0;
+	}
+	if (!is_str(json_get(pp, "type"), "TemplateProcessing") || t->bos_id < 0)
+		return 0;
+	const struct json_val *first = json_get(json_at(json_get(pp, "single"), 0), "SpecialToken");
+	const char *id = json_str(json_get(first, "id"), NULL);
+	return id && config_token(t, json_get(first, "id")) == t->bos_id;
+}
+
 int tok_load(struct tok *t, const char *dir, struct ts_err *e)
 {
-	char path[4096], *text = NULL, *tmp = NULL;
-	size_t len;
+	char path[4096], *text = NULL, *ctext = NULL;
+	size_t len, clen = 0;
+	memset(t, 0, sizeof *t);
+	snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+	if (read_all(path, &text, &len) != 0)
+		return ts_errf(e, E_IO, "%s: cannot read (is %s a checkpoint directory with a tokenizer?)", path, dir);
+	snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+	if (read_all(path, &ctext, &clen) != 0)
+		ctext = NULL;
+	int rc = tok_parse(t, dir, text, len, ctext, clen, e);
+	ts_free(text);
+	ts_free(ctext);
+	return rc;
+}
+
+int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, const char *ctext, size_t clen,
+	      struct ts_err *e)
+{
+	char path[4096], *tmp = NULL;
 	struct json_doc *doc = NULL, *cdoc = NULL;
 	uint8_t inv[324] = {0};
 	int rc;
 
 	memset(t, 0, sizeof *t);
 	snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-	if (read_all(path, &text, &len) != 0)
-		return ts_errf(e, E_IO, "%s: cannot read (is %s a checkpoint directory with a tokenizer?)", path, dir);
 	rc = json_parse(&doc, path, text, len, e);
-	ts_free(text);
-	text = NULL;
 	if (rc)
 		return rc;
 	const struct json_val *root = json_root(doc);
@@ -350,9 +396,9 @@ int tok_load(struct tok *t, const char *dir, struct ts_err *e)
 		size_t kl;
 		int64_t id;
 		json_key_at(vocab, i, &kl);
-		if (json_int64(json_at(vocab, i), &id) || id < 0 || id > 0x7fffffff) {
-			rc =
-			    ts_errf(e, E_FORMAT, "%s: model.vocab: entry %d is not a non-negative integer id", path, i);
+		if (json_int64(json_at(vocab, i), &id) || id < 0 || id > TOK_MAX_ID) {
+			rc = ts_errf(e, E_FORMAT, "%s: model.vocab: entry %d is not an integer id in 0..%d", path, i,
+			             TOK_MAX_ID);
 			goto out;
 		}
 		maxid = id > maxid ? id : maxid;
@@ -362,10 +408,11 @@ int tok_load(struct tok *t, const char *dir, struct ts_err *e)
 		int64_t id;
 		size_t cl;
 		const struct json_val *a = json_at(added, i);
-		if (json_int64(json_get(a, "id"), &id) || id < 0 || id > 0x7fffffff ||
+		if (json_int64(json_get(a, "id"), &id) || id < 0 || id > TOK_MAX_ID ||
 		    !json_str(json_get(a, "content"), &cl) || !cl) {
-			rc = ts_errf(e, E_FORMAT, "%s: added_tokens[%d]: needs an integer id and a non-empty content",
-			             path, i);
+			rc = ts_errf(e, E_FORMAT,
+			             "%s: added_tokens[%d]: needs an integer id in 0..%d and a non-empty content", path,
+			             i, TOK_MAX_ID);
 			goto out;
 		}
 		int ls = 0, rs = 0, sw = 0, nz = 0;
@@ -457,9 +504,10 @@ int tok_load(struct tok *t, const char *dir, struct ts_err *e)
 		t->dec_off[2 * id] = w;
 		if (t->model == TOK_SP_BPE) {
 			const char *s = t->strs + o;
-			unsigned hx;
+			int hi = l == 6 ? hex_val(s[3]) : -1, lo = l == 6 ? hex_val(s[4]) : -1;
 			if (t->byte_fallback && l == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>' &&
-			    sscanf(s + 3, "%2x", &hx) == 1) {
+			    hi >= 0 && lo >= 0) {
+				unsigned hx = (unsigned)(hi << 4 | lo);
 				t->kind[id] = 4;
 				t->byte_id[hx] = id;
 				t->strs[w++] = (char)hx;
@@ -575,10 +623,8 @@ int tok_load(struct tok *t, const char *dir, struct ts_err *e)
 
 	/* tokenizer_config.json: optional; bos/eos */
 	snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-	if (read_all(path, &text, &len) == 0) {
-		rc = json_parse(&cdoc, path, text, len, e);
-		ts_free(text);
-		text = NULL;
+	if (ctext) {
+		rc = json_parse(&cdoc, path, ctext, clen, e);
 		if (rc)
 			goto out;
 		const struct json_val *c = json_root(cdoc);
@@ -593,6 +639,21 @@ int tok_load(struct tok *t, const char *dir, struct ts_err *e)
 			rc = ts_errf(e, E_FORMAT, "%s: eos_token: not a token of tokenizer.json", path);
 			goto out;
 		}
+		const struct json_val *ab = json_get(c, "add_bos_token");
+		if (ab && json_bool(ab, &t->add_bos) < 0) {
+			rc = ts_errf(e, E_FORMAT, "%s: add_bos_token: not true or false", path);
+			goto out;
+		}
+		if (!ab)
+			t->add_bos = post_adds_bos(t, json_get(root, "post_processor"));
+		if (t->bos_id < 0)
+			t->add_bos = 0;
+		/* chat_template: a string, or [{"name", "template"}] (take "default") */
+		const struct json_val *ct = json_get(c, "chat_template");
+		for (int i = 0; json_type(ct) == JSON_ARR && i < json_len(ct); i++)
+			if (is_str(json_get(json_at(ct, i), "name"), "default"))
+				ct = json_get(json_at(ct, i), "template");
+		t->chat = tok_chat_detect(json_str(ct, NULL), &t->chat_think);
 	}
 	rc = 0;
 out:
@@ -1019,7 +1080,8 @@ void tok_scratch_free(struct tok_scratch *sc)
 int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, int cap, struct tok_scratch *sc)
 {
 	const uint8_t *s = (const uint8_t *)utf8;
-	size_t nsym = n + 2, ncp = t->nfc ? 2 * n + 8 : 0;
+	/* a pre-token of NFC text may be up to 3x its input's bytes, each a symbol */
+	size_t nsym = (t->nfc ? 3 * n : n) + 2, ncp = t->nfc ? 2 * n + 8 : 0;
 	size_t need = nsym * (sizeof(struct sym) + 3 * sizeof(struct hent)) + ncp * 4 + 3 * n + 8;
 	if (sc->bytes < need) {
 		void *p = ts_realloc(sc->mem, need);
@@ -1108,7 +1170,7 @@ static void drain(struct tok_stream *st, struct sink *k, int final)
 static void push_id(struct tok_stream *st, int32_t id, struct sink *k)
 {
 	const struct tok *t = st->t;
-	if (id < 0 || id >= t->n_ids || !t->kind[id])
+	if (id < 0 || id >= t->n_ids || !t->kind[id] || (st->skip_special && t->kind[id] == 3))
 		return;
 	const uint8_t *p = (const uint8_t *)t->strs + t->dec_off[2 * id];
 	for (uint32_t i = 0; i < t->dec_off[2 * id + 1]; i++) {

@@ -31,6 +31,8 @@
 #include "base.h"
 
 enum tok_model { TOK_BYTE_BPE, TOK_SP_BPE };
+/* The chat formats we render (no general template engine): see tok_chat.c. */
+enum tok_chat { TOK_CHAT_NONE, TOK_CHAT_CHATML, TOK_CHAT_LLAMA3, TOK_CHAT_LLAMA2, TOK_CHAT_MISTRAL, TOK_CHAT_N };
 enum tok_pre { TOK_PRE_NONE, TOK_PRE_LLAMA3, TOK_PRE_QWEN2 };
 
 struct tok_added {
@@ -61,6 +63,10 @@ struct tok {
 	int added_first[257];   /* added[added_first[b] .. added_first[b+1]) start with byte b */
 	int max_dec;            /* longest decoded token, bytes */
 	int32_t bos_id, eos_id; /* from tokenizer_config.json; -1 if none */
+	int add_bos;            /* a text prompt starts with bos_id (what HF tokenizer(text) does:
+				   add_bos_token, else the post-processor's template) */
+	enum tok_chat chat;     /* from tokenizer_config.json's chat_template; tok_chat_detect */
+	int chat_think;         /* ChatML with Qwen3's <think> handling of assistant turns */
 };
 
 /* Grows (ts_realloc) to the largest input seen, so a long-lived scratch makes
@@ -74,12 +80,16 @@ struct tok_scratch {
  * name the file and the field. Returns 0 or -E_IO / -E_FORMAT / -E_UNSUPPORTED
  * / -E_NOMEM. */
 int tok_load(struct tok *t, const char *dir, struct ts_err *e);
+/* The same from the two files' contents (ctext may be NULL: no config); dir
+ * only names the files in messages. The fuzz target's entry point. */
+int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, const char *ctext, size_t clen,
+	      struct ts_err *e);
 void tok_free(struct tok *t);
 
 /* Encodes utf8[0..n) without BOS/EOS. Writes up to cap ids; returns the number
  * of ids (which may exceed cap: then only cap were written; call again with a
  * larger out), or -E_NOMEM (scratch growth). Scratch needs about 70 bytes per
- * input byte (+8 with NFC). Invalid UTF-8 bytes are encoded as single bytes
+ * input byte (about 250 with NFC, which may triple the bytes). Invalid UTF-8 bytes are encoded as single bytes
  * (byte-level; NFC passes them through) or byte fallback tokens
  * (SentencePiece). */
 int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, int cap, struct tok_scratch *sc);
@@ -101,11 +111,54 @@ struct tok_stream {
 	const struct tok *t;
 	uint8_t pend[4];
 	int n_pend;
-	int started; /* a byte was emitted (or the SentencePiece leading space stripped) */
+	int started;      /* a byte was emitted (or the SentencePiece leading space stripped);
+			     set it to 1 after init for text that continues a prompt */
+	int skip_special; /* set to 1 after init: special added tokens decode to nothing
+			     (HF skip_special_tokens=True); then the equality with
+			     tok_decode no longer holds */
 };
 void tok_stream_init(struct tok_stream *s, const struct tok *t);
 size_t tok_stream_bound(const struct tok *t);
 size_t tok_stream_push(struct tok_stream *s, int32_t id, char *out);
 size_t tok_stream_flush(struct tok_stream *s, char *out);
+
+/* ---------------------------------------------------------------- chat (tok_chat.c)
+ *
+ * A conversation rendered as text the way the model's HF chat template does,
+ * for the formats we know (detected from the template's text, or set by
+ * [model] chat_format): the text spells the special tokens, so tok_encode of
+ * it gives the ids of apply_chat_template(tokenize=True). Content is not
+ * escaped: a message that spells a special token gets that token, as in HF.
+ *   CHATML  (Qwen): <|im_start|>role\n...<|im_end|>\n; consecutive tool
+ *           messages form one user turn of <tool_response> blocks; with
+ *           chat_think, Qwen3's rules for <think> in assistant turns.
+ *   LLAMA3: BOS, <|start_header_id|>role<|end_header_id|>\n\n + stripped
+ *           content + <|eot_id|>; tool messages use the role "tool".
+ *   LLAMA2: Meta's template: [INST] <<SYS>> ... [/INST] answer </s>, BOS per
+ *           user turn; turns alternate user/assistant after one optional
+ *           system message; no tool messages.
+ *   MISTRAL: BOS, [INST] user [/INST]answer</s> (Mistral v0.2, Mixtral);
+ *           turns alternate; a system message (our extension: those
+ *           templates have none) is put before
+ *           the first user message's text, followed by a blank line.
+ * Ending: if the last message is the assistant's, its turn is left open for
+ * the model to continue (HF continue_final_message: the text ends at the
+ * message's content with trailing whitespace removed); otherwise the
+ * assistant's header follows (add_generation_prompt). */
+enum tok_role { TOK_ROLE_SYSTEM, TOK_ROLE_USER, TOK_ROLE_ASSISTANT, TOK_ROLE_TOOL, TOK_ROLE_N };
+struct tok_msg {
+	uint32_t role; /* enum tok_role */
+	const char *text;
+	size_t len;
+};
+const char *tok_chat_name(enum tok_chat c); /* "chatml", "llama3", ..., "none" */
+/* From a chat_template's text (NULL: none): the format, and *think for ChatML. */
+enum tok_chat tok_chat_detect(const char *tpl, int *think);
+/* An upper bound of the rendered length. */
+size_t tok_chat_bound(const struct tok *t, const struct tok_msg *m, int n);
+/* Renders m[0..n) into out[0..cap) (cap >= tok_chat_bound). Returns the
+ * length, or -E_UNSUPPORTED (no chat format) or -E_INVAL (a conversation the
+ * format cannot express: say which message and why) with e->msg set. */
+long tok_chat_render(const struct tok *t, const struct tok_msg *m, int n, char *out, size_t cap, struct ts_err *e);
 
 #endif

@@ -1,0 +1,366 @@
+/* tok_chat.c: chat formats -- a conversation rendered as its model's HF chat
+ * template would render it, for the few template families we load (tok.h).
+ * Each format is a short function over the messages; the rules it follows
+ * are those of the template text named beside it, checked by tests/t_chat.c
+ * against a Jinja renderer running the real templates. */
+#include <stdio.h>
+
+#include "tok.h"
+
+const char *tok_chat_name(enum tok_chat c)
+{
+	static const char *const names[] = {"none", "chatml", "llama3", "llama2", "mistral"};
+	return (unsigned)c < TOK_CHAT_N ? names[c] : "?";
+}
+
+enum tok_chat tok_chat_detect(const char *tpl, int *think)
+{
+	*think = 0;
+	if (!tpl)
+		return TOK_CHAT_NONE;
+	if (strstr(tpl, "<|im_start|>")) {
+		*think = strstr(tpl, "</think>") && strstr(tpl, "reasoning_content");
+		return TOK_CHAT_CHATML;
+	}
+	if (strstr(tpl, "<|start_header_id|>"))
+		return TOK_CHAT_LLAMA3;
+	if (strstr(tpl, "[INST]"))
+		return strstr(tpl, "<<SYS>>") ? TOK_CHAT_LLAMA2 : TOK_CHAT_MISTRAL;
+	return TOK_CHAT_NONE;
+}
+
+size_t tok_chat_bound(const struct tok *t, const struct tok_msg *m, int n)
+{
+	size_t b = 128 + (size_t)t->max_dec;
+	for (int i = 0; i < n; i++)
+		b += m[i].len + 128 + 2 * (size_t)t->max_dec; /* markers, BOS and EOS */
+	return b;
+}
+
+/* ---------------------------------------------------------------- text pieces */
+
+struct out {
+	char *p;
+	size_t cap, n;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+	if (o->n + n <= o->cap)
+		memcpy(o->p + o->n, s, n);
+	o->n += n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+	put(o, s, strlen(s));
+}
+
+struct span {
+	const char *s;
+	size_t n;
+};
+
+/* Python's str.isspace() set, which Jinja's trim and str.strip() use. Returns
+ * the length of the whitespace character at s[0..n), or 0. */
+static size_t ws_at(const char *s, size_t n)
+{
+	const uint8_t *u = (const uint8_t *)s;
+	if (n >= 1 && ((u[0] >= 0x09 && u[0] <= 0x0d) || (u[0] >= 0x1c && u[0] <= 0x20)))
+		return 1;
+	if (n >= 2 && u[0] == 0xc2 && (u[1] == 0x85 || u[1] == 0xa0))
+		return 2;
+	if (n >= 3 && u[0] == 0xe1 && u[1] == 0x9a && u[2] == 0x80) /* U+1680 */
+		return 3;
+	if (n >= 3 && u[0] == 0xe2 && u[1] == 0x80 &&
+	    (u[2] <= 0x8a || u[2] == 0xa8 || u[2] == 0xa9 || u[2] == 0xaf)) /* U+2000..200A, 2028, 2029, 202F */
+		return 3;
+	if (n >= 3 && u[0] == 0xe2 && u[1] == 0x81 && u[2] == 0x9f) /* U+205F */
+		return 3;
+	if (n >= 3 && u[0] == 0xe3 && u[1] == 0x80 && u[2] == 0x80) /* U+3000 */
+		return 3;
+	return 0;
+}
+
+static struct span lstrip_ws(struct span a)
+{
+	size_t k;
+	while (a.n && (k = ws_at(a.s, a.n)))
+		a.s += k, a.n -= k;
+	return a;
+}
+
+/* The whitespace character ending at s[n-1], if any: try each length. */
+static struct span rstrip_ws(struct span a)
+{
+	for (;;) {
+		size_t k = 0;
+		for (size_t l = 1; l <= 3 && l <= a.n && !k; l++)
+			if (ws_at(a.s + a.n - l, l) == l)
+				k = l;
+		if (!k)
+			return a;
+		a.n -= k;
+	}
+}
+
+static struct span strip_ws(struct span a)
+{
+	return rstrip_ws(lstrip_ws(a));
+}
+
+static struct span lstrip_nl(struct span a)
+{
+	while (a.n && a.s[0] == '\n')
+		a.s++, a.n--;
+	return a;
+}
+
+static struct span rstrip_nl(struct span a)
+{
+	while (a.n && a.s[a.n - 1] == '\n')
+		a.n--;
+	return a;
+}
+
+static const char *find(struct span a, const char *needle, int last)
+{
+	size_t k = strlen(needle);
+	const char *hit = NULL;
+	for (size_t i = 0; i + k <= a.n; i++)
+		if (memcmp(a.s + i, needle, k) == 0) {
+			hit = a.s + i;
+			if (!last)
+				break;
+		}
+	return hit;
+}
+
+static void put_span(struct out *o, struct span a)
+{
+	put(o, a.s, a.n);
+}
+
+static void put_token(struct out *o, const struct tok *t, int32_t id)
+{
+	if (id >= 0)
+		put(o, t->strs + t->dec_off[2 * id], t->dec_off[2 * id + 1]);
+}
+
+static int user_is_tool_response(struct span c)
+{
+	static const char a[] = "<tool_response>", b[] = "</tool_response>";
+	return c.n >= sizeof a - 1 && c.n >= sizeof b - 1 && memcmp(c.s, a, sizeof a - 1) == 0 &&
+	       memcmp(c.s + c.n - (sizeof b - 1), b, sizeof b - 1) == 0;
+}
+
+/* ---------------------------------------------------------------- formats */
+
+static const char *const role_name[TOK_ROLE_N] = {"system", "user", "assistant", "tool"};
+
+/* Qwen3's chat_template (tokenizer_config.json of Qwen3), without tools. */
+static void chatml(const struct tok *t, const struct tok_msg *m, int n, int open_last, struct out *o)
+{
+	int last_query = n - 1;
+	for (int i = n - 1; i >= 0; i--)
+		if (m[i].role == TOK_ROLE_USER && !user_is_tool_response((struct span){m[i].text, m[i].len})) {
+			last_query = i;
+			break;
+		}
+	for (int i = 0; i < n; i++) {
+		struct span c = {m[i].text, m[i].len};
+		switch (m[i].role) {
+		case TOK_ROLE_SYSTEM:
+		case TOK_ROLE_USER:
+			puts_(o, "<|im_start|>");
+			puts_(o, role_name[m[i].role]);
+			puts_(o, "\n");
+			put_span(o, c);
+			puts_(o, "<|im_end|>\n");
+			break;
+		case TOK_ROLE_ASSISTANT: {
+			struct span body = c, why = {"", 0};
+			const char *end = t->chat_think ? find(c, "</think>", 0) : NULL;
+			if (end) {
+				const char *lend = find(c, "</think>", 1) + 8;
+				body = lstrip_nl((struct span){lend, (size_t)(c.s + c.n - lend)});
+				struct span pre = rstrip_nl((struct span){c.s, (size_t)(end - c.s)});
+				const char *open = find(pre, "<think>", 1);
+				why = open ? (struct span){open + 7, (size_t)(pre.s + pre.n - open - 7)} : pre;
+				why = lstrip_nl(why);
+			}
+			puts_(o, "<|im_start|>assistant\n");
+			size_t at = o->n; /* the turn's content starts here */
+			if (t->chat_think && i > last_query && (i == n - 1 || why.n)) {
+				puts_(o, "<think>\n");
+				put_span(o, rstrip_nl(lstrip_nl(why)));
+				puts_(o, "\n</think>\n\n");
+				body = lstrip_nl(body);
+			}
+			if (i == n - 1 && open_last) {
+				/* continue_final_message: trailing whitespace off the content as
+				 * rendered, the <think> block's included when the answer is empty */
+				put_span(o, body);
+				if (o->n <= o->cap)
+					o->n = at + rstrip_ws((struct span){o->p + at, o->n - at}).n;
+				return;
+			}
+			put_span(o, body);
+			puts_(o, "<|im_end|>\n");
+			break;
+		}
+		case TOK_ROLE_TOOL:
+			if (i == 0 || m[i - 1].role != TOK_ROLE_TOOL)
+				puts_(o, "<|im_start|>user");
+			puts_(o, "\n<tool_response>\n");
+			put_span(o, c);
+			puts_(o, "\n</tool_response>");
+			if (i == n - 1 || m[i + 1].role != TOK_ROLE_TOOL)
+				puts_(o, "<|im_end|>\n");
+			break;
+		}
+	}
+	puts_(o, "<|im_start|>assistant\n");
+}
+
+/* Meta-Llama-3-8B-Instruct's chat_template. */
+static void llama3(const struct tok *t, const struct tok_msg *m, int n, int open_last, struct out *o)
+{
+	put_token(o, t, t->bos_id);
+	for (int i = 0; i < n; i++) {
+		struct span c = strip_ws((struct span){m[i].text, m[i].len});
+		puts_(o, "<|start_header_id|>");
+		puts_(o, role_name[m[i].role]);
+		puts_(o, "<|end_header_id|>\n\n");
+		put_span(o, c);
+		if (i == n - 1 && open_last)
+			return;
+		puts_(o, "<|eot_id|>");
+	}
+	puts_(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+/* Turns after an optional system message must alternate user, assistant, ...
+ * (both [INST] templates raise an exception otherwise). */
+static int check_alternate(const struct tok_msg *m, int n, int first, const char *fmt, struct ts_err *e)
+{
+	for (int i = first; i < n; i++) {
+		uint32_t want = (i - first) % 2 ? TOK_ROLE_ASSISTANT : TOK_ROLE_USER;
+		if (m[i].role != want)
+			return ts_errf(e, E_INVAL,
+				       "messages[%d]: role %s: the %s chat format needs user and assistant turns "
+				       "alternating from the first user message%s",
+				       i, role_name[m[i].role], fmt,
+				       m[i].role == TOK_ROLE_TOOL     ? " (it has no tool messages)"
+				       : m[i].role == TOK_ROLE_SYSTEM ? " (one system message, first)"
+								      : "");
+	}
+	return 0;
+}
+
+/* Llama-2-7b-chat-hf's chat_template. */
+static int llama2(const struct tok *t, const struct tok_msg *m, int n, int open_last, struct out *o,
+		  struct ts_err *e)
+{
+	int first = n > 0 && m[0].role == TOK_ROLE_SYSTEM;
+	int rc = check_alternate(m, n, first, "llama2", e);
+	if (rc)
+		return rc;
+	for (int i = first; i < n; i++) {
+		struct span c = {m[i].text, m[i].len};
+		if (m[i].role == TOK_ROLE_USER) {
+			put_token(o, t, t->bos_id);
+			puts_(o, "[INST] ");
+			if (i == first && first) {
+				/* ('<<SYS>>\n' + system + '\n<</SYS>>\n\n' + content).strip() */
+				size_t at = o->n;
+				puts_(o, "<<SYS>>\n");
+				put(o, m[0].text, m[0].len);
+				puts_(o, "\n<</SYS>>\n\n");
+				put_span(o, c);
+				if (o->n <= o->cap)
+					o->n = at + rstrip_ws((struct span){o->p + at, o->n - at}).n;
+			} else {
+				put_span(o, strip_ws(c));
+			}
+			puts_(o, " [/INST]");
+		} else {
+			puts_(o, " ");
+			put_span(o, strip_ws(c));
+			if (i == n - 1 && open_last)
+				return 0;
+			puts_(o, " ");
+			put_token(o, t, t->eos_id);
+		}
+	}
+	return 0;
+}
+
+/* Mistral-7B-Instruct-v0.2's (and Mixtral-8x7B-Instruct-v0.1's) chat_template,
+ * plus a system message. v0.1's writes one more space after each </s>. */
+static int mistral(const struct tok *t, const struct tok_msg *m, int n, int open_last, struct out *o,
+		   struct ts_err *e)
+{
+	int first = n > 0 && m[0].role == TOK_ROLE_SYSTEM;
+	int rc = check_alternate(m, n, first, "mistral", e);
+	if (rc)
+		return rc;
+	put_token(o, t, t->bos_id);
+	for (int i = first; i < n; i++) {
+		struct span c = {m[i].text, m[i].len};
+		if (m[i].role == TOK_ROLE_USER) {
+			puts_(o, "[INST] ");
+			if (i == first && first) {
+				put(o, m[0].text, m[0].len);
+				puts_(o, "\n\n");
+			}
+			put_span(o, c);
+			puts_(o, " [/INST]");
+		} else {
+			if (i == n - 1 && open_last) {
+				put_span(o, rstrip_ws(c));
+				return 0;
+			}
+			put_span(o, c);
+			put_token(o, t, t->eos_id);
+		}
+	}
+	return 0;
+}
+
+long tok_chat_render(const struct tok *t, const struct tok_msg *m, int n, char *out, size_t cap, struct ts_err *e)
+{
+	struct out o = {out, cap, 0};
+	if (t->chat == TOK_CHAT_NONE)
+		return ts_errf(e, E_UNSUPPORTED,
+			       "this model has no chat format we know (tokenizer_config.json chat_template; set [model] "
+			       "chat_format)");
+	if (n < 1)
+		return ts_errf(e, E_INVAL, "messages: at least one is needed");
+	for (int i = 0; i < n; i++)
+		if (m[i].role >= TOK_ROLE_N)
+			return ts_errf(e, E_INVAL, "messages[%d]: role %u: not 0..3 (system, user, assistant, tool)", i,
+				       m[i].role);
+	int open_last = m[n - 1].role == TOK_ROLE_ASSISTANT, rc = 0;
+	switch (t->chat) {
+	case TOK_CHAT_CHATML:
+		chatml(t, m, n, open_last, &o);
+		break;
+	case TOK_CHAT_LLAMA3:
+		llama3(t, m, n, open_last, &o);
+		break;
+	case TOK_CHAT_LLAMA2:
+		rc = llama2(t, m, n, open_last, &o, e);
+		break;
+	case TOK_CHAT_MISTRAL:
+		rc = mistral(t, m, n, open_last, &o, e);
+		break;
+	default:
+		return ts_errf(e, E_INTERNAL, "chat format %d", (int)t->chat);
+	}
+	if (rc)
+		return rc;
+	if (o.n > cap)
+		return ts_errf(e, E_INTERNAL, "chat: %zu bytes rendered past the bound %zu", o.n, cap);
+	return (long)o.n;
+}
