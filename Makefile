@@ -215,6 +215,10 @@ $(B)/fuzz/fuzz_proto: tests/fuzz_proto.c src/proto.c src/samp.c src/fmath.c src/
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
 
+$(B)/fuzz/fuzz_tok: tests/fuzz_tok.c src/tok.c src/tok_chat.c src/tok_unicode.c src/json.c src/base.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
 # ---------------------------------------------------------------- targets
 .PHONY: all deps static run test test-asan bench fuzz cubins gpu-tests format clean help mbed-objs
 
@@ -225,19 +229,21 @@ deps: $(DEPS_GLIBC) ## fetch, verify and build inih and mbedTLS
 static: $(B)/tokenspeed-static $(B)/tsctl-static ## fully static musl builds (tokenspeed with the CPU backend only, tsctl)
 
 run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) ## run the appliance on the default config and model (serves TLS on 127.0.0.1:7070)
-	@[ -f $(B)/models/default/config.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default
+	@[ -f $(B)/models/default/config.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer
+	@[ -f $(B)/models/default/tokenizer.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer --no-weights
 	@[ -f $(B)/certs/ca.crt ] || $(B)/tokenspeed certs $(B)/certs
-	@echo "client: $(B)/tsctl generate --server 127.0.0.1:7070 --certs $(B)/certs --prompt-ids 1,2,3 --max-tokens 16"
+	@echo "client: $(B)/tsctl generate \"Hello\"   or   $(B)/tsctl chat   (defaults: --server 127.0.0.1:7070 --certs $(B)/certs)"
 	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
 test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests
 
-fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/fuzz/fuzz_proto $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)
+fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/fuzz/fuzz_proto $(B)/fuzz/fuzz_tok $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)
 	$(B)/tests/t_fuzz --write-seeds $(B)/fuzz/corpus
 	$(B)/fuzz/fuzz_json -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/json
 	$(B)/fuzz/fuzz_ckpt -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/json.dict $(B)/fuzz/corpus/ckpt
 	$(B)/fuzz/fuzz_proto -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus/proto
+	$(B)/fuzz/fuzz_tok -max_total_time=$(FUZZ_TIME) -dict=$(B)/fuzz/corpus/tok.dict $(B)/fuzz/corpus/tok
 
 test-asan: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tests/gen_ckpt ## the unit tests again under AddressSanitizer and UBSan (build-asan/)
 	$(MAKE) --no-print-directory B=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all" \

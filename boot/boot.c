@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "fmath.h"
 #include "log.h"
@@ -191,6 +192,32 @@ static int selftest(struct engine *en, struct ts_err *e)
 	return r;
 }
 
+/* The checkpoint's tokenizer.json, when it has one; a broken one stops the
+ * boot (the operator named this checkpoint). */
+static int load_tokenizer(struct engine *en, struct ts_err *e)
+{
+	char path[CFG_PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/tokenizer.json", en->cfg.model.path);
+	if (access(path, F_OK) != 0)
+		return 0;
+	int r = tok_load(&en->tok, en->cfg.model.path, e);
+	if (r < 0)
+		return r;
+	en->has_tok = 1;
+	if (en->tok.n_ids > en->m.d.vocab) {
+		r = ts_errf(e, E_FORMAT, "%s: ids up to %d, but the model's vocab_size is %d: not this model's tokenizer",
+			    path, en->tok.n_ids - 1, en->m.d.vocab);
+		tok_free(&en->tok);
+		en->has_tok = 0;
+		return r;
+	}
+	if (en->cfg.model.chat_format > 0) {
+		en->tok.chat = (enum tok_chat)(en->cfg.model.chat_format - 1);
+		en->tok.chat_think = 0;
+	}
+	return 0;
+}
+
 int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 {
 	const struct backend_ops *ops;
@@ -213,6 +240,15 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 	log_info("stage=model ms=%.1f arch=%s layers=%d dim=%d heads=%d kv_heads=%d head_dim=%d ffn=%d vocab=%d",
 		 (ts_now() - t) * 1e3, en->m.arch_name, d->n_layers, d->dim, d->n_heads, d->n_kv_heads, d->head_dim,
 		 d->ffn_dim, d->vocab);
+
+	t = ts_now();
+	if ((r = load_tokenizer(en, e)) < 0)
+		goto fail;
+	if (en->has_tok)
+		log_info("stage=tokenizer ms=%.1f ids=%d bos=%d eos=%d add_bos=%d chat=%s", (ts_now() - t) * 1e3,
+			 en->tok.n_ids, en->tok.bos_id, en->tok.eos_id, en->tok.add_bos, tok_chat_name(en->tok.chat));
+	else
+		log_info("stage=tokenizer present=no note=\"no tokenizer.json: clients send token ids\"");
 
 	en->max_seq_len = cfg->engine.max_seq_len;
 	if (en->max_seq_len > d->max_pos) {
@@ -270,5 +306,8 @@ void engine_stop(struct engine *en)
 		en->be.ops->free(&en->be);
 	model_free(&en->m);
 	ckpt_close(&en->ck);
+	if (en->has_tok)
+		tok_free(&en->tok);
+	en->has_tok = 0;
 	memset(&en->be, 0, sizeof(en->be));
 }

@@ -16,6 +16,7 @@
 #include "ckpt.h"
 #include "model.h"
 #include "sched.h"
+#include "tok.h"
 
 struct engine {
 	struct cfg cfg;
@@ -23,6 +24,8 @@ struct engine {
 	struct model m;
 	struct backend be;
 	struct sched s;
+	struct tok tok;          /* valid when has_tok */
+	int has_tok;             /* the checkpoint has a tokenizer.json */
 	int max_seq_len;         /* after clamping to the model's positions */
 	int64_t kv_tokens;       /* pool capacity */
 	double boot_s;           /* start to ready */

@@ -61,10 +61,11 @@ struct gen_out {
 	int done;
 };
 
-static void on_token(void *ctx, const struct req *r, int32_t t)
+static int on_token(void *ctx, const struct req *r, int32_t t)
 {
 	struct gen_out *g = ctx;
 	g->ids[r->user][g->n_ids[r->user]++] = t;
+	return 0;
 }
 
 static void on_done(void *ctx, const struct req *r)

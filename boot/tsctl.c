@@ -1,8 +1,16 @@
 /* tsctl: a command-line client of `tokenspeed serve` (src/PROTOCOL.md), on
  * libtsclient (src/tsclient.h).
  *
- *   tsctl generate --server HOST:PORT --certs DIR --prompt-ids 1,2,3 --max-tokens N [sampling]
- *       streams the generated ids as they arrive, then DONE's counts and timings
+ *   tsctl generate [--server HOST:PORT --certs DIR] "TEXT" [--chat] [--system TEXT] [--stop STR]...
+ *   tsctl generate [--server HOST:PORT --certs DIR] --prompt-ids 1,2,3 [--max-tokens N] [sampling]
+ *       streams the generated text (for a text prompt) or ids as they arrive,
+ *       then DONE's counts and timings. --chat sends TEXT as a user message
+ *       (after --system) in the model's chat format.
+ *   tsctl chat [--server HOST:PORT --certs DIR] [--system TEXT] [sampling]
+ *       an interactive conversation: each line read is a user turn, the reply
+ *       streams back; the whole conversation is sent each turn under one
+ *       session, so the server reuses its KV. "/reset" starts over, "/quit"
+ *       or end of input ends.
  *   tsctl stats --server HOST:PORT --certs DIR
  *       the model's identity and limits (WELCOME) and the server's counters (STATS)
  *   tsctl bench --server HOST:PORT --certs DIR (--concurrency C | --rate R) --requests N
@@ -17,7 +25,9 @@
  *       connection (prompt = that conversation so far + L new ids, same
  *       session id) with probability F; every request keeps its session.
  *
- * DIR holds ca.crt, client.crt and client.key (`tokenspeed certs DIR`);
+ * --server defaults to 127.0.0.1:7070 and --certs to build/certs (what
+ * `make run` serves with). DIR holds ca.crt, client.crt and client.key
+ * (`tokenspeed certs DIR`);
  * --server-name NAME overrides the name the server's certificate must carry
  * (default: HOST). Exit status 0, or 1 with a message naming the server or
  * file on stderr.
@@ -31,6 +41,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "base.h"
 #include "proto.h"
@@ -42,19 +53,23 @@ int tsctl_main(int argc, char **argv);
 #define TSCTL_MAX_IDS     65536
 #define TSCTL_CONNECTIONS 4
 #define TSCTL_SESSIONS    64 /* idle conversations kept per connection for --session-reuse */
+#define TSCTL_DEFAULT_TOKENS 256 /* --max-tokens when not given */
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tsctl generate --server HOST:PORT --certs DIR --prompt-ids 1,2,3 --max-tokens N\n"
+	fprintf(f, "usage: tsctl generate (\"TEXT\" [--chat] [--system TEXT] | --prompt-ids 1,2,3) [--max-tokens N]\n"
 	           "                      [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
 	           "                      [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
-	           "                      [--seed S] [--stop-ids 1,2] [--ignore-eos] [--priority 0..3]\n"
+	           "                      [--seed S] [--stop-ids 1,2] [--stop STR]... [--ignore-eos] [--priority 0..3]\n"
 	           "                      [--session ID [--keep-session]]\n"
+	           "       tsctl chat [--system TEXT] [--max-tokens N] [sampling as for generate]\n"
 	           "       tsctl stats --server HOST:PORT --certs DIR\n"
 	           "       tsctl bench --server HOST:PORT --certs DIR (--concurrency C | --rate R) --requests N\n"
 	           "                   --input-len L --output-len M [--session-reuse F] [--connections K] [--seed S]\n"
 	           "                   [--timeout S]\n"
-	           "common: [--server-name NAME]  the name in the server's certificate (default: HOST)\n");
+	           "common: [--server HOST:PORT] (default 127.0.0.1:7070) [--certs DIR] (default build/certs)\n"
+	           "        [--server-name NAME]  the name in the server's certificate (default: HOST)\n"
+	           "        [--psk-identity ID --psk-file FILE]  TLS with a pre-shared key instead of certificates\n");
 }
 
 /* ---------------------------------------------------------------- options */
@@ -70,6 +85,10 @@ struct opts {
 	uint32_t priority;
 	uint64_t session_id;
 	int keep_session, ignore_eos;
+	const char *text, *system; /* a text prompt; the system message of --chat and chat */
+	int chat, verbose;
+	struct proto_str stop_seqs[PROTO_MAX_STOP_SEQS];
+	uint32_t n_stop_seqs;
 	/* bench */
 	double concurrency, rate, session_reuse, timeout_s;
 	uint32_t requests, input_len, output_len, connections;
@@ -180,6 +199,22 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->keep_session = 1;
 			continue;
 		}
+		if (!strcmp(a, "--chat")) {
+			o->chat = 1;
+			continue;
+		}
+		if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+			o->verbose = 1;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0) { /* the text prompt */
+			if (o->text) {
+				fprintf(stderr, "tsctl: one text prompt at most (\"%s\" and \"%s\"): quote it\n", o->text, a);
+				return -1;
+			}
+			o->text = a;
+			continue;
+		}
 		if (!v) {
 			fprintf(stderr, "tsctl: %s needs a value\n", a);
 			return -1;
@@ -195,6 +230,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->psk_identity = v;
 		else if (!strcmp(a, "--psk-file"))
 			o->psk_file = v;
+		else if (!strcmp(a, "--system"))
+			o->system = v;
+		else if (!strcmp(a, "--stop")) {
+			if (o->n_stop_seqs == PROTO_MAX_STOP_SEQS || !*v) {
+				fprintf(stderr, "tsctl: --stop \"%s\": at most %u non-empty stop sequences\n", v,
+				        PROTO_MAX_STOP_SEQS);
+				return -1;
+			}
+			o->stop_seqs[o->n_stop_seqs++] = (struct proto_str){v, (uint32_t)strlen(v)};
+		}
 		else if (!strcmp(a, "--prompt-ids")) {
 			if ((o->n_prompt = cli_parse_ids(v, prompt, TSCTL_MAX_IDS)) <= 0) {
 				fprintf(stderr, "tsctl: --prompt-ids \"%s\": expected ids like 1,2,3\n", v);
@@ -231,8 +276,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			set_num(o, (enum num_opt)k, x);
 		}
 	}
-	if (!o->server || (!o->certs && !o->psk_identity) || !o->psk_identity != !o->psk_file) {
-		fprintf(stderr, "tsctl: --server HOST:PORT and either --certs DIR or --psk-identity ID --psk-file FILE are required\n");
+	if (!o->server)
+		o->server = "127.0.0.1:7070";
+	if (!o->certs && !o->psk_identity)
+		o->certs = "build/certs";
+	if (!o->psk_identity != !o->psk_file) {
+		fprintf(stderr, "tsctl: --psk-identity ID and --psk-file FILE go together\n");
 		return -1;
 	}
 	if (!o->certs)
@@ -274,15 +323,38 @@ static int cmd_generate(const struct opts *o)
 	struct tsc_event ev;
 	uint32_t id;
 	int rc = 1;
-	if (o->n_prompt <= 0 || o->max_tokens == 0) {
-		fprintf(stderr, "tsctl generate: --prompt-ids and --max-tokens are required\n");
+	if ((o->n_prompt > 0) == (o->text != NULL)) {
+		fprintf(stderr, "tsctl generate: give a text prompt (\"TEXT\") or --prompt-ids, one of the two\n");
+		return 1;
+	}
+	if ((o->chat || o->system) && !o->text) {
+		fprintf(stderr, "tsctl generate: --chat and --system go with a text prompt\n");
 		return 1;
 	}
 	if (connect_to(o, &c) < 0)
 		return 1;
+	if (o->text && !c.lim.has_tokenizer) {
+		fprintf(stderr, "tsctl: %s: the server's model has no tokenizer: send --prompt-ids\n", o->server);
+		tsc_close(&c);
+		return 1;
+	}
+	struct proto_chat_msg msgs[2];
+	uint32_t n_msgs = 0;
+	if (o->system)
+		msgs[n_msgs++] = (struct proto_chat_msg){PROTO_ROLE_SYSTEM, {o->system, (uint32_t)strlen(o->system)}};
+	if (o->text)
+		msgs[n_msgs++] = (struct proto_chat_msg){PROTO_ROLE_USER, {o->text, (uint32_t)strlen(o->text)}};
+	int chat = o->chat || o->system;
 	struct tsc_request rq = {.prompt = o->prompt,
 	                         .n_prompt = (uint32_t)o->n_prompt,
-	                         .max_tokens = o->max_tokens,
+	                         .text = o->text && !chat ? o->text : NULL,
+	                         .text_len = o->text && !chat ? (uint32_t)strlen(o->text) : 0,
+	                         .msgs = chat ? msgs : NULL,
+	                         .n_msgs = chat ? n_msgs : 0,
+	                         .want_text = o->text != NULL,
+	                         .stop_seqs = o->stop_seqs,
+	                         .n_stop_seqs = o->n_stop_seqs,
+	                         .max_tokens = o->max_tokens ? o->max_tokens : TSCTL_DEFAULT_TOKENS,
 	                         .stop_ids = o->stop,
 	                         .n_stop_ids = (uint32_t)o->n_stop,
 	                         .samp = o->samp,
@@ -309,8 +381,11 @@ static int cmd_generate(const struct opts *o)
 			if (!t_first)
 				t_first = ev.t;
 			t_last = ev.t;
-			for (uint32_t i = 0; i < ev.n_ids; i++)
-				printf("%d ", ev.ids[i]);
+			if (ev.text)
+				fwrite(ev.text, 1, ev.n_text, stdout);
+			else
+				for (uint32_t i = 0; i < ev.n_ids; i++)
+					printf("%d ", ev.ids[i]);
 			fflush(stdout);
 		} else if (ev.type == TSC_EV_DONE && ev.req_id == id) {
 			const struct proto_done *d = &ev.done;
@@ -337,6 +412,180 @@ static int cmd_generate(const struct opts *o)
 		}
 	}
 out:
+	tsc_close(&c);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- chat */
+
+static uint64_t rng_next(uint64_t *s);
+
+struct history {
+	struct proto_chat_msg *m; /* (n); texts malloc'd */
+	uint32_t n, cap;
+};
+
+static int history_add(struct history *h, uint32_t role, const char *t, size_t n)
+{
+	if (h->n == h->cap) {
+		uint32_t cap = h->cap ? 2 * h->cap : 16;
+		struct proto_chat_msg *m = ts_realloc(h->m, cap * sizeof(*m));
+		if (!m)
+			return -1;
+		h->m = m, h->cap = cap;
+	}
+	char *c = ts_alloc(n + 1);
+	if (!c)
+		return -1;
+	memcpy(c, t, n);
+	c[n] = 0;
+	h->m[h->n++] = (struct proto_chat_msg){role, {c, (uint32_t)n}};
+	return 0;
+}
+
+static void history_clear(struct history *h, uint32_t keep)
+{
+	while (h->n > keep)
+		ts_free((void *)h->m[--h->n].text.s);
+}
+
+/* One turn: sends the conversation, streams the reply to stdout and appends
+ * it to h. 0, or -1 (message printed; the connection is unusable). */
+static int chat_turn(const struct opts *o, struct tsc *c, struct history *h, uint64_t session)
+{
+	struct tsc_event ev;
+	uint32_t id;
+	char *reply = NULL;
+	size_t n = 0, cap = 0;
+	struct tsc_request rq = {.msgs = h->m,
+	                         .n_msgs = h->n,
+	                         .want_text = 1,
+	                         .stop_seqs = o->stop_seqs,
+	                         .n_stop_seqs = o->n_stop_seqs,
+	                         .max_tokens = o->max_tokens ? o->max_tokens : TSCTL_DEFAULT_TOKENS,
+	                         .samp = o->samp,
+	                         .priority = PROTO_PRIO_INTERACTIVE,
+	                         .session_id = session,
+	                         .keep_session = 1};
+	if (tsc_submit(c, &rq, &id) < 0) {
+		fprintf(stderr, "tsctl: %s\n", c->err.msg);
+		return c->dead ? -1 : 0;
+	}
+	for (;;) {
+		int r = tsc_poll(c, (int)(o->timeout_s * 1e3), &ev);
+		if (r <= 0) {
+			fprintf(stderr, "\ntsctl: %s\n", r < 0 ? c->err.msg : "no reply in time");
+			ts_free(reply);
+			return -1;
+		}
+		if (ev.type == TSC_EV_TOKENS && ev.req_id == id && ev.n_text) {
+			if (n + ev.n_text > cap) {
+				cap = 2 * (n + ev.n_text);
+				char *p = ts_realloc(reply, cap);
+				if (!p) {
+					ts_free(reply);
+					return -1;
+				}
+				reply = p;
+			}
+			memcpy(reply + n, ev.text, ev.n_text);
+			n += ev.n_text;
+			fwrite(ev.text, 1, ev.n_text, stdout);
+			fflush(stdout);
+		} else if (ev.type == TSC_EV_DONE && ev.req_id == id) {
+			printf("\n");
+			if (o->verbose)
+				fprintf(stderr, "[finish=%s prompt=%u cached=%u generated=%u ttft=%.1f ms]\n",
+				        finish_name(ev.done.finish), ev.done.n_prompt, ev.done.n_cached,
+				        ev.done.n_generated, ev.done.ttft_us / 1e3);
+			int rc = history_add(h, PROTO_ROLE_ASSISTANT, reply ? reply : "", n);
+			ts_free(reply);
+			return rc;
+		} else if (ev.type == TSC_EV_ERROR && (ev.req_id == id || ev.req_id == 0)) {
+			fprintf(stderr, "\ntsctl: %s: ERROR %s: %s\n", o->server, err_name(ev.code), ev.msg);
+			ts_free(reply);
+			history_clear(h, h->n - 1); /* the user turn that failed */
+			return ev.req_id == 0 ? -1 : 0;
+		}
+	}
+}
+
+/* One line of stdin (without its end) into *buf; its length, or -1 at the end. */
+static long read_line(char **buf, size_t *cap)
+{
+	size_t n = 0;
+	for (;;) {
+		if (*cap - n < 2) {
+			size_t c = *cap ? 2 * *cap : 4096;
+			char *p = ts_realloc(*buf, c);
+			if (!p)
+				return -1;
+			*buf = p, *cap = c;
+		}
+		if (!fgets(*buf + n, (int)TS_MIN(*cap - n, (size_t)INT32_MAX), stdin))
+			return n ? (long)n : -1;
+		n += strlen(*buf + n);
+		if (n && (*buf)[n - 1] == '\n')
+			return (long)n;
+	}
+}
+
+static int cmd_chat(const struct opts *o)
+{
+	struct tsc c;
+	struct history h = {0};
+	char *line = NULL;
+	size_t lcap = 0;
+	int rc = 1, tty = isatty(0);
+	if (o->text || o->n_prompt) {
+		fprintf(stderr, "tsctl chat: reads the user's turns from standard input; no prompt argument\n");
+		return 1;
+	}
+	if (connect_to(o, &c) < 0)
+		return 1;
+	if (!c.lim.has_tokenizer) {
+		fprintf(stderr, "tsctl: %s: the server's model has no tokenizer: chat needs one\n", o->server);
+		goto out;
+	}
+	uint64_t session = o->session_id;
+	if (!session) { /* a random one: sessions are server-wide */
+		uint64_t t = (uint64_t)(ts_now() * 1e9) ^ ((uint64_t)getpid() << 32);
+		session = rng_next(&t) | 1;
+	}
+	uint32_t base = 0;
+	if (o->system) {
+		if (history_add(&h, PROTO_ROLE_SYSTEM, o->system, strlen(o->system)) < 0)
+			goto out;
+		base = 1;
+	}
+	if (tty)
+		fprintf(stderr, "%s (%s) on %s: /reset starts over, /quit or Ctrl-D ends\n", c.model, c.arch,
+		        o->server);
+	for (;;) {
+		if (tty)
+			fputs("> ", stderr);
+		long len = read_line(&line, &lcap);
+		if (len < 0)
+			break;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		if (len == 0)
+			continue;
+		if (!strcmp(line, "/quit"))
+			break;
+		if (!strcmp(line, "/reset")) {
+			history_clear(&h, base);
+			session = session * 6364136223846793005ull + 1442695040888963407ull;
+			continue;
+		}
+		if (history_add(&h, PROTO_ROLE_USER, line, (size_t)len) < 0 || chat_turn(o, &c, &h, session) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	history_clear(&h, 0);
+	ts_free(h.m);
+	ts_free(line);
 	tsc_close(&c);
 	return rc;
 }
@@ -809,6 +1058,8 @@ int tsctl_main(int argc, char **argv)
 		return cmd_generate(&o);
 	if (!strcmp(argv[1], "stats"))
 		return cmd_stats(&o);
+	if (!strcmp(argv[1], "chat"))
+		return cmd_chat(&o);
 	if (!strcmp(argv[1], "bench"))
 		return cmd_bench(&o);
 	fprintf(stderr, "tsctl: unknown command \"%s\"\n", argv[1]);

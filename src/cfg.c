@@ -60,6 +60,7 @@ static int check_listen(void *field, char *why, size_t why_n);
 
 static const char *const words_dtype[] = {"auto", "bf16", "f16", "f32", NULL};
 static const char *const words_backend[] = {"auto", "cpu", "gpu", NULL};
+static const char *const words_chat[] = {"auto", "none", "chatml", "llama3", "llama2", "mistral", NULL};
 static const char *const words_level[] = {"debug", "info", "warn", "error", "off", NULL};
 
 static const char *const cfg_sections[] = {"model", "engine", "device", "server", "log"};
@@ -70,6 +71,8 @@ static const struct cfg_key cfg_keys[] = {
 	 .help = "the directory of a Hugging Face checkpoint (config.json, *.safetensors, tokenizer.json)"},
 	{"model", "dtype", CFG_T_ENUM, FIELD(model.dtype), .def = "auto", .words = words_dtype,
 	 .help = "dtype of weights and activations on the device; auto = the checkpoint's own dtype"},
+	{"model", "chat_format", CFG_T_ENUM, FIELD(model.chat_format), .def = "auto", .words = words_chat,
+	 .help = "how chat messages become a prompt; auto = from the chat_template in the checkpoint's tokenizer_config.json"},
 
 	{"engine", "max_seq_len", CFG_T_INT, FIELD(engine.max_seq_len), .def = "4096", .min = 16,
 	 .max = 1048576, .help = "longest sequence, prompt plus output, in tokens"},

@@ -29,6 +29,7 @@ struct cfg {
 	struct {
 		char path[CFG_PATH_MAX];    /* HF checkpoint directory (required) */
 		enum cfg_dtype dtype;       /* device weights/activations dtype; auto = checkpoint's */
+		int chat_format;            /* 0 auto, else 1 + enum tok_chat */
 	} model;
 	struct {
 		int max_seq_len;            /* longest sequence, prompt + output, in tokens */

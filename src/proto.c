@@ -656,11 +656,15 @@ int proto_decode_submit(const uint8_t *p, uint32_t len, uint32_t flags, const st
 		return rc;
 	if ((flags & PROTO_SUBMIT_KEEP_SESSION) && !(flags & PROTO_SUBMIT_HAS_SESSION))
 		return ts_errf(e, E_INVAL, "SUBMIT flags: KEEP_SESSION needs HAS_SESSION and a session_id");
-	if ((flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_WANT_TEXT)) && !lim->has_tokenizer)
+	if ((flags & PROTO_SUBMIT_TEXT_PROMPT) && (flags & PROTO_SUBMIT_CHAT))
+		return ts_errf(e, E_INVAL, "SUBMIT flags: TEXT_PROMPT and CHAT exclude each other");
+	if ((flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_WANT_TEXT | PROTO_SUBMIT_CHAT)) && !lim->has_tokenizer)
 		return ts_errf(e, E_UNSUPPORTED,
 		               "SUBMIT flags: %s needs a tokenizer, which this server does not "
 		               "have: send token ids",
-		               flags & PROTO_SUBMIT_TEXT_PROMPT ? "TEXT_PROMPT" : "WANT_TEXT");
+		               flags & PROTO_SUBMIT_TEXT_PROMPT ? "TEXT_PROMPT"
+		               : flags & PROTO_SUBMIT_CHAT      ? "CHAT"
+		                                                : "WANT_TEXT");
 
 	/* fixed part */
 	if ((rc = rd_u32(&r, &out->max_tokens, "max_tokens")) < 0 ||
@@ -693,11 +697,12 @@ int proto_decode_submit(const uint8_t *p, uint32_t len, uint32_t flags, const st
 		               (flags & PROTO_SUBMIT_WANT_LOGPROBS) ? "" : ", 0 without WANT_LOGPROBS");
 
 	/* prompt ids */
-	int text = (flags & PROTO_SUBMIT_TEXT_PROMPT) != 0;
+	int text = (flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_CHAT)) != 0;
 	if ((rc = rd_u32(&r, &n, "n_prompt")) < 0)
 		return rc;
 	if (text ? n != 0 : (n < 1 || n >= lim->max_seq_len))
-		return text ? ts_errf(e, E_RANGE, "SUBMIT n_prompt = %u: must be 0 with TEXT_PROMPT", n)
+		return text ? ts_errf(e, E_RANGE, "SUBMIT n_prompt = %u: must be 0 with %s", n,
+		                      (flags & PROTO_SUBMIT_CHAT) ? "CHAT" : "TEXT_PROMPT")
 		            : ts_errf(e, E_RANGE,
 		                      "SUBMIT n_prompt = %u: out of range (accepted 1..%u, below max_seq_len)", n,
 		                      lim->max_seq_len - 1);
@@ -725,9 +730,10 @@ int proto_decode_submit(const uint8_t *p, uint32_t len, uint32_t flags, const st
 		return rc;
 
 	/* prompt text */
-	if ((rc = rd_str(&r, &out->prompt_text, text ? lim->max_text_bytes : 0, "prompt_text")) < 0)
+	int ptext = (flags & PROTO_SUBMIT_TEXT_PROMPT) != 0;
+	if ((rc = rd_str(&r, &out->prompt_text, ptext ? lim->max_text_bytes : 0, "prompt_text")) < 0)
 		return rc;
-	if (text && out->prompt_text.len == 0)
+	if (ptext && out->prompt_text.len == 0)
 		return ts_errf(e, E_RANGE, "SUBMIT prompt_text: empty; TEXT_PROMPT needs at least one byte");
 
 	/* stop sequences */
@@ -748,6 +754,34 @@ int proto_decode_submit(const uint8_t *p, uint32_t len, uint32_t flags, const st
 		if (out->stop_seqs[i].len == 0)
 			return ts_errf(e, E_RANGE, "SUBMIT stop_seqs[%u]: empty; a stop sequence has at least one byte",
 			               i);
+	}
+
+	/* chat messages */
+	if (flags & PROTO_SUBMIT_CHAT) {
+		if ((rc = rd_u32(&r, &n, "n_messages")) < 0)
+			return rc;
+		if (n < 1 || n > PROTO_MAX_MESSAGES)
+			return ts_errf(e, E_RANGE, "SUBMIT n_messages = %u: out of range (accepted 1..%u)", n,
+			               PROTO_MAX_MESSAGES);
+		out->chat.n = n;
+		out->chat.raw = r.p + r.off;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t role;
+			struct proto_str c;
+			if ((rc = rd_u32(&r, &role, "messages role")) < 0)
+				return rc;
+			if (role > PROTO_ROLE_MAX)
+				return ts_errf(e, E_RANGE,
+				               "SUBMIT messages[%u] role = %u: out of range (accepted 0 system, 1 user, "
+				               "2 assistant, 3 tool)",
+				               i, role);
+			if ((rc = rd_str(&r, &c, lim->max_text_bytes, "messages content")) < 0)
+				return rc;
+			out->chat.bytes += c.len;
+			if (out->chat.bytes > lim->max_text_bytes)
+				return ts_errf(e, E_RANGE, "SUBMIT messages: more than max_text_bytes = %u bytes of content",
+				               lim->max_text_bytes);
+		}
 	}
 	if ((rc = rd_end(&r)) < 0)
 		return rc;
@@ -783,7 +817,23 @@ int proto_encode_submit(uint8_t *buf, size_t cap, uint32_t request_id, const str
 	wr_u32(&w, a->n_stop_seqs);
 	for (uint32_t i = 0; i < a->n_stop_seqs; i++)
 		wr_str(&w, a->stop_seqs[i]);
+	if (a->flags & PROTO_SUBMIT_CHAT) {
+		wr_u32(&w, a->n_msgs);
+		for (uint32_t i = 0; i < a->n_msgs; i++) {
+			wr_u32(&w, a->msgs[i].role);
+			wr_str(&w, a->msgs[i].text);
+		}
+	}
 	return wr_end(&w, PROTO_SUBMIT, a->flags, request_id);
+}
+
+void proto_chat_next(const struct proto_chat *c, uint32_t *off, struct proto_chat_msg *m)
+{
+	const uint8_t *p = c->raw + *off;
+	m->role = proto_get_u32(p);
+	m->text.len = proto_get_u32(p + 4);
+	m->text.s = m->text.len ? (const char *)p + 8 : "";
+	*off += 8 + m->text.len;
 }
 
 /* ---------------------------------------------------------------- CANCEL, CREDIT, PING, PONG */

@@ -52,6 +52,7 @@
 #define PROTO_MAX_STOP_SEQ_BYTES 256u        /* hard cap on proto_limits.max_stop_seq_bytes */
 #define PROTO_MAX_LOGPROBS       20u         /* hard cap on proto_limits.max_logprobs */
 #define PROTO_MAX_STATS          1024u       /* pairs in one STATS reply */
+#define PROTO_MAX_MESSAGES       4096u       /* chat messages in one SUBMIT */
 
 /* Message types: X(name, number, to_server, to_client, scope). scope: 'R' a
  * request's frame (request id != 0), 'C' the connection's (request id 0),
@@ -108,7 +109,8 @@ const struct proto_err_info *proto_err_info(uint32_t code); /* NULL for a code w
 #define PROTO_SUBMIT_IGNORE_EOS    0x08u /* the model's EOS tokens do not stop the request */
 #define PROTO_SUBMIT_TEXT_PROMPT   0x10u /* the prompt is prompt_text, not token ids */
 #define PROTO_SUBMIT_WANT_TEXT     0x20u /* TOKENS carry the detokenized text */
-#define PROTO_SUBMIT_FLAGS         0x3fu
+#define PROTO_SUBMIT_CHAT          0x40u /* the prompt is messages, rendered in the model's chat format */
+#define PROTO_SUBMIT_FLAGS         0x7fu
 #define PROTO_TOKENS_HAS_LOGPROBS  0x01u
 #define PROTO_TOKENS_HAS_TEXT      0x02u
 #define PROTO_TOKENS_FLAGS         0x03u
@@ -340,6 +342,21 @@ int proto_encode_welcome(uint8_t *buf, size_t cap, const struct proto_welcome *w
 
 /* ---------------------------------------------------------------- requests */
 
+/* Chat messages of a SUBMIT: records (u32 role, string content), checked by
+ * the decoder; walk them with proto_chat_next from off = 0. */
+enum proto_role { PROTO_ROLE_SYSTEM = 0, PROTO_ROLE_USER, PROTO_ROLE_ASSISTANT, PROTO_ROLE_TOOL };
+#define PROTO_ROLE_MAX PROTO_ROLE_TOOL
+struct proto_chat_msg {
+	uint32_t role; /* enum proto_role */
+	struct proto_str text;
+};
+struct proto_chat {
+	uint32_t n;         /* messages */
+	const uint8_t *raw; /* their records */
+	uint32_t bytes;     /* of content, all messages */
+};
+void proto_chat_next(const struct proto_chat *c, uint32_t *off, struct proto_chat_msg *m);
+
 /* SUBMIT as decoded: arrays and strings point into the payload. */
 struct proto_submit {
 	uint32_t flags;           /* PROTO_SUBMIT_* */
@@ -353,6 +370,7 @@ struct proto_submit {
 	struct proto_str prompt_text; /* with TEXT_PROMPT, else empty */
 	uint32_t n_stop_seqs;
 	struct proto_str stop_seqs[PROTO_MAX_STOP_SEQS];
+	struct proto_chat chat; /* with CHAT: the messages, else n = 0 */
 };
 
 /* SUBMIT as a client builds it: host arrays. */
@@ -370,6 +388,8 @@ struct proto_submit_args {
 	struct proto_str prompt_text;
 	const struct proto_str *stop_seqs; /* (n_stop_seqs) */
 	uint32_t n_stop_seqs;
+	const struct proto_chat_msg *msgs; /* (n_msgs), with CHAT */
+	uint32_t n_msgs;
 };
 
 /* Every field is checked against lim (which passed proto_limits_check):

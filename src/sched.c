@@ -759,10 +759,9 @@ int sched_step(struct sched *s, const struct sched_events *ev)
 			r->t_first = now;
 		if (r->state == REQ_PREFILL)
 			set_state(s, r, REQ_DECODE);
-		if (ev && ev->on_token)
-			ev->on_token(ev->ctx, r, t);
+		int text_stop = ev && ev->on_token ? ev->on_token(ev->ctx, r, t) : 0;
 		int n_gen = r->n_tokens - r->n_prompt;
-		enum req_finish why = stops(r, t)		      ? FINISH_STOP
+		enum req_finish why = text_stop || stops(r, t)	      ? FINISH_STOP
 				      : n_gen >= r->max_tokens	      ? FINISH_LENGTH
 				      : r->n_tokens >= s->lim.max_seq_len ? FINISH_CONTEXT
 									  : FINISH_NONE;

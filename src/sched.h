@@ -95,7 +95,9 @@ struct req {
 };
 
 struct sched_events {
-	void (*on_token)(void *ctx, const struct req *r, int32_t token);
+	/* A generated token (already in r->tokens). Returns 1 to end the request
+	 * here with FINISH_STOP (a stop sequence matched its text), else 0. */
+	int (*on_token)(void *ctx, const struct req *r, int32_t token);
 	/* The end of a request: DONE, CANCELLED, FAILED, or PARKED (the turn ended
 	 * normally and its session was kept). Once per request id. */
 	void (*on_done)(void *ctx, const struct req *r);

@@ -27,6 +27,7 @@
 #include "net.h"
 #include "proto.h"
 #include "ring.h"
+#include "stext.h"
 #include "tls.h"
 
 /* ------------------------------------------------------------ messages */
@@ -41,16 +42,20 @@ struct cmd {
 	uint16_t slot; /* request slot in it */
 	uint32_t rid;
 	int32_t *ids; /* SUBMIT: (n_prompt + n_stop) malloc'd by net, freed by the engine */
+	struct stext *tx; /* SUBMIT: text wanted or stop sequences; made by net, freed by the engine */
 	int n_prompt, n_stop, max_tokens, priority, ignore_eos, keep;
 	uint64_t session_id;
 	struct samp_params samp;
 };
 
-enum ev_type { EV_TOKEN, EV_DONE, EV_ERROR };
+enum ev_type { EV_TOKEN, EV_TEXT, EV_DONE, EV_ERROR };
 
+/* A token's text rides in its EV_TOKEN (msg, n_text bytes); text longer than
+ * msg goes first in EV_TEXT events. */
 struct ev {
 	uint8_t type; /* enum ev_type */
 	uint16_t slot;
+	uint16_t n_text;
 	uint32_t rid;
 	int32_t token;
 	uint32_t code; /* ERROR */
@@ -76,6 +81,10 @@ struct nreq {
 	struct proto_done term;
 	int cancel_want;    /* 1 + enum cancel_how not yet pushed */
 	int cancel_done;    /* a cancel was pushed */
+	int want_text;      /* TOKENS carry text */
+	char *text;         /* (text_cap) generated text; [0, text_sent) sent */
+	uint32_t text_len, text_cap, text_sent;
+	uint32_t *tend;     /* (cap) text_len after each token */
 };
 
 enum cs { CS_FREE, CS_HANDSHAKE, CS_HELLO, CS_OPEN, CS_CLOSING, CS_DEAD };
@@ -100,6 +109,7 @@ struct ereq {
 	uint64_t sched_id;
 	uint32_t rid;
 	uint8_t live, how;
+	struct stext *tx; /* text state, or NULL */
 };
 
 struct serve {
@@ -123,6 +133,7 @@ struct serve {
 	_Atomic uint64_t snap[PROTO_STAT_END]; /* engine's figures for STATS */
 	_Atomic uint64_t trans[REQ_STATE_N][REQ_STATE_N]; /* the FSM's transition counts, for STATS */
 	/* network thread only */
+	struct stext_enc enc;
 	int draining, stop_sent;
 	double drain_deadline;
 	uint64_t n_conns, frames_in, frames_out, proto_errors, n_rejected;
@@ -142,17 +153,43 @@ static void eng_push(struct serve *sv, int ci, const struct ev *v)
 	sv->ev_pushed = 1;
 }
 
-static void on_token(void *ctx, const struct req *r, int32_t token)
+/* text in EV_TEXT events of msg's size, the last piece in v (EV_TOKEN or EV_TEXT) */
+static void eng_push_text(struct serve *sv, int ci, struct ev *v, const char *t, size_t n)
+{
+	while (n > sizeof(v->msg)) {
+		struct ev x = {.type = EV_TEXT, .slot = v->slot, .rid = v->rid, .n_text = sizeof(x.msg)};
+		memcpy(x.msg, t, sizeof(x.msg));
+		eng_push(sv, ci, &x);
+		t += sizeof(x.msg), n -= sizeof(x.msg);
+	}
+	memcpy(v->msg, t, n);
+	v->n_text = (uint16_t)n;
+	eng_push(sv, ci, v);
+}
+
+static void ereq_free_text(struct ereq *q)
+{
+	stext_free(q->tx);
+	q->tx = NULL;
+}
+
+static int on_token(void *ctx, const struct req *r, int32_t token)
 {
 	struct serve *sv = ctx;
 	int ci = (int)(r->user / (uint64_t)sv->o.max_requests);
 	struct ereq *q = &sv->ereq[r->user];
 	sv->e_generated++;
-	if (!q->live || q->sched_id != r->id || sv->e_closing[ci])
-		return;
+	if (!q->live || q->sched_id != r->id)
+		return 0;
+	const char *t = NULL;
+	size_t n = 0;
+	int stop = q->tx ? stext_token(q->tx, token, &t, &n) : 0;
+	if (sv->e_closing[ci])
+		return stop;
 	struct ev v = {.type = EV_TOKEN, .slot = (uint16_t)(r->user % (uint64_t)sv->o.max_requests), .rid = q->rid,
 		       .token = token};
-	eng_push(sv, ci, &v);
+	eng_push_text(sv, ci, &v, t, n);
+	return stop;
 }
 
 static uint64_t us(double a, double b)
@@ -169,6 +206,16 @@ static void on_done(void *ctx, const struct req *r)
 		return;
 	q->live = 0;
 	struct ev v = {.slot = (uint16_t)(r->user % (uint64_t)sv->o.max_requests), .rid = q->rid};
+	if (q->tx && !sv->e_closing[ci] && (r->state == REQ_DONE || r->state == REQ_PARKED)) {
+		const char *t;
+		size_t n;
+		stext_finish(q->tx, &t, &n);
+		if (n) {
+			struct ev x = {.type = EV_TEXT, .slot = v.slot, .rid = v.rid};
+			eng_push_text(sv, ci, &x, t, n);
+		}
+	}
+	ereq_free_text(q);
 	if (r->state == REQ_FAILED || r->finish == FINISH_ERROR) {
 		sv->e_failed++;
 		v.type = EV_ERROR, v.code = PROTO_ERR_INTERNAL;
@@ -214,6 +261,8 @@ static void eng_cancel_conn(struct serve *sv, int ci, const struct sched_events 
 			if (sched_cancel(&sv->en->s, q->sched_id, ev) < 0)
 				q->live = 0;
 		}
+		if (!q->live)
+			ereq_free_text(q);
 	}
 }
 
@@ -232,6 +281,7 @@ static void eng_cmd(struct serve *sv, struct cmd *c, const struct sched_events *
 		int rc = sched_submit(s, &a, &id, &e);
 		ts_free(c->ids);
 		if (rc < 0) {
+			stext_free(c->tx);
 			sv->e_rejected++;
 			struct ev v = {.type = EV_ERROR, .slot = c->slot, .rid = c->rid};
 			v.code = rc == -E_BUSY ? PROTO_ERR_BUSY
@@ -243,15 +293,17 @@ static void eng_cmd(struct serve *sv, struct cmd *c, const struct sched_events *
 			break;
 		}
 		sv->e_accepted++;
-		sv->ereq[user] = (struct ereq){.sched_id = id, .rid = c->rid, .live = 1, .how = HOW_CLIENT};
+		sv->ereq[user] = (struct ereq){.sched_id = id, .rid = c->rid, .live = 1, .how = HOW_CLIENT, .tx = c->tx};
 		break;
 	}
 	case CMD_CANCEL: {
 		struct ereq *q = &sv->ereq[c->conn * mr + c->slot];
 		if (q->live && q->rid == c->rid) {
 			q->how = c->how;
-			if (sched_cancel(s, q->sched_id, ev) < 0)
+			if (sched_cancel(s, q->sched_id, ev) < 0) {
 				q->live = 0;
+				ereq_free_text(q);
+			}
 		}
 		break;
 	}
@@ -379,6 +431,8 @@ static int push_cmd(struct serve *sv, const struct cmd *m)
 static void req_free(struct sconn *c, struct nreq *q)
 {
 	ts_free(q->pend);
+	ts_free(q->text);
+	ts_free(q->tend);
 	memset(q, 0, sizeof(*q));
 	c->n_live--;
 }
@@ -431,15 +485,36 @@ static void pump_tokens(struct serve *sv, struct sconn *c, double now)
 			n = n < q->credit ? n : q->credit;
 			n = n < fit ? n : fit;
 			struct proto_tokens_args a = {.ids = q->pend + q->sent, .n = n};
+			if (q->want_text) {
+				/* the text these n tokens complete; fewer tokens while it does not fit */
+				while (n > 1 && proto_tokens_size(n, 0, 0, 1, q->tend[q->sent + (int)n - 1] - q->text_sent) >
+						    c->max_frame)
+					n /= 2;
+				a.n = n;
+				uint32_t end = q->tend[q->sent + (int)n - 1];
+				a.text = (struct proto_str){q->text ? q->text + q->text_sent : "", end - q->text_sent};
+			}
 			size_t room;
 			uint8_t *p = conn_io_tail(&c->io, &room);
 			int w = proto_encode_tokens(p, room, q->rid, &a);
 			if (w < 0)
 				break;
 			out_commit(sv, c, w);
+			q->text_sent += a.text.len;
 			q->sent += (int)n, q->credit -= n;
 		}
-		if (q->has_term && q->sent == q->n_pend) {
+		if (q->has_term && q->sent == q->n_pend && q->text_sent < q->text_len) {
+			/* text held to the end: one TOKENS with no ids (needs no credit) */
+			struct proto_tokens_args a = {.text = {q->text + q->text_sent, q->text_len - q->text_sent}};
+			size_t room;
+			uint8_t *p = conn_io_tail(&c->io, &room);
+			int w = proto_encode_tokens(p, room, q->rid, &a);
+			if (w > 0) {
+				out_commit(sv, c, w);
+				q->text_sent = q->text_len;
+			}
+		}
+		if (q->has_term && q->sent == q->n_pend && q->text_sent == q->text_len) {
 			q->term.n_generated = (uint32_t)q->sent;
 			send_done(sv, c, q->rid, &q->term);
 			req_free(c, q);
@@ -458,6 +533,25 @@ static void pump_tokens(struct serve *sv, struct sconn *c, double now)
 	}
 }
 
+static int text_append(struct nreq *q, const char *t, size_t n)
+{
+	if (q->text_len + n > q->text_cap) {
+		size_t cap = q->text_cap ? q->text_cap : 1024;
+		while (cap < q->text_len + n)
+			cap *= 2;
+		if (cap > UINT32_MAX / 2)
+			return -E_NOMEM;
+		char *p = ts_realloc(q->text, cap);
+		if (!p)
+			return -E_NOMEM;
+		q->text = p;
+		q->text_cap = (uint32_t)cap;
+	}
+	memcpy(q->text + q->text_len, t, n);
+	q->text_len += (uint32_t)n;
+	return 0;
+}
+
 static void take_events(struct serve *sv, struct sconn *c)
 {
 	struct ev v;
@@ -467,9 +561,19 @@ static void take_events(struct serve *sv, struct sconn *c)
 		struct nreq *q = &c->req[v.slot];
 		if (q->st == NR_FREE || q->rid != v.rid)
 			continue;
-		if (v.type == EV_TOKEN) {
-			if (q->st == NR_LIVE && q->n_pend < q->cap)
+		if (v.type == EV_TOKEN || v.type == EV_TEXT) {
+			if (q->st != NR_LIVE)
+				continue;
+			if (v.n_text && q->want_text && text_append(q, v.msg, v.n_text) < 0) {
+				send_error(sv, c, q->rid, PROTO_ERR_INTERNAL, "out of memory for the request's text");
+				req_end_here(sv, c, q);
+				continue;
+			}
+			if (v.type == EV_TOKEN && q->n_pend < q->cap) {
+				if (q->tend)
+					q->tend[q->n_pend] = q->text_len;
 				q->pend[q->n_pend++] = v.token;
+			}
 			continue;
 		}
 		if (q->st == NR_ZOMBIE || c->st != CS_OPEN) {
@@ -500,6 +604,23 @@ static void send_goaway(struct serve *sv, struct sconn *c)
 	c->goaway_sent = 1;
 }
 
+/* What every SUBMIT on a connection with max frame mf is checked against. */
+static struct proto_limits serve_limits(const struct serve *sv, uint32_t mf)
+{
+	const struct engine *en = sv->en;
+	struct proto_limits l = {.max_frame = mf, .vocab = (uint32_t)en->m.d.vocab,
+				 .max_seq_len = (uint32_t)en->max_seq_len, .max_tokens = (uint32_t)en->max_seq_len - 1,
+				 .max_stop_ids = SCHED_MAX_STOP};
+	if (en->has_tok) {
+		l.has_tokenizer = 1;
+		l.max_stop_ids--; /* room for the tokenizer's end of turn */
+		l.max_stop_seqs = PROTO_MAX_STOP_SEQS;
+		l.max_stop_seq_bytes = PROTO_MAX_STOP_SEQ_BYTES;
+		l.max_text_bytes = mf - 1024; /* the rest of a SUBMIT fits beside it */
+	}
+	return l;
+}
+
 static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame *f)
 {
 	struct ts_err e = {0};
@@ -525,8 +646,7 @@ static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame
 		.max_requests = (uint32_t)sv->o.max_requests,
 		.initial_credit = sv->o.initial_credit,
 		.credit_timeout_ms = sv->o.credit_timeout_ms,
-		.lim = {.max_frame = mf, .vocab = (uint32_t)en->m.d.vocab, .max_seq_len = (uint32_t)en->max_seq_len,
-			.max_tokens = (uint32_t)en->max_seq_len - 1, .max_stop_ids = SCHED_MAX_STOP},
+		.lim = serve_limits(sv, mf),
 		.model = {name, (uint32_t)strnlen(name, PROTO_MAX_NAME)},
 		.arch = {en->m.arch_name, (uint32_t)strnlen(en->m.arch_name, PROTO_MAX_NAME)},
 		.checkpoint = {name, (uint32_t)strnlen(name, PROTO_MAX_NAME)},
@@ -556,9 +676,7 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "SUBMIT reuses the id of a live request");
 		return;
 	}
-	struct proto_limits lim = {.max_frame = c->max_frame, .vocab = (uint32_t)en->m.d.vocab,
-				   .max_seq_len = (uint32_t)en->max_seq_len,
-				   .max_tokens = (uint32_t)en->max_seq_len - 1, .max_stop_ids = SCHED_MAX_STOP};
+	struct proto_limits lim = serve_limits(sv, c->max_frame);
 	int rc = proto_decode_submit(f->payload, f->h.length, f->h.flags, &lim, &s, &e);
 	if (rc < 0) {
 		sv->n_rejected++;
@@ -579,28 +697,59 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 		send_error(sv, c, rid, PROTO_ERR_TOO_MANY_REQUESTS, "max_requests live requests on this connection");
 		return;
 	}
-	int32_t *ids = ts_alloc(((size_t)s.prompt.n + s.stop_ids.n) * sizeof(int32_t) + 4);
+	/* a text or chat prompt becomes ids here, on the network thread */
+	int n_prompt = (int)s.prompt.n;
+	if (s.flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_CHAT)) {
+		rc = stext_prompt(&en->tok, &sv->enc, &s, &n_prompt, &e);
+		if (rc == 0 && (n_prompt < 1 || n_prompt + (int64_t)s.max_tokens > en->max_seq_len))
+			rc = ts_errf(&e, E_RANGE,
+				     "SUBMIT %s: %d tokens; with max_tokens = %u that is more than max_seq_len = %d",
+				     (s.flags & PROTO_SUBMIT_CHAT) ? "messages" : "prompt_text", n_prompt, s.max_tokens,
+				     en->max_seq_len);
+		if (rc < 0) {
+			sv->n_rejected++;
+			send_error(sv, c, rid,
+				   rc == -E_UNSUPPORTED ? PROTO_ERR_UNSUPPORTED
+				   : rc == -E_NOMEM     ? PROTO_ERR_BUSY
+							: PROTO_ERR_BAD_FIELD,
+				   e.msg);
+			return;
+		}
+	}
+	int want_text = (s.flags & PROTO_SUBMIT_WANT_TEXT) != 0, eot = 0;
+	if (en->has_tok && en->tok.eos_id >= 0 && !(s.flags & PROTO_SUBMIT_IGNORE_EOS))
+		eot = 1; /* the tokenizer's end of turn stops like the model's EOS */
+	int n_stop = (int)s.stop_ids.n + eot;
+	int32_t *ids = ts_alloc(((size_t)n_prompt + (size_t)n_stop) * sizeof(int32_t) + 4);
 	int32_t *pend = ts_alloc((size_t)s.max_tokens * sizeof(int32_t));
-	if (!ids || !pend) {
-		ts_free(ids), ts_free(pend);
+	uint32_t *tend = want_text ? ts_alloc((size_t)s.max_tokens * sizeof(uint32_t)) : NULL;
+	struct stext *tx = want_text || s.n_stop_seqs ? stext_new(&en->tok, want_text, s.stop_seqs, s.n_stop_seqs)
+						      : NULL;
+	if (!ids || !pend || (want_text && !tend) || ((want_text || s.n_stop_seqs) && !tx)) {
+		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
 		send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
 		return;
 	}
-	proto_u32s_copy(&s.prompt, ids);
-	proto_u32s_copy(&s.stop_ids, ids + s.prompt.n);
+	if (s.flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_CHAT))
+		memcpy(ids, sv->enc.ids, (size_t)n_prompt * sizeof(int32_t));
+	else
+		proto_u32s_copy(&s.prompt, ids);
+	proto_u32s_copy(&s.stop_ids, ids + n_prompt);
+	if (eot)
+		ids[n_prompt + n_stop - 1] = en->tok.eos_id;
 	struct cmd m = {.type = CMD_SUBMIT, .conn = (uint16_t)(c - sv->conns), .slot = (uint16_t)(q - c->req),
-			.rid = rid, .ids = ids, .n_prompt = (int)s.prompt.n, .n_stop = (int)s.stop_ids.n,
+			.rid = rid, .ids = ids, .tx = tx, .n_prompt = n_prompt, .n_stop = n_stop,
 			.max_tokens = (int)s.max_tokens, .priority = (int)s.priority,
 			.ignore_eos = !!(s.flags & PROTO_SUBMIT_IGNORE_EOS), .keep = !!(s.flags & PROTO_SUBMIT_KEEP_SESSION),
 			.session_id = s.session_id, .samp = s.samp};
 	if (push_cmd(sv, &m) < 0) {
-		ts_free(ids), ts_free(pend);
+		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_BUSY, "the server's command queue is full");
 		return;
 	}
 	*q = (struct nreq){.st = NR_LIVE, .rid = rid, .credit = sv->o.initial_credit, .pend = pend,
-			   .cap = (int)s.max_tokens};
+			   .cap = (int)s.max_tokens, .want_text = want_text, .tend = tend};
 	c->n_live++;
 }
 
@@ -956,13 +1105,20 @@ static void serve_free(struct serve *sv)
 			if (c->st != CS_FREE && c->st != CS_DEAD)
 				conn_io_free(&c->io);
 			if (c->req)
-				for (int k = 0; k < sv->o.max_requests; k++)
+				for (int k = 0; k < sv->o.max_requests; k++) {
 					ts_free(c->req[k].pend);
+					ts_free(c->req[k].text);
+					ts_free(c->req[k].tend);
+				}
 			ts_free(c->req);
 			ring_spsc_free(&c->evr);
 		}
 	ts_free(sv->conns);
+	if (sv->ereq)
+		for (int k = 0; k < sv->o.max_conns * sv->o.max_requests; k++)
+			stext_free(sv->ereq[k].tx);
 	ts_free(sv->ereq);
+	stext_enc_free(&sv->enc);
 	ts_free(sv->e_closing);
 	ring_mpsc_free(&sv->cmds);
 	ring_wake_free(&sv->cmd_wake);

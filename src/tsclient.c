@@ -278,6 +278,8 @@ static int tsc_frame(struct tsc *c, const struct proto_frame *f, struct tsc_even
 		ev->type = TSC_EV_TOKENS;
 		ev->ids = c->ev_ids;
 		ev->n_ids = t.ids.n;
+		ev->text = (f->h.flags & PROTO_TOKENS_HAS_TEXT) ? t.text.s : NULL;
+		ev->n_text = (f->h.flags & PROTO_TOKENS_HAS_TEXT) ? t.text.len : 0;
 		s->received += t.ids.n;
 		s->unacked += t.ids.n;
 		if (s->unacked >= c->credit_step) {
@@ -563,7 +565,8 @@ int tsc_submit(struct tsc *c, const struct tsc_request *rq, uint32_t *req_id)
 		               c->where, c->n_live);
 	a.flags = (rq->session_id ? PROTO_SUBMIT_HAS_SESSION : 0) |
 	          (rq->session_id && rq->keep_session ? PROTO_SUBMIT_KEEP_SESSION : 0) |
-	          (rq->ignore_eos ? PROTO_SUBMIT_IGNORE_EOS : 0);
+	          (rq->ignore_eos ? PROTO_SUBMIT_IGNORE_EOS : 0) | (rq->text ? PROTO_SUBMIT_TEXT_PROMPT : 0) |
+	          (rq->msgs ? PROTO_SUBMIT_CHAT : 0) | (rq->want_text ? PROTO_SUBMIT_WANT_TEXT : 0);
 	a.max_tokens = rq->max_tokens;
 	a.priority = rq->priority;
 	a.samp = rq->samp;
@@ -572,6 +575,11 @@ int tsc_submit(struct tsc *c, const struct tsc_request *rq, uint32_t *req_id)
 	a.n_prompt = rq->n_prompt;
 	a.stop_ids = rq->stop_ids;
 	a.n_stop_ids = rq->n_stop_ids;
+	a.prompt_text = (struct proto_str){rq->text ? rq->text : "", rq->text ? rq->text_len : 0};
+	a.stop_seqs = rq->stop_seqs;
+	a.n_stop_seqs = rq->n_stop_seqs;
+	a.msgs = rq->msgs;
+	a.n_msgs = rq->n_msgs;
 
 	/* A free id whose slot is free. */
 	for (;;) {
@@ -581,14 +589,17 @@ int tsc_submit(struct tsc *c, const struct tsc_request *rq, uint32_t *req_id)
 		if (id != 0 && c->slots[id & c->slot_mask].id == 0)
 			break;
 	}
-	size_t need = 16 + 64 + 4 * (size_t)rq->n_prompt + 4 * (size_t)rq->n_stop_ids + 16;
+	size_t need = 16 + 64 + 4 * (size_t)rq->n_prompt + 4 * (size_t)rq->n_stop_ids + 16 + a.prompt_text.len;
+	for (uint32_t i = 0; i < rq->n_stop_seqs; i++)
+		need += 4 + (size_t)rq->stop_seqs[i].len;
+	for (uint32_t i = 0; rq->msgs && i < rq->n_msgs; i++)
+		need += 8 + (size_t)rq->msgs[i].text.len;
 	if (!(buf = tsc_out_room(c, need)))
 		return ts_errf(&c->err, E_NOMEM, "%s: out of memory for a SUBMIT", c->where);
 	n = proto_encode_submit(buf, TS_MIN(need, (size_t)c->lim.max_frame), id, &a);
 	if (n < 0)
-		return ts_errf(&c->err, E_INVAL,
-		               "%s: SUBMIT of %u prompt and %u stop ids does not fit the max frame %u (%s)", c->where,
-		               rq->n_prompt, rq->n_stop_ids, c->lim.max_frame, ts_code_name(-n));
+		return ts_errf(&c->err, E_INVAL, "%s: SUBMIT of %zu bytes does not fit the max frame %u (%s)", c->where,
+		               need, c->lim.max_frame, ts_code_name(-n));
 	/* Check it as the server will, so a bad field fails here, named. */
 	if ((rc = proto_decode_submit(buf + PROTO_HDR_BYTES, (uint32_t)n - PROTO_HDR_BYTES, a.flags, &c->lim, &chk,
 	                              &e)) < 0)

@@ -48,10 +48,18 @@ struct tsc_tls {
 	const char *psk_file;     /* the key in hex (tls_psk_load) */
 };
 
-/* One SUBMIT, token ids only. */
+/* One SUBMIT: token ids, text or chat messages (the last two need a server
+ * with a tokenizer: WELCOME flag TOKENIZER, c->lim.has_tokenizer). */
 struct tsc_request {
-	const int32_t *prompt; /* (n_prompt) token ids < vocab */
+	const int32_t *prompt; /* (n_prompt) token ids < vocab; n_prompt 0 with text or messages */
 	uint32_t n_prompt;
+	const char *text;                   /* a text prompt (UTF-8, text_len bytes), or NULL */
+	uint32_t text_len;
+	const struct proto_chat_msg *msgs;  /* (n_msgs) chat messages, or NULL */
+	uint32_t n_msgs;
+	int want_text;                      /* TOKENS events carry the text */
+	const struct proto_str *stop_seqs;  /* (n_stop_seqs) end on these strings of generated text */
+	uint32_t n_stop_seqs;
 	uint32_t max_tokens;
 	const int32_t *stop_ids; /* (n_stop_ids) */
 	uint32_t n_stop_ids;
@@ -63,7 +71,7 @@ struct tsc_request {
 };
 
 enum tsc_event_type {
-	TSC_EV_TOKENS = 1, /* ids[0..n_ids) for req_id */
+	TSC_EV_TOKENS = 1, /* ids[0..n_ids) for req_id; text[0..n_text) when it was asked for */
 	TSC_EV_DONE,       /* req_id's terminal frame: done */
 	TSC_EV_ERROR,      /* req_id's terminal frame (or req_id 0: the connection's) */
 	TSC_EV_PONG,       /* pong */
@@ -80,6 +88,8 @@ struct tsc_event {
 	/* TOKENS */
 	const int32_t *ids; /* (n_ids) */
 	uint32_t n_ids;
+	const char *text; /* (n_text) UTF-8, not NUL-terminated; NULL without want_text */
+	uint32_t n_text;
 	/* DONE */
 	struct proto_done done;
 	/* ERROR */

@@ -29,9 +29,10 @@ static const struct backend_ops null_ops = {.name = "null", .forward = null_forw
 					    .forward_sample = null_forward_sample};
 
 static uint64_t n_tok;
-static void on_tok(void *ctx, const struct req *r, int32_t t)
+static int on_tok(void *ctx, const struct req *r, int32_t t)
 {
 	n_tok++;
+	return 0;
 }
 
 static double thread_us(void)

@@ -115,7 +115,15 @@ static int fuzz_proto_submit(const struct proto_frame *f, const struct proto_lim
 	}
 	FUZZ_CHECK(samp_params_check(&s.samp, (int)lim->vocab, NULL) == 0);
 	FUZZ_CHECK(s.n_stop_seqs <= lim->max_stop_seqs && s.stop_ids.n <= lim->max_stop_ids);
-	uint32_t n_ctx = (s.flags & PROTO_SUBMIT_TEXT_PROMPT) ? 1 : s.prompt.n;
+	uint32_t n_ctx = (s.flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_CHAT)) ? 1 : s.prompt.n;
+	FUZZ_CHECK(!!(s.flags & PROTO_SUBMIT_CHAT) == (s.chat.n > 0) && s.chat.n <= PROTO_MAX_MESSAGES &&
+	           s.chat.bytes <= lim->max_text_bytes);
+	static struct proto_chat_msg msgs[PROTO_MAX_MESSAGES];
+	for (uint32_t i = 0, off = 0, sum = 0; i < s.chat.n; i++) {
+		proto_chat_next(&s.chat, &off, &msgs[i]);
+		sum += msgs[i].text.len;
+		FUZZ_CHECK(msgs[i].role <= PROTO_ROLE_MAX && sum <= s.chat.bytes);
+	}
 	FUZZ_CHECK(n_ctx >= 1 && s.max_tokens >= 1 && (uint64_t)n_ctx + s.max_tokens <= lim->max_seq_len);
 	struct proto_submit_args a = {
 	    .flags = s.flags,
@@ -131,6 +139,8 @@ static int fuzz_proto_submit(const struct proto_frame *f, const struct proto_lim
 	    .prompt_text = s.prompt_text,
 	    .stop_seqs = s.stop_seqs,
 	    .n_stop_seqs = s.n_stop_seqs,
+	    .msgs = msgs,
+	    .n_msgs = s.chat.n,
 	};
 	rc = proto_encode_submit(enc, cap, f->h.request_id, &a);
 	fuzz_proto_same(rc, enc, f, 1);
@@ -451,6 +461,15 @@ __attribute__((unused)) static size_t fuzz_proto_seed(uint8_t *buf, size_t cap)
 	a.stop_seqs = seqs;
 	a.n_stop_seqs = 2;
 	FUZZ_PROTO_PUT(proto_encode_submit(buf + n, cap - n, 3, &a)); /* odd id: text */
+	struct proto_chat_msg msgs[] = {{PROTO_ROLE_SYSTEM, {"Be brief.", 9}},
+	                                {PROTO_ROLE_USER, {"2+2? \xf0\x9f\xa4\x94", 9}},
+	                                {PROTO_ROLE_ASSISTANT, {"", 0}},
+	                                {PROTO_ROLE_TOOL, {"{\"x\": 4}", 8}}};
+	a.flags = PROTO_SUBMIT_CHAT | PROTO_SUBMIT_WANT_TEXT;
+	a.prompt_text = (struct proto_str){"", 0};
+	a.msgs = msgs;
+	a.n_msgs = 4;
+	FUZZ_PROTO_PUT(proto_encode_submit(buf + n, cap - n, 5, &a)); /* odd id: chat */
 	FUZZ_PROTO_PUT(proto_encode_credit(buf + n, cap - n, 2, 64));
 	FUZZ_PROTO_PUT(proto_encode_cancel(buf + n, cap - n, 2));
 	FUZZ_PROTO_PUT(proto_encode_ping(buf + n, cap - n, 0x0123456789abcdefull));

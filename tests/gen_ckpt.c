@@ -1,6 +1,6 @@
 /* gen_ckpt: tiny random-weight Hugging Face checkpoints with real structure.
  *
- *   gen_ckpt --preset NAME --out DIR [--seed N]
+ *   gen_ckpt --preset NAME --out DIR [--seed N] [--tokenizer] [--no-weights]
  *   gen_ckpt --list
  *
  * Writes DIR/config.json and the safetensors file(s) (model.safetensors, or
@@ -23,7 +23,16 @@
  * lm_head) ~ N(0, 1/sqrt(hidden)); RMSNorm and q/k-norm weights ~ 1 + N(0, 0.1);
  * biases ~ N(0, 0.1).
  *
- * Errors (bad flag, unknown preset, cannot write) print one line and exit 2.
+ * --tokenizer also writes DIR/tokenizer.json and DIR/tokenizer_config.json
+ * (Llama 3 and Qwen presets only; see the tokenizer section) and prints a
+ * line about them before the hash (which then covers them); without it no
+ * tokenizer file is written, so the directory hash is what it always was.
+ * --no-weights writes no safetensors and prints no hash: with --tokenizer it
+ * adds a tokenizer to a checkpoint made before, or makes one for the 16 GB
+ * llama31-8b without its weights.
+ *
+ * Errors (bad flag, unknown preset, no tokenizer for the preset, cannot
+ * write) print one line and exit 2.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +50,8 @@
 /* ---------------------------------------------------------------- presets */
 
 enum family { FAM_LLAMA, FAM_MISTRAL, FAM_QWEN2, FAM_QWEN3 };
+/* The tokenizer family of a preset (see the tokenizer section). */
+enum tok_kind { TK_NONE, TK_LLAMA3, TK_QWEN2, TK_QWEN3 };
 
 struct preset {
 	const char *name;
@@ -59,26 +70,27 @@ struct preset {
 	 * of the fan-in scaled init, filled by threads in 1 Mi-element chunks
 	 * each with its own stream (0 = the default, single-stream init). */
 	double init_std;
+	enum tok_kind tok;            /* what --tokenizer writes; TK_NONE: refused */
 };
 
 static const struct preset presets[] = {
 	{ "llama2-mini", "Llama 2 layout, GQA 4/2, untied, BF16, one file", FAM_LLAMA,
-	  256, 2, 4, 2, 64, 512, 512, 10000.0, 1e-5, 0, TS_BF16, 1, 0, 0, 0, 0, 0, 0 },
+	  256, 2, 4, 2, 64, 512, 512, 10000.0, 1e-5, 0, TS_BF16, 1, 0, 0, 0, 0, 0, 0, TK_NONE },
 	{ "llama3-mini", "Llama 3.1 layout, llama3 rope scaling (orig 32), tied, BF16, 2 shards",
 	  FAM_LLAMA, 256, 2, 2, 1, 128, 384, 640, 500000.0, 1e-5, 1, TS_BF16, 2, 0,
-	  8.0, 1.0, 4.0, 32, 0 },
+	  8.0, 1.0, 4.0, 32, 0, TK_LLAMA3 },
 	{ "mistral-mini", "Mistral, sliding window 16, untied, F16, one file", FAM_MISTRAL,
-	  192, 2, 3, 1, 64, 384, 512, 1000000.0, 1e-5, 0, TS_F16, 1, 16, 0, 0, 0, 0, 0 },
+	  192, 2, 3, 1, 64, 384, 512, 1000000.0, 1e-5, 0, TS_F16, 1, 16, 0, 0, 0, 0, 0, TK_NONE },
 	{ "qwen2-mini", "Qwen2, QKV bias, tied, F32, 3 shards", FAM_QWEN2,
-	  128, 2, 2, 1, 64, 256, 512, 1000000.0, 1e-6, 1, TS_F32, 3, 0, 0, 0, 0, 0, 0 },
+	  128, 2, 2, 1, 64, 256, 512, 1000000.0, 1e-6, 1, TS_F32, 3, 0, 0, 0, 0, 0, 0, TK_QWEN2 },
 	{ "qwen3-mini", "Qwen3, q/k norm, head_dim 128 (q dim 512 != hidden 192), untied, BF16, 2 shards",
-	  FAM_QWEN3, 192, 2, 4, 2, 128, 384, 512, 1000000.0, 1e-6, 0, TS_BF16, 2, 0, 0, 0, 0, 0, 0 },
+	  FAM_QWEN3, 192, 2, 4, 2, 128, 384, 512, 1000000.0, 1e-6, 0, TS_BF16, 2, 0, 0, 0, 0, 0, 0, TK_QWEN3 },
 	{ "llama3-small", "Llama 3.1 layout, 4 layers, hidden 512, vocab 2048, tied, BF16, one file",
 	  FAM_LLAMA, 512, 4, 8, 2, 64, 1376, 2048, 500000.0, 1e-5, 1, TS_BF16, 1, 0,
-	  8.0, 1.0, 4.0, 8192, 0 },
+	  8.0, 1.0, 4.0, 8192, 0, TK_LLAMA3 },
 	{ "llama31-8b", "Llama 3.1 8B shape (hidden 4096, 32 layers, GQA 32/8, ffn 14336, vocab 128256), N(0, 0.02) weights, untied, BF16, 4 shards (16 GB)",
 	  FAM_LLAMA, 4096, 32, 32, 8, 128, 14336, 128256, 500000.0, 1e-5, 0, TS_BF16, 4, 0,
-	  8.0, 1.0, 4.0, 8192, 0.02 },
+	  8.0, 1.0, 4.0, 8192, 0.02, TK_LLAMA3 },
 };
 
 static const char *const fam_arch[] = { "LlamaForCausalLM", "MistralForCausalLM",
@@ -591,6 +603,874 @@ static void write_index(struct model *m, const char *dir)
 	ts_free(b.p);
 }
 
+/* ---------------------------------------------------------------- tokenizer
+ *
+ * --tokenizer also writes DIR/tokenizer.json and DIR/tokenizer_config.json,
+ * shaped like the real Llama 3 / Qwen2 / Qwen3 files (byte-level BPE over the
+ * GPT-2 byte alphabet, the Split regex that src/tok.c recognises by its exact
+ * text, Qwen's NFC normalizer, the models' chat templates) and scaled down to
+ * the preset's vocab_size.
+ *
+ * Ids: the added tokens first, so that config.json's bos_token_id 1 and
+ * eos_token_id 2 name them; then the 256 bytes in the GPT-2 alphabet's order;
+ * then the tokens that BPE training on tok_corpus creates, in merge order,
+ * until vocab_size or until no pair is left (llama31-8b: the ids above stay
+ * unused, which tok.c and HF both accept). The added tokens are model.vocab
+ * entries too, under the same ids: HF's tokenizers library gives an added
+ * token whose content is not in the vocab the next id after the vocab,
+ * whatever its "id" field says.
+ *
+ * Training: the corpus is cut into pre-tokens the way the family's regex cuts
+ * ASCII (a byte >= 0x80 counts as a letter, which keeps UTF-8 sequences
+ * whole); each step merges the most frequent adjacent pair over all
+ * pre-tokens (ties: the smaller left id, then the smaller right id). Integer
+ * arithmetic only, so the files are the same bytes on every machine.
+ */
+
+/* English prose, some C, Python and shell, and a few words of other scripts
+ * (all NFC). Merges are learned from this text only. */
+static const char tok_corpus[] =
+	"A graphics processing unit, or GPU, is a processor built for throughput rather than "
+	"latency. Where a CPU core runs one thread very fast, a GPU runs thousands of threads at "
+	"once and hides the time that each memory access takes by switching to other work. The "
+	"programmer writes a kernel, a function that every thread runs, and launches it over a "
+	"grid of thread blocks. Threads in the same block can share a small, fast memory and can "
+	"wait for each other at a barrier; threads in different blocks cannot.\n"
+	"\n"
+	"Language models spend most of their time in matrix multiplication. During the prefill of "
+	"a prompt, the model reads its weights once and multiplies them with many tokens at the "
+	"same time, so the work is limited by the arithmetic units. During decoding, the model "
+	"produces one token per step for each sequence, so it must read every weight from memory "
+	"for very little arithmetic. Decoding is therefore limited by memory bandwidth, and the "
+	"way to make it faster is to batch many requests together, so that each weight that is "
+	"read from memory serves more than one sequence.\n"
+	"\n"
+	"The key and value cache holds the attention state of every sequence. It grows by one "
+	"entry per layer for every token, and for a long conversation it can be larger than the "
+	"model itself. A paged cache splits this memory into fixed blocks, like the pages of an "
+	"operating system, so that sequences of different lengths can share one pool without "
+	"fragmentation. When two requests begin with the same system prompt, they can share the "
+	"blocks of that prefix and skip the work of computing it again.\n"
+	"\n"
+	"A scheduler decides, at every step, which requests run and how many tokens each one may "
+	"process. It admits new requests when there is room in the cache, splits long prompts into "
+	"chunks so that decoding is not stalled, and preempts a request when memory runs out. The "
+	"goal is to keep the GPU busy while the time to the first token and the time between "
+	"tokens stay low for every user.\n"
+	"\n"
+	"The tokenizer turns text into the integers that the model reads. A byte pair encoding "
+	"starts from the 256 possible bytes and learns merges: the most frequent pair of adjacent "
+	"symbols in the training text becomes a new symbol, and the process repeats until the "
+	"vocabulary is full. Common words such as the, and, of, to, in, is, that and for become "
+	"single tokens, while rare words are spelled out of smaller pieces. The text is first "
+	"split into words, numbers, punctuation and spaces by a regular expression, so that a "
+	"merge never crosses from one word into the next.\n"
+	"\n"
+	"Numbers are split into groups of at most three digits: 2024, 65536, 3.14159, 1,000,000 "
+	"and 128256 are all read piece by piece. Temperatures, prices and dates appear in the text "
+	"too: 21 degrees, $4.99, 12.5%, 2023-11-06, 09:30.\n"
+	"\n"
+	"Performance engineers measure before they optimize. They compare the achieved bandwidth "
+	"with the peak of the device, they count the bytes that each kernel reads and writes, and "
+	"they look for the slowest stage of the pipeline. A kernel that reaches ninety percent of "
+	"the memory bandwidth is close to its limit; a kernel that reaches ten percent has a "
+	"problem worth finding. The profiler shows where the time goes, but only a clear model of "
+	"the hardware says what the time should be.\n"
+	"\n"
+	"Quantization stores weights in fewer bits. With eight bit or four bit weights, the model "
+	"reads less memory per token and can decode faster, at the cost of a small loss in "
+	"quality. The scale of each group of weights is kept in a higher precision, and the "
+	"multiplication converts the values back to floating point inside the kernel.\n"
+	"\n"
+	"The server accepts connections over TLS, parses each request, and streams the generated "
+	"tokens back as soon as they are ready. It must never crash because of one bad request: it "
+	"returns an error for that request and keeps serving the others. Logs record what happened "
+	"and why, with the request id, the number of tokens and the time that each stage took.\n"
+	"\n"
+	"Attention lets every token look back at the tokens before it. Each head projects the "
+	"hidden state into a query, a key and a value; the scores are the dot products of the "
+	"query with all earlier keys, scaled by the square root of the head dimension, and a "
+	"softmax turns them into weights for the values. Grouped query attention shares one key "
+	"and value head among several query heads, which shrinks the cache by the same factor. "
+	"Rotary position embeddings rotate pairs of dimensions by an angle that grows with the "
+	"position, so that the score between two tokens depends only on their distance.\n"
+	"\n"
+	"Sampling picks the next token from the probabilities that the model returns. Greedy "
+	"decoding always takes the most likely token; temperature divides the logits before the "
+	"softmax and makes the distribution sharper or flatter; top-k keeps only the k most likely "
+	"tokens, and top-p keeps the smallest set whose probability adds up to p. A fixed seed "
+	"makes the choice reproducible, which helps when a test must compare two runs.\n"
+	"\n"
+	"Reliability matters as much as speed. A production service checks its inputs, limits the "
+	"size of every request, applies back pressure when the queue is full, and shuts down "
+	"gracefully when it receives a signal: it stops accepting new work, finishes or cancels "
+	"what is running, flushes its logs and exits. Health checks report whether the process is "
+	"alive and whether it is ready to serve. Metrics such as requests per second, queue depth, "
+	"cache usage, tokens per second and latency percentiles show how the system behaves under load.\n"
+	"\n"
+	"Testing starts with small, fast unit tests that run on every change. Golden tests compare "
+	"the output with values computed by a trusted reference implementation; fuzz tests feed "
+	"random and malformed inputs to every parser; end-to-end tests start the whole server and "
+	"talk to it like a client would. A bug that was fixed without a test will come back.\n"
+	"\n"
+	"History helps, too. Early graphics hardware drew triangles with fixed functions; "
+	"programmable shaders arrived around 2001, and general purpose computing followed when "
+	"researchers noticed that pixels could hold arbitrary numbers. Today a single accelerator "
+	"packs tensor cores, high bandwidth memory stacked beside the die, and interconnects that "
+	"link eight devices into one node. Clusters of such nodes train models with hundreds of "
+	"billions of parameters, exchanging gradients through collective operations like "
+	"all-reduce, broadcast and reduce-scatter. Yet inference, not training, dominates the "
+	"daily bill: every question answered, every summary written and every program completed "
+	"costs electricity, cooling and silicon.\n"
+	"\n"
+	"Here is a small example in C:\n"
+	"\n"
+	"#include <stdint.h>\n"
+	"#include <stdio.h>\n"
+	"#include <stdlib.h>\n"
+	"#include <string.h>\n"
+	"\n"
+	"/* Sum of the squares of a vector of floats. */\n"
+	"static float sum_squares(const float *x, int n)\n"
+	"{\n"
+	"\tfloat s = 0.0f;\n"
+	"\tfor (int i = 0; i < n; i++)\n"
+	"\t\ts += x[i] * x[i];\n"
+	"\treturn s;\n"
+	"}\n"
+	"\n"
+	"/* RMS normalization: out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]. */\n"
+	"static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)\n"
+	"{\n"
+	"\tfloat scale = 1.0f / sqrtf(sum_squares(x, n) / (float)n + eps);\n"
+	"\tfor (int i = 0; i < n; i++)\n"
+	"\t\tout[i] = x[i] * scale * weight[i];\n"
+	"}\n"
+	"\n"
+	"struct buffer {\n"
+	"\tchar *data;\n"
+	"\tsize_t len, cap;\n"
+	"};\n"
+	"\n"
+	"static int buffer_append(struct buffer *b, const char *s, size_t n)\n"
+	"{\n"
+	"\tif (b->len + n > b->cap) {\n"
+	"\t\tsize_t cap = b->cap ? 2 * b->cap : 64;\n"
+	"\t\twhile (cap < b->len + n)\n"
+	"\t\t\tcap *= 2;\n"
+	"\t\tchar *p = realloc(b->data, cap);\n"
+	"\t\tif (!p)\n"
+	"\t\t\treturn -1;\n"
+	"\t\tb->data = p;\n"
+	"\t\tb->cap = cap;\n"
+	"\t}\n"
+	"\tmemcpy(b->data + b->len, s, n);\n"
+	"\tb->len += n;\n"
+	"\treturn 0;\n"
+	"}\n"
+	"\n"
+	"int main(int argc, char **argv)\n"
+	"{\n"
+	"\tif (argc < 2) {\n"
+	"\t\tfprintf(stderr, \"usage: %s FILE\\n\", argv[0]);\n"
+	"\t\treturn 2;\n"
+	"\t}\n"
+	"\tFILE *f = fopen(argv[1], \"rb\");\n"
+	"\tif (!f) {\n"
+	"\t\tperror(argv[1]);\n"
+	"\t\treturn 1;\n"
+	"\t}\n"
+	"\tstruct buffer b = { 0 };\n"
+	"\tchar chunk[4096];\n"
+	"\tsize_t got;\n"
+	"\twhile ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)\n"
+	"\t\tif (buffer_append(&b, chunk, got) != 0)\n"
+	"\t\t\treturn 1;\n"
+	"\tfclose(f);\n"
+	"\tprintf(\"read %zu bytes\\n\", b.len);\n"
+	"\tfree(b.data);\n"
+	"\treturn 0;\n"
+	"}\n"
+	"\n"
+	"And a CUDA kernel with its launcher:\n"
+	"\n"
+	"__global__ void k_add_f32(float *out, const float *a, const float *b, int n)\n"
+	"{\n"
+	"\tint i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+	"\tif (i < n)\n"
+	"\t\tout[i] = a[i] + b[i];\n"
+	"}\n"
+	"\n"
+	"void launch_add(float *out, const float *a, const float *b, int n, cudaStream_t stream)\n"
+	"{\n"
+	"\tint threads = 256;\n"
+	"\tint blocks = (n + threads - 1) / threads;\n"
+	"\tk_add_f32<<<blocks, threads, 0, stream>>>(out, a, b, n);\n"
+	"\tCUDA_CHECK(cudaGetLastError());\n"
+	"}\n"
+	"\n"
+	"A configuration file in JSON:\n"
+	"\n"
+	"{\n"
+	"  \"hidden_size\": 4096,\n"
+	"  \"num_attention_heads\": 32,\n"
+	"  \"num_key_value_heads\": 8,\n"
+	"  \"rope_theta\": 500000.0,\n"
+	"  \"torch_dtype\": \"bfloat16\",\n"
+	"  \"vocab_size\": 128256\n"
+	"}\n"
+	"\n"
+	"And a few lines of Python and shell:\n"
+	"\n"
+	"def softmax(logits):\n"
+	"    m = max(logits)\n"
+	"    exps = [math.exp(x - m) for x in logits]\n"
+	"    total = sum(exps)\n"
+	"    return [e / total for e in exps]\n"
+	"\n"
+	"for i in range(10):\n"
+	"    print(f\"step {i}: loss = {loss:.4f}\")\n"
+	"\n"
+	"make test && ./build/tokenspeed serve --config config/tokenspeed.ini\n"
+	"curl -s http://localhost:8080/health | grep ok\n"
+	"\n"
+	"The user asked: \"What is the capital of France?\" The assistant answered: \"The capital of "
+	"France is Paris.\" Then the user said: \"Thank you! Can you write a short poem about the "
+	"sea?\" and the assistant wrote four lines about waves, wind and light.\n"
+	"\n"
+	"I'm sure it's fine; we'll see, they've said it's done, and you'd know if it weren't. "
+	"Don't worry: it'll work.\n"
+	"\n"
+	"Some words from other languages: café, naïve, résumé, façade, Größe, Straße, über, "
+	"español, niño, señor, français, où, être, Привет, мир, спасибо, 東京, 日本語, 模型, 你好, 世界, "
+	"안녕하세요, 한국어, Ελληνικά, καλημέρα, العربية, עברית, हिन्दी.\n"
+	;
+
+/* The Split patterns of Llama 3 and of Qwen2/Qwen3, character for character
+ * (src/tok.c's PAT_LLAMA3 and PAT_QWEN2; they differ in \p{N}{1,3}). */
+static const char pat_llama3[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+				 "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char pat_qwen2[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+				"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* Meta-Llama-3-8B-Instruct's chat_template. */
+static const char tpl_llama3[] =
+	"{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+	"'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
+	"'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+	"{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
+
+/* Plain ChatML (Qwen2-Instruct's template without its default system message). */
+static const char tpl_chatml[] =
+	"{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+	"'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/* Qwen3's chat_template (<think> handling and tools). */
+static const char tpl_qwen3[] =
+	"{%- if tools %}\n"
+	"    {{- '<|im_start|>system\\n' }}\n"
+	"    {%- if messages[0].role == 'system' %}\n"
+	"        {{- messages[0].content + '\\n\\n' }}\n"
+	"    {%- endif %}\n"
+	"    {{- \"# Tools\\n\\nYou may call one or more functions to assist with the user "
+	"query.\\n\\nYou are provided with function signatures within <tools></tools> XML "
+	"tags:\\n<tools>\" }}\n"
+	"    {%- for tool in tools %}\n"
+	"        {{- \"\\n\" }}\n"
+	"        {{- tool | tojson }}\n"
+	"    {%- endfor %}\n"
+	"    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name "
+	"and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": "
+	"<function-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+	"{%- else %}\n"
+	"    {%- if messages[0].role == 'system' %}\n"
+	"        {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}\n"
+	"    {%- endif %}\n"
+	"{%- endif %}\n"
+	"{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}\n"
+	"{%- for message in messages[::-1] %}\n"
+	"    {%- set index = (messages|length - 1) - loop.index0 %}\n"
+	"    {%- if ns.multi_step_tool and message.role == \"user\" and "
+	"not(message.content.startswith('<tool_response>') and "
+	"message.content.endswith('</tool_response>')) %}\n"
+	"        {%- set ns.multi_step_tool = false %}\n"
+	"        {%- set ns.last_query_index = index %}\n"
+	"    {%- endif %}\n"
+	"{%- endfor %}\n"
+	"{%- for message in messages %}\n"
+	"    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) %}\n"
+	"        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+	"    {%- elif message.role == \"assistant\" %}\n"
+	"        {%- set content = message.content %}\n"
+	"        {%- set reasoning_content = '' %}\n"
+	"        {%- if message.reasoning_content is defined and message.reasoning_content is not none %}\n"
+	"            {%- set reasoning_content = message.reasoning_content %}\n"
+	"        {%- else %}\n"
+	"            {%- if '</think>' in message.content %}\n"
+	"                {%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}\n"
+	"                {%- set reasoning_content = "
+	"message.content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}\n"
+	"            {%- endif %}\n"
+	"        {%- endif %}\n"
+	"        {%- if loop.index0 > ns.last_query_index %}\n"
+	"            {%- if loop.last or (not loop.last and reasoning_content) %}\n"
+	"                {{- '<|im_start|>' + message.role + '\\n<think>\\n' + "
+	"reasoning_content.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}\n"
+	"            {%- else %}\n"
+	"                {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
+	"            {%- endif %}\n"
+	"        {%- else %}\n"
+	"            {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
+	"        {%- endif %}\n"
+	"        {%- if message.tool_calls %}\n"
+	"            {%- for tool_call in message.tool_calls %}\n"
+	"                {%- if (loop.first and content) or (not loop.first) %}\n"
+	"                    {{- '\\n' }}\n"
+	"                {%- endif %}\n"
+	"                {%- if tool_call.function %}\n"
+	"                    {%- set tool_call = tool_call.function %}\n"
+	"                {%- endif %}\n"
+	"                {{- '<tool_call>\\n{\"name\": \"' }}\n"
+	"                {{- tool_call.name }}\n"
+	"                {{- '\", \"arguments\": ' }}\n"
+	"                {%- if tool_call.arguments is string %}\n"
+	"                    {{- tool_call.arguments }}\n"
+	"                {%- else %}\n"
+	"                    {{- tool_call.arguments | tojson }}\n"
+	"                {%- endif %}\n"
+	"                {{- '}\\n</tool_call>' }}\n"
+	"            {%- endfor %}\n"
+	"        {%- endif %}\n"
+	"        {{- '<|im_end|>\\n' }}\n"
+	"    {%- elif message.role == \"tool\" %}\n"
+	"        {%- if loop.first or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+	"            {{- '<|im_start|>user' }}\n"
+	"        {%- endif %}\n"
+	"        {{- '\\n<tool_response>\\n' }}\n"
+	"        {{- message.content }}\n"
+	"        {{- '\\n</tool_response>' }}\n"
+	"        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+	"            {{- '<|im_end|>\\n' }}\n"
+	"        {%- endif %}\n"
+	"    {%- endif %}\n"
+	"{%- endfor %}\n"
+	"{%- if add_generation_prompt %}\n"
+	"    {{- '<|im_start|>assistant\\n' }}\n"
+	"    {%- if enable_thinking is defined and enable_thinking is false %}\n"
+	"        {{- '<think>\\n\\n</think>\\n\\n' }}\n"
+	"    {%- endif %}\n"
+	"{%- endif %}"
+	;
+
+struct tok_added_spec {
+	const char *content;
+	int special;
+};
+
+static const struct tok_added_spec added_llama3[] = {
+	{ "<|reserved_special_token_0|>", 1 }, { "<|begin_of_text|>", 1 }, { "<|end_of_text|>", 1 },
+	{ "<|start_header_id|>", 1 },          { "<|end_header_id|>", 1 }, { "<|eot_id|>", 1 },
+};
+static const struct tok_added_spec added_qwen2[] = {
+	{ "<|endoftext|>", 1 }, { "<|im_start|>", 1 }, { "<|im_end|>", 1 },
+};
+/* As in Qwen3, the think and tool markers are added tokens that are not special. */
+static const struct tok_added_spec added_qwen3[] = {
+	{ "<|endoftext|>", 1 }, { "<|im_start|>", 1 },     { "<|im_end|>", 1 },        { "<think>", 0 },
+	{ "</think>", 0 },      { "<tool_call>", 0 },      { "</tool_call>", 0 },      { "<tool_response>", 0 },
+	{ "</tool_response>", 0 },
+};
+
+struct tok_spec {
+	const char *name;
+	const struct tok_added_spec *added;
+	int n_added;
+	int max_digits; /* \p{N}{1,3} (Llama 3) or \p{N} (Qwen) */
+	const char *pattern, *chat_template;
+	const char *bos, *eos; /* tokenizer_config.json; bos NULL: null */
+	int llama3;            /* Llama 3's JSON details (merges as "a b", BOS post-processor) else Qwen's */
+};
+
+static const struct tok_spec tok_specs[] = {
+	[TK_NONE] = { 0 },
+	[TK_LLAMA3] = { "llama3", added_llama3, (int)TS_ARRAY_LEN(added_llama3), 3, pat_llama3, tpl_llama3,
+			"<|begin_of_text|>", "<|eot_id|>", 1 },
+	[TK_QWEN2] = { "qwen2", added_qwen2, (int)TS_ARRAY_LEN(added_qwen2), 1, pat_qwen2, tpl_chatml, NULL,
+		       "<|im_end|>", 0 },
+	[TK_QWEN3] = { "qwen3", added_qwen3, (int)TS_ARRAY_LEN(added_qwen3), 1, pat_qwen2, tpl_qwen3, NULL,
+		       "<|im_end|>", 0 },
+};
+
+/* GPT-2 byte-level alphabet: printable Latin-1 bytes stand for themselves,
+ * the other 68 bytes for U+0100.. in byte order. */
+static uint32_t gpt2_cp(int b)
+{
+	if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
+		return (uint32_t)b;
+	uint32_t n = 0;
+	for (int x = 0; x < b; x++)
+		n += !((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174);
+	return 256u + n;
+}
+
+/* The pre-tokenizer on classes of bytes: the family's regex for ASCII, with
+ * every byte >= 0x80 taken as a letter. Returns the end of the pre-token that
+ * starts at s[i] (mirrors pre_next in src/tok.c). */
+enum { BC_OTHER, BC_LETTER, BC_DIGIT, BC_SPACE };
+
+static int byte_class(uint8_t c)
+{
+	if (((c | 32) >= 'a' && (c | 32) <= 'z') || c >= 0x80)
+		return BC_LETTER;
+	if (c >= '0' && c <= '9')
+		return BC_DIGIT;
+	return c == ' ' || (c >= 9 && c <= 13) ? BC_SPACE : BC_OTHER;
+}
+
+static size_t pretok_next(const uint8_t *s, size_t n, size_t i, int max_digits)
+{
+	int k0 = byte_class(s[i]), k1 = i + 1 < n ? byte_class(s[i + 1]) : -1;
+	size_t j;
+	if (s[i] == '\'' && i + 1 < n) { /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+		uint8_t a = s[i + 1] | 32, b = i + 2 < n ? s[i + 2] | 32 : 0;
+		if (a == 's' || a == 't' || a == 'm' || a == 'd')
+			return i + 2;
+		if (((a == 'r' || a == 'v') && b == 'e') || (a == 'l' && b == 'l'))
+			return i + 3;
+	}
+	if (k0 == BC_LETTER || (s[i] != '\r' && s[i] != '\n' && k0 != BC_DIGIT && k1 == BC_LETTER)) {
+		for (j = i + 1; j < n && byte_class(s[j]) == BC_LETTER;) /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+			j++;
+		return j;
+	}
+	if (k0 == BC_DIGIT) {
+		for (j = i + 1; j < n && j < i + (size_t)max_digits && byte_class(s[j]) == BC_DIGIT;)
+			j++;
+		return j;
+	}
+	if ((s[i] == ' ' && k1 == BC_OTHER) || k0 == BC_OTHER) { /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+		for (j = i + 1; j < n && byte_class(s[j]) == BC_OTHER;)
+			j++;
+		while (j < n && (s[j] == '\r' || s[j] == '\n'))
+			j++;
+		return j;
+	}
+	/* \s*[\r\n]+ | \s+(?!\S) | \s+ */
+	size_t last_nl = 0, last = i;
+	int have_nl = 0;
+	for (j = i; j < n && byte_class(s[j]) == BC_SPACE; j++) {
+		if (s[j] == '\r' || s[j] == '\n') {
+			last_nl = j;
+			have_nl = 1;
+		}
+		last = j;
+	}
+	if (have_nl)
+		return last_nl + 1;
+	return j == n || last == i ? j : last;
+}
+
+/* A BPE vocabulary under training, and the corpus as distinct pre-tokens. */
+struct bpe {
+	int n_added, first_merged;             /* id layout: added, bytes, merged */
+	int n_ids, cap_ids;                    /* ids in use; room for */
+	uint8_t *str;                          /* (str_cap) every token's bytes, back to back */
+	size_t str_len, str_cap;
+	uint32_t *off, *len;                   /* (cap_ids) token bytes in str */
+	int32_t *tab;                          /* (tab_mask + 1) token bytes -> id; -1 empty */
+	uint32_t tab_mask;
+	int32_t (*merge)[2];                   /* (corpus bytes) left and right id, in rank order */
+	int n_merges;
+	int32_t *sym;                          /* (n_sym) symbols of every distinct pre-token */
+	size_t n_sym;
+	uint32_t *w_off, *w_len, *w_freq;      /* (n_words) a pre-token's symbols in sym; its count */
+	int n_words;
+};
+
+static uint32_t bytes_hash(const uint8_t *p, size_t n)
+{
+	return (uint32_t)golden_fnv1a64(GOLDEN_FNV_OFFSET, p, n);
+}
+
+static int32_t bpe_find(const struct bpe *t, const uint8_t *p, size_t n)
+{
+	for (uint32_t h = bytes_hash(p, n) & t->tab_mask;; h = (h + 1) & t->tab_mask) {
+		int32_t id = t->tab[h];
+		if (id < 0 || (t->len[id] == n && !memcmp(t->str + t->off[id], p, n)))
+			return id;
+	}
+}
+
+/* Appends token p[0..n) under the next id (the caller checked it is new). */
+static int32_t bpe_add(struct bpe *t, const uint8_t *p, size_t n)
+{
+	if (t->n_ids >= t->cap_ids)
+		die("internal: tokenizer id table full");
+	if (t->str_len + n > t->str_cap) {
+		t->str_cap = TS_MAX(2 * t->str_cap, t->str_len + n + 4096);
+		t->str = ts_realloc(t->str, t->str_cap);
+		if (!t->str)
+			die("out of memory");
+	}
+	int32_t id = t->n_ids++;
+	memcpy(t->str + t->str_len, p, n);
+	t->off[id] = (uint32_t)t->str_len;
+	t->len[id] = (uint32_t)n;
+	t->str_len += n;
+	uint32_t h = bytes_hash(p, n) & t->tab_mask;
+	while (t->tab[h] >= 0)
+		h = (h + 1) & t->tab_mask;
+	t->tab[h] = id;
+	return id;
+}
+
+struct span {
+	const uint8_t *p;
+	uint32_t n;
+};
+
+static int cmp_span(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+	int c = memcmp(x->p, y->p, TS_MIN(x->n, y->n));
+	return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* Pair counts of one training step: open addressing on (left << 32 | right). */
+struct pair_tab {
+	uint64_t *key; /* UINT64_MAX empty */
+	uint64_t *count;
+	uint32_t *used; /* slots in use, in the order of first use */
+	uint32_t n_used, mask;
+};
+
+static uint32_t pair_slot(struct pair_tab *pt, uint64_t k)
+{
+	uint64_t x = k * 0x9e3779b97f4a7c15ull;
+	uint32_t h = (uint32_t)(x >> 32) & pt->mask;
+	while (pt->key[h] != UINT64_MAX && pt->key[h] != k)
+		h = (h + 1) & pt->mask;
+	if (pt->key[h] == UINT64_MAX) {
+		pt->key[h] = k;
+		pt->count[h] = 0;
+		pt->used[pt->n_used++] = h;
+	}
+	return h;
+}
+
+/* Builds the vocabulary of spec for a model of `vocab` ids. */
+static void bpe_train(struct bpe *t, const struct tok_spec *spec, int vocab)
+{
+	const uint8_t *text = (const uint8_t *)tok_corpus;
+	size_t n = sizeof(tok_corpus) - 1;
+
+	memset(t, 0, sizeof(*t));
+	t->n_added = spec->n_added;
+	t->first_merged = spec->n_added + 256;
+	if (vocab < t->first_merged)
+		die("internal: vocab %d has no room for %d added tokens and 256 bytes", vocab, spec->n_added);
+	/* each new token shortens some pre-token by one symbol at least */
+	t->cap_ids = (int)TS_MIN((size_t)vocab, (size_t)t->first_merged + n);
+	uint32_t cap = 1;
+	while (cap < 2u * (uint32_t)t->cap_ids)
+		cap <<= 1;
+	t->tab_mask = cap - 1;
+	t->tab = xalloc(cap * sizeof(*t->tab));
+	memset(t->tab, 0xff, cap * sizeof(*t->tab));
+	t->off = xalloc((size_t)t->cap_ids * sizeof(*t->off));
+	t->len = xalloc((size_t)t->cap_ids * sizeof(*t->len));
+	t->merge = xalloc(n * sizeof(*t->merge)); /* each merge shortens the corpus by a symbol at least */
+
+	/* ids: added tokens (in the vocab too, see above), then the bytes */
+	for (int i = 0; i < spec->n_added; i++) {
+		const char *c = spec->added[i].content;
+		if (bpe_find(t, (const uint8_t *)c, strlen(c)) >= 0)
+			die("internal: added token %s twice", c);
+		bpe_add(t, (const uint8_t *)c, strlen(c));
+	}
+	int32_t byte_id[256];
+	for (uint32_t cp = 0; cp < 324; cp++)
+		for (int b = 0; b < 256; b++)
+			if (gpt2_cp(b) == cp) {
+				uint8_t c = (uint8_t)b;
+				byte_id[b] = bpe_add(t, &c, 1);
+			}
+
+	/* distinct pre-tokens with their counts, in byte order */
+	struct span *sp = xalloc(n * sizeof(*sp));
+	size_t n_sp = 0;
+	for (size_t i = 0; i < n;) {
+		size_t e = pretok_next(text, n, i, spec->max_digits);
+		sp[n_sp++] = (struct span){ text + i, (uint32_t)(e - i) };
+		i = e;
+	}
+	qsort(sp, n_sp, sizeof(*sp), cmp_span);
+	t->sym = xalloc(n * sizeof(*t->sym));
+	t->w_off = xalloc(n_sp * sizeof(*t->w_off));
+	t->w_len = xalloc(n_sp * sizeof(*t->w_len));
+	t->w_freq = xalloc(n_sp * sizeof(*t->w_freq));
+	for (size_t i = 0; i < n_sp; i++) {
+		if (i > 0 && !cmp_span(&sp[i - 1], &sp[i])) {
+			t->w_freq[t->n_words - 1]++;
+			continue;
+		}
+		int w = t->n_words++;
+		t->w_off[w] = (uint32_t)t->n_sym;
+		t->w_len[w] = sp[i].n;
+		t->w_freq[w] = 1;
+		for (uint32_t k = 0; k < sp[i].n; k++)
+			t->sym[t->n_sym++] = byte_id[sp[i].p[k]];
+	}
+	ts_free(sp);
+
+	/* merge the most frequent pair until the vocab is full or no pair is left */
+	struct pair_tab pt = { 0 };
+	uint32_t pcap = 1;
+	while (pcap < 2u * (uint32_t)t->n_sym + 2)
+		pcap <<= 1;
+	pt.mask = pcap - 1;
+	pt.key = xalloc(pcap * sizeof(*pt.key));
+	pt.count = xalloc(pcap * sizeof(*pt.count));
+	pt.used = xalloc(pcap * sizeof(*pt.used));
+	memset(pt.key, 0xff, pcap * sizeof(*pt.key));
+	uint8_t *buf = xalloc(n);
+	while (t->n_ids < vocab) {
+		for (int w = 0; w < t->n_words; w++) {
+			const int32_t *s = t->sym + t->w_off[w];
+			for (uint32_t k = 0; k + 1 < t->w_len[w]; k++)
+				pt.count[pair_slot(&pt, (uint64_t)s[k] << 32 | (uint32_t)s[k + 1])] += t->w_freq[w];
+		}
+		if (!pt.n_used)
+			break;
+		uint64_t best = UINT64_MAX, best_count = 0;
+		for (uint32_t u = 0; u < pt.n_used; u++) {
+			uint32_t h = pt.used[u];
+			if (pt.count[h] > best_count || (pt.count[h] == best_count && pt.key[h] < best)) {
+				best = pt.key[h];
+				best_count = pt.count[h];
+			}
+			pt.key[h] = UINT64_MAX;
+		}
+		pt.n_used = 0;
+		int32_t a = (int32_t)(best >> 32), b = (int32_t)(uint32_t)best;
+		memcpy(buf, t->str + t->off[a], t->len[a]);
+		memcpy(buf + t->len[a], t->str + t->off[b], t->len[b]);
+		int32_t m = bpe_find(t, buf, t->len[a] + t->len[b]);
+		if (m < 0)
+			m = bpe_add(t, buf, t->len[a] + t->len[b]);
+		t->merge[t->n_merges][0] = a;
+		t->merge[t->n_merges][1] = b;
+		t->n_merges++;
+		for (int w = 0; w < t->n_words; w++) {
+			int32_t *s = t->sym + t->w_off[w];
+			uint32_t k = 0, o = 0;
+			while (k < t->w_len[w]) {
+				if (k + 1 < t->w_len[w] && s[k] == a && s[k + 1] == b) {
+					s[o++] = m;
+					k += 2;
+				} else {
+					s[o++] = s[k++];
+				}
+			}
+			t->w_len[w] = o;
+		}
+	}
+	ts_free(buf);
+	ts_free(pt.key);
+	ts_free(pt.count);
+	ts_free(pt.used);
+}
+
+static void bpe_free(struct bpe *t)
+{
+	ts_free(t->str);
+	ts_free(t->off);
+	ts_free(t->len);
+	ts_free(t->tab);
+	ts_free(t->merge);
+	ts_free(t->sym);
+	ts_free(t->w_off);
+	ts_free(t->w_len);
+	ts_free(t->w_freq);
+}
+
+/* A JSON string of UTF-8 text s[0..n). */
+static void sb_json_str(struct sbuf *b, const char *s, size_t n)
+{
+	sb_printf(b, "\"");
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = (uint8_t)s[i];
+		if (c == '"' || c == '\\')
+			sb_printf(b, "\\%c", c);
+		else if (c == '\n')
+			sb_printf(b, "\\n");
+		else if (c == '\t')
+			sb_printf(b, "\\t");
+		else if (c == '\r')
+			sb_printf(b, "\\r");
+		else if (c < 0x20 || c == 0x7f)
+			sb_printf(b, "\\u%04x", c);
+		else
+			sb_printf(b, "%c", c);
+	}
+	sb_printf(b, "\"");
+}
+
+/* A token's vocab text: its bytes through the GPT-2 alphabet, as a JSON string. */
+static void sb_tok_str(struct sbuf *b, const struct bpe *t, int32_t id)
+{
+	sb_printf(b, "\"");
+	for (uint32_t i = 0; i < t->len[id]; i++) {
+		uint32_t cp = gpt2_cp(t->str[t->off[id] + i]); /* 33..323: one or two UTF-8 bytes */
+		if (cp == '"' || cp == '\\')
+			sb_printf(b, "\\%c", (char)cp);
+		else if (cp < 0x80)
+			sb_printf(b, "%c", (char)cp);
+		else
+			sb_printf(b, "%c%c", (char)(0xc0 | cp >> 6), (char)(0x80 | (cp & 0x3f)));
+	}
+	sb_printf(b, "\"");
+}
+
+static void write_text(const char *dir, const char *name, const struct sbuf *b)
+{
+	struct out o = { .dir = dir };
+	out_open(&o, name);
+	out_write(&o, b->p, b->len);
+	out_close(&o);
+}
+
+static void write_tokenizer(const struct tok_spec *spec, const struct bpe *t, const char *dir)
+{
+	struct sbuf b = { 0 };
+	sb_printf(&b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
+		      "  \"added_tokens\": [\n");
+	for (int i = 0; i < spec->n_added; i++) {
+		sb_printf(&b, "    {\n      \"id\": %d,\n      \"content\": ", i);
+		sb_json_str(&b, spec->added[i].content, strlen(spec->added[i].content));
+		sb_printf(&b, ",\n      \"single_word\": false,\n      \"lstrip\": false,\n      \"rstrip\": false,\n"
+			      "      \"normalized\": false,\n      \"special\": %s\n    }%s\n",
+			  spec->added[i].special ? "true" : "false", i + 1 < spec->n_added ? "," : "");
+	}
+	sb_printf(&b, "  ],\n");
+	if (spec->llama3)
+		sb_printf(&b, "  \"normalizer\": null,\n");
+	else
+		sb_printf(&b, "  \"normalizer\": {\n    \"type\": \"NFC\"\n  },\n");
+	sb_printf(&b, "  \"pre_tokenizer\": {\n    \"type\": \"Sequence\",\n    \"pretokenizers\": [\n"
+		      "      {\n        \"type\": \"Split\",\n        \"pattern\": {\n          \"Regex\": ");
+	sb_json_str(&b, spec->pattern, strlen(spec->pattern));
+	sb_printf(&b, "\n        },\n        \"behavior\": \"Isolated\",\n        \"invert\": false\n      },\n"
+		      "      {\n        \"type\": \"ByteLevel\",\n        \"add_prefix_space\": false,\n"
+		      "        \"trim_offsets\": %s,\n        \"use_regex\": false\n      }\n    ]\n  },\n",
+		  spec->llama3 ? "true" : "false");
+	if (spec->llama3) {
+		const char *bos = spec->bos;
+		int bos_id = -1;
+		for (int i = 0; i < spec->n_added; i++)
+			if (!strcmp(spec->added[i].content, bos))
+				bos_id = i;
+		sb_printf(&b,
+			  "  \"post_processor\": {\n    \"type\": \"Sequence\",\n    \"processors\": [\n"
+			  "      {\n        \"type\": \"ByteLevel\",\n        \"add_prefix_space\": true,\n"
+			  "        \"trim_offsets\": false,\n        \"use_regex\": true\n      },\n"
+			  "      {\n        \"type\": \"TemplateProcessing\",\n        \"single\": [\n"
+			  "          {\n            \"SpecialToken\": {\n              \"id\": \"%s\",\n"
+			  "              \"type_id\": 0\n            }\n          },\n"
+			  "          {\n            \"Sequence\": {\n              \"id\": \"A\",\n"
+			  "              \"type_id\": 0\n            }\n          }\n        ],\n"
+			  "        \"pair\": [\n"
+			  "          {\n            \"SpecialToken\": {\n              \"id\": \"%s\",\n"
+			  "              \"type_id\": 0\n            }\n          },\n"
+			  "          {\n            \"Sequence\": {\n              \"id\": \"A\",\n"
+			  "              \"type_id\": 0\n            }\n          },\n"
+			  "          {\n            \"SpecialToken\": {\n              \"id\": \"%s\",\n"
+			  "              \"type_id\": 1\n            }\n          },\n"
+			  "          {\n            \"Sequence\": {\n              \"id\": \"B\",\n"
+			  "              \"type_id\": 1\n            }\n          }\n        ],\n"
+			  "        \"special_tokens\": {\n          \"%s\": {\n            \"id\": \"%s\",\n"
+			  "            \"ids\": [\n              %d\n            ],\n"
+			  "            \"tokens\": [\n              \"%s\"\n            ]\n          }\n        }\n"
+			  "      }\n    ]\n  },\n",
+			  bos, bos, bos, bos, bos, bos_id, bos);
+		sb_printf(&b, "  \"decoder\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": true,\n"
+			      "    \"trim_offsets\": true,\n    \"use_regex\": true\n  },\n");
+	} else {
+		sb_printf(&b, "  \"post_processor\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": false,\n"
+			      "    \"trim_offsets\": false,\n    \"use_regex\": false\n  },\n");
+		sb_printf(&b, "  \"decoder\": {\n    \"type\": \"ByteLevel\",\n    \"add_prefix_space\": false,\n"
+			      "    \"trim_offsets\": false,\n    \"use_regex\": false\n  },\n");
+	}
+	sb_printf(&b, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n");
+	if (spec->llama3)
+		sb_printf(&b, "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n");
+	else
+		sb_printf(&b, "    \"continuing_subword_prefix\": \"\",\n    \"end_of_word_suffix\": \"\",\n");
+	sb_printf(&b, "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": %s,\n"
+		      "    \"vocab\": {\n",
+		  spec->llama3 ? "true" : "false");
+	for (int32_t id = 0; id < t->n_ids; id++) {
+		sb_printf(&b, "      ");
+		if (id < t->n_added) /* printable ASCII: its own GPT-2 text */
+			sb_json_str(&b, spec->added[id].content, strlen(spec->added[id].content));
+		else
+			sb_tok_str(&b, t, id);
+		sb_printf(&b, ": %d%s\n", id, id + 1 < t->n_ids ? "," : "");
+	}
+	sb_printf(&b, "    },\n    \"merges\": [\n");
+	for (int i = 0; i < t->n_merges; i++) {
+		int32_t a = t->merge[i][0], c = t->merge[i][1];
+		const char *sep = i + 1 < t->n_merges ? "," : "";
+		struct sbuf l = { 0 }, r = { 0 };
+		sb_tok_str(&l, t, a);
+		sb_tok_str(&r, t, c);
+		if (spec->llama3) /* "left right" (no GPT-2 text contains a space) */
+			sb_printf(&b, "      %.*s %s%s\n", (int)l.len - 1, l.p, r.p + 1, sep);
+		else
+			sb_printf(&b, "      [%s, %s]%s\n", l.p, r.p, sep);
+		ts_free(l.p);
+		ts_free(r.p);
+	}
+	sb_printf(&b, "    ]\n  }\n}\n");
+	write_text(dir, "tokenizer.json", &b);
+	ts_free(b.p);
+}
+
+/* tokenizer_config.json with sorted keys, as transformers saves it. */
+static void write_tokenizer_config(const struct tok_spec *spec, const char *dir, int max_len)
+{
+	struct sbuf b = { 0 };
+	sb_printf(&b, "{\n  \"add_bos_token\": %s,\n", spec->bos ? "true" : "false");
+	if (spec->llama3)
+		sb_printf(&b, "  \"add_eos_token\": false,\n");
+	else
+		sb_printf(&b, "  \"add_prefix_space\": false,\n");
+	if (spec->bos) {
+		sb_printf(&b, "  \"bos_token\": ");
+		sb_json_str(&b, spec->bos, strlen(spec->bos));
+		sb_printf(&b, ",\n");
+	} else {
+		sb_printf(&b, "  \"bos_token\": null,\n");
+	}
+	sb_printf(&b, "  \"chat_template\": ");
+	sb_json_str(&b, spec->chat_template, strlen(spec->chat_template));
+	sb_printf(&b, ",\n  \"clean_up_tokenization_spaces\": %s,\n  \"eos_token\": ",
+		  spec->llama3 ? "true" : "false");
+	sb_json_str(&b, spec->eos, strlen(spec->eos));
+	sb_printf(&b, ",\n");
+	if (spec->llama3)
+		sb_printf(&b, "  \"model_input_names\": [\n    \"input_ids\",\n    \"attention_mask\"\n  ],\n"
+			      "  \"model_max_length\": %d,\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n}\n",
+			  max_len);
+	else
+		sb_printf(&b, "  \"errors\": \"replace\",\n  \"model_max_length\": %d,\n"
+			      "  \"pad_token\": \"<|endoftext|>\",\n  \"split_special_tokens\": false,\n"
+			      "  \"tokenizer_class\": \"Qwen2Tokenizer\",\n  \"unk_token\": null\n}\n",
+			  max_len);
+	write_text(dir, "tokenizer_config.json", &b);
+	ts_free(b.p);
+}
+
 /* ---------------------------------------------------------------- directory */
 
 static void mkdir_p(const char *dir)
@@ -644,7 +1524,7 @@ static void check_no_foreign(const struct model *m, const char *dir)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: gen_ckpt --preset NAME --out DIR [--seed N]\n"
+	fprintf(f, "usage: gen_ckpt --preset NAME --out DIR [--seed N] [--tokenizer] [--no-weights]\n"
 		   "       gen_ckpt --list\n");
 }
 
@@ -652,9 +1532,14 @@ int main(int argc, char **argv)
 {
 	const char *preset = NULL, *dir = NULL;
 	uint64_t seed = 1;
+	int want_tok = 0, no_weights = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (!strcmp(a, "--list")) {
+		if (!strcmp(a, "--tokenizer")) {
+			want_tok = 1;
+		} else if (!strcmp(a, "--no-weights")) {
+			no_weights = 1;
+		} else if (!strcmp(a, "--list")) {
 			for (size_t k = 0; k < TS_ARRAY_LEN(presets); k++)
 				printf("%-14s %s\n", presets[k].name, presets[k].help);
 			return 0;
@@ -690,16 +1575,41 @@ int main(int argc, char **argv)
 			m->p = &presets[k];
 	if (!m->p)
 		die("unknown preset '%s' (gen_ckpt --list shows them)", preset);
+	if (want_tok && m->p->tok == TK_NONE)
+		die("--tokenizer: preset %s has no tokenizer (Llama 3 and Qwen presets only)", preset);
 	m->seed = seed;
 	model_build(m);
 
 	mkdir_p(dir);
 	check_no_foreign(m, dir);
 	write_config(m, dir);
-	for (int s = 0; s < m->p->n_shards; s++)
+	for (int s = 0; s < m->p->n_shards && !no_weights; s++)
 		write_shard(m, s, dir);
-	if (m->p->n_shards > 1)
+	if (m->p->n_shards > 1 && !no_weights)
 		write_index(m, dir);
+	char tok_line[256] = "";
+	if (want_tok) {
+		const struct tok_spec *spec = &tok_specs[m->p->tok];
+		struct bpe t;
+		bpe_train(&t, spec, m->p->vocab);
+		write_tokenizer(spec, &t, dir);
+		write_tokenizer_config(spec, dir, 4096 /* config.json's max_position_embeddings */);
+		int k = snprintf(tok_line, sizeof(tok_line),
+				 "gen_ckpt: %s tokenizer: ids 0..%d: %d added, 256 bytes, %d merged (%d merges)",
+				 spec->name, t.n_ids - 1, t.n_added, t.n_ids - t.first_merged, t.n_merges);
+		if (t.n_ids < m->p->vocab)
+			snprintf(tok_line + k, sizeof(tok_line) - (size_t)k, "; ids %d..%d unused (the corpus has no more pairs)",
+				 t.n_ids, m->p->vocab - 1);
+		bpe_free(&t);
+	}
+	if (no_weights) {
+		printf("gen_ckpt: %s -> %s: config.json%s, no weights\n", m->p->name, dir,
+		       want_tok ? ", tokenizer.json, tokenizer_config.json" : "");
+		if (want_tok)
+			printf("%s\n", tok_line);
+		ts_free(m);
+		return 0;
+	}
 
 	uint64_t hash;
 	struct ts_err e;
@@ -708,6 +1618,8 @@ int main(int argc, char **argv)
 	printf("gen_ckpt: %s seed %" PRIu64 " -> %s: %d file(s), %d tensors, %" PRIu64
 	       " params, %" PRIu64 " tensor bytes\n",
 	       m->p->name, seed, dir, m->p->n_shards, m->n, m->n_params, m->total_bytes);
+	if (want_tok)
+		printf("%s\n", tok_line);
 	printf("ckpt_hash 0x%016" PRIx64 "\n", hash);
 	ts_free(m);
 	return 0;

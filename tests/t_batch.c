@@ -20,11 +20,12 @@ struct run {
 	int n_done;
 };
 
-static void on_tok(void *ctx, const struct req *r, int32_t t)
+static int on_tok(void *ctx, const struct req *r, int32_t t)
 {
 	struct run *u = ctx;
 	if (u->n[r->user] < MAXT)
 		u->toks[r->user][u->n[r->user]++] = t;
+	return 0;
 }
 
 static void on_done(void *ctx, const struct req *r)

@@ -17,7 +17,7 @@ static char tmp[PATH_MAX];   /* the mkdtemp directory, canonical */
 static char cwd[PATH_MAX];   /* canonical working directory (the repo root) */
 
 static const char *const all_keys[] = {
-	"path", "dtype", "max_seq_len", "max_batch_tokens", "max_running", "kv_block_tokens",
+	"path", "dtype", "chat_format", "max_seq_len", "max_batch_tokens", "max_running", "kv_block_tokens",
 	"kv_tokens", "kv_mem_fraction", "max_queue", "backend", "gpus", "cpu_threads",
 	"listen", "tls_cert", "tls_key", "tls_ca", "tls_psk_identity", "tls_psk_file", "level",
 };

@@ -19,11 +19,12 @@ struct gen_cap {
 	int n, done;
 };
 
-static void cap_token(void *ctx, const struct req *r, int32_t t)
+static int cap_token(void *ctx, const struct req *r, int32_t t)
 {
 	struct gen_cap *g = ctx;
 	if (g->n < 64)
 		g->toks[g->n++] = t;
+	return 0;
 }
 
 static void cap_done(void *ctx, const struct req *r)

@@ -414,6 +414,7 @@ static void test_nospace(void)
 			case PROTO_SUBMIT: {
 				struct proto_submit x;
 				int32_t p[8], s[8];
+				struct proto_chat_msg msgs[8];
 				proto_decode_submit(f.payload, h.length, h.flags, lim, &x, &e);
 				proto_u32s_copy(&x.prompt, p);
 				proto_u32s_copy(&x.stop_ids, s);
@@ -429,7 +430,11 @@ static void test_nospace(void)
 				                              x.stop_ids.n,
 				                              x.prompt_text,
 				                              x.stop_seqs,
-				                              x.n_stop_seqs};
+				                              x.n_stop_seqs,
+				                              msgs,
+				                              x.chat.n};
+				for (uint32_t i = 0, o = 0; i < x.chat.n && i < 8; i++)
+					proto_chat_next(&x.chat, &o, &msgs[i]);
 				rc = proto_encode_submit(out, cap, h.request_id, &a);
 				break;
 			}
@@ -545,7 +550,7 @@ static void test_reader_chunks(void)
 	static uint8_t stream[8192];
 	size_t n = fuzz_proto_seed(stream, sizeof(stream));
 	static struct seen whole, bytes, chunks;
-	T_CHECK(feed_all(stream, n, 0, &whole) == 0 && whole.n == 14, "whole stream: %d frames", whole.n);
+	T_CHECK(feed_all(stream, n, 0, &whole) == 0 && whole.n == 15, "whole stream: %d frames", whole.n);
 	T_CHECK(whole.in_input == whole.n - 2,
 	        "payloads point into the input when they came whole (%d of %d; CANCEL and the STATS request are empty)",
 	        whole.in_input, whole.n);
@@ -765,7 +770,7 @@ static void test_submit_invalid(void)
 	                 s_long[] = {{"0123456789012345678901234567890123456789", 33}}, s_bad[] = {{"a\xc0\x80", 3}},
 	                 five[] = {{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}, {"e", 1}};
 	SUBMIT_EXPECT(lim_ids, 0, "", (void)0);
-	SUBMIT_EXPECT(lim_ids, -E_INVAL, "unknown bits 0x40", a.flags = 0x40);
+	SUBMIT_EXPECT(lim_ids, -E_INVAL, "unknown bits 0x80", a.flags = 0x80);
 	SUBMIT_EXPECT(lim_ids, -E_INVAL, "unknown bits 0x80000000", a.flags = 0x80000000u);
 	SUBMIT_EXPECT(lim_ids, -E_INVAL, "KEEP_SESSION needs HAS_SESSION", a.flags = PROTO_SUBMIT_KEEP_SESSION);
 	SUBMIT_EXPECT(lim_ids, -E_INVAL, "session_id = 0", a.flags = PROTO_SUBMIT_HAS_SESSION);
@@ -816,6 +821,30 @@ static void test_submit_invalid(void)
 	SUBMIT_EXPECT(lim_text, -E_RANGE, "stop_seqs[0]: empty", a.stop_seqs = s_empty, a.n_stop_seqs = 1);
 	SUBMIT_EXPECT(lim_text, -E_RANGE, "stop_seqs: 33 bytes, at most 32", a.stop_seqs = s_long, a.n_stop_seqs = 1);
 	SUBMIT_EXPECT(lim_text, -E_FORMAT, "stop_seqs: not valid UTF-8", a.stop_seqs = s_bad, a.n_stop_seqs = 1);
+	/* chat messages */
+	struct proto_chat_msg m_ok[] = {{PROTO_ROLE_SYSTEM, {"ab", 2}}, {PROTO_ROLE_USER, {"", 0}},
+	                                {PROTO_ROLE_ASSISTANT, {"c", 1}}, {PROTO_ROLE_TOOL, {"de", 2}}},
+	                      m_role[] = {{PROTO_ROLE_USER, {"a", 1}}, {4, {"b", 1}}},
+	                      m_bad[] = {{PROTO_ROLE_USER, {"a\xc0\x80", 3}}};
+	static char big[1100];
+	memset(big, 'x', sizeof(big));
+	struct proto_chat_msg m_big[] = {{PROTO_ROLE_USER, {big, 600}}, {PROTO_ROLE_USER, {big, 600}}},
+	                      m_huge[] = {{PROTO_ROLE_USER, {big, 1025}}};
+#define CHAT_ARGS(ms, nm) a.flags = PROTO_SUBMIT_CHAT, a.n_prompt = 0, a.msgs = ms, a.n_msgs = nm
+	SUBMIT_EXPECT(lim_text, 0, "", CHAT_ARGS(m_ok, 4));
+	SUBMIT_EXPECT(lim_ids, -E_UNSUPPORTED, "CHAT needs a tokenizer", CHAT_ARGS(m_ok, 4));
+	SUBMIT_EXPECT(lim_text, -E_INVAL, "TEXT_PROMPT and CHAT exclude each other", CHAT_ARGS(m_ok, 4),
+	              a.flags |= PROTO_SUBMIT_TEXT_PROMPT, a.prompt_text = s_ok[0]);
+	SUBMIT_EXPECT(lim_text, -E_RANGE, "n_prompt = 3: must be 0 with CHAT", CHAT_ARGS(m_ok, 4), a.n_prompt = 3);
+	SUBMIT_EXPECT(lim_text, -E_RANGE, "n_messages = 0: out of range (accepted 1..4096)", CHAT_ARGS(m_ok, 0));
+	SUBMIT_EXPECT(lim_text, -E_RANGE, "messages[1] role = 4: out of range", CHAT_ARGS(m_role, 2));
+	SUBMIT_EXPECT(lim_text, -E_FORMAT, "messages content: not valid UTF-8 at byte 1", CHAT_ARGS(m_bad, 1));
+	SUBMIT_EXPECT(lim_text, -E_RANGE, "prompt_text: 2 bytes, at most 0", CHAT_ARGS(m_ok, 4),
+	              a.prompt_text = s_ok[0]);
+	SUBMIT_EXPECT(lim_text, 0, "", CHAT_ARGS(m_big, 1));
+	SUBMIT_EXPECT(lim_text, -E_RANGE, "messages: more than max_text_bytes = 1024 bytes", CHAT_ARGS(m_big, 2));
+	SUBMIT_EXPECT(lim_text, -E_RANGE, "messages content: 1025 bytes, at most 1024", CHAT_ARGS(m_huge, 1));
+#undef CHAT_ARGS
 
 	/* other invalid UTF-8: surrogate, overlong 3-byte, cut sequence, above U+10FFFF, stray continuation */
 	static const char *const bad_utf8[] = {"\xed\xa0\x80", "\xe0\x80\xaf",     "\xe2\x82", "\xf4\x90\x80\x80",
@@ -1172,7 +1201,7 @@ static void test_spec_tables(void)
 	uint8_t b[512];
 	struct proto_hello h = {.n_versions = 1, .versions = {1}, .max_frame = 1 << 20, .client = {"tsc/0.1", 7}};
 	int n = proto_encode_hello(b, sizeof(b), &h);
-	T_CHECK(dumps == 1 && n_bad == 0, "spec has two example dumps (%d, %d bad lines)", dumps + 1, n_bad);
+	T_CHECK(dumps == 2 && n_bad == 0, "spec has three example dumps (%d, %d bad lines)", dumps + 1, n_bad);
 	T_CHECK(n == n_dump[0] && memcmp(b, dump[0], (size_t)n) == 0, "spec HELLO example (%d bytes) = encoder (%d)",
 	        n_dump[0], n);
 	int32_t prompt[] = {128000, 9906, 1917}, stop[] = {128009};
@@ -1187,6 +1216,19 @@ static void test_spec_tables(void)
 	n = proto_encode_submit(b, sizeof(b), 1, &a);
 	T_CHECK(n == n_dump[1] && memcmp(b, dump[1], (size_t)n) == 0, "spec SUBMIT example (%d bytes) = encoder (%d)",
 	        n_dump[1], n);
+	struct proto_str stop_end = {"END", 3};
+	struct proto_chat_msg msgs[] = {{PROTO_ROLE_SYSTEM, {"Be brief.", 9}}, {PROTO_ROLE_USER, {"Hi", 2}}};
+	struct proto_submit_args c = {.flags = PROTO_SUBMIT_CHAT | PROTO_SUBMIT_WANT_TEXT,
+	                              .max_tokens = 64,
+	                              .priority = PROTO_PRIO_INTERACTIVE,
+	                              .samp = {.top_p = 1.0f, .repetition_penalty = 1.0f},
+	                              .stop_seqs = &stop_end,
+	                              .n_stop_seqs = 1,
+	                              .msgs = msgs,
+	                              .n_msgs = 2};
+	n = proto_encode_submit(b, sizeof(b), 2, &c);
+	T_CHECK(n == n_dump[2] && memcmp(b, dump[2], (size_t)n) == 0,
+	        "spec CHAT SUBMIT example (%d bytes) = encoder (%d)", n_dump[2], n);
 }
 
 /* ---------------------------------------------------------------- fuzz smoke */

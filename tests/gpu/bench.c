@@ -19,8 +19,9 @@
 #include "gpu.h"
 
 static int n_done;
-static void on_tok(void *ctx, const struct req *r, int32_t t)
+static int on_tok(void *ctx, const struct req *r, int32_t t)
 {
+	return 0;
 }
 static void on_done(void *ctx, const struct req *r)
 {

@@ -33,11 +33,12 @@ struct cap {
 	int n, done;
 };
 
-static void on_tok(void *ctx, const struct req *r, int32_t t)
+static int on_tok(void *ctx, const struct req *r, int32_t t)
 {
 	struct cap *c = ctx;
 	if (c->n < 64)
 		c->toks[c->n++] = t;
+	return 0;
 }
 
 static void on_done(void *ctx, const struct req *r)

@@ -1,0 +1,183 @@
+/* stext: prompts from text and chat, generated text with stop sequences (see
+ * stext.h). */
+#include "stext.h"
+
+/* ---------------------------------------------------------------- prompts */
+
+void stext_enc_free(struct stext_enc *w)
+{
+	tok_scratch_free(&w->sc);
+	ts_free(w->buf);
+	ts_free(w->msgs);
+	ts_free(w->ids);
+	memset(w, 0, sizeof(*w));
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 256;
+	while (c < need)
+		c *= 2;
+	void *q = ts_realloc(*p, c * elem);
+	if (!q)
+		return -E_NOMEM;
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+static int encode(const struct tok *t, struct stext_enc *w, const char *s, size_t len, int bos, int *n,
+		  struct ts_err *e)
+{
+	size_t cap = (size_t)w->ids_cap;
+	if (grow((void **)&w->ids, &cap, len + 3, sizeof(int32_t)) < 0 || cap > INT32_MAX)
+		return ts_errf(e, E_NOMEM, "prompt: out of memory for %zu bytes of text", len);
+	w->ids_cap = (int)cap;
+	int k = bos ? 1 : 0;
+	if (bos)
+		w->ids[0] = t->bos_id;
+	int r = tok_encode(t, s, len, w->ids + k, w->ids_cap - k, &w->sc);
+	if (r < 0)
+		return ts_errf(e, -r, "prompt: out of memory while tokenizing");
+	if (r > w->ids_cap - k) /* cannot happen: at most one id per byte, plus SentencePiece's prefix */
+		return ts_errf(e, E_INTERNAL, "prompt: %d ids from %zu bytes", r, len);
+	*n = k + r;
+	return 0;
+}
+
+int stext_prompt(const struct tok *t, struct stext_enc *w, const struct proto_submit *s, int *n, struct ts_err *e)
+{
+	if (s->flags & PROTO_SUBMIT_TEXT_PROMPT)
+		return encode(t, w, s->prompt_text.s, s->prompt_text.len, t->add_bos, n, e);
+	/* chat: messages -> the model's format -> ids (the format writes BOS itself) */
+	size_t mcap = w->msgs ? PROTO_MAX_MESSAGES : 0;
+	if (grow((void **)&w->msgs, &mcap, PROTO_MAX_MESSAGES, sizeof(*w->msgs)) < 0)
+		return ts_errf(e, E_NOMEM, "messages: out of memory");
+	uint32_t off = 0;
+	for (uint32_t i = 0; i < s->chat.n; i++) {
+		struct proto_chat_msg m;
+		proto_chat_next(&s->chat, &off, &m);
+		w->msgs[i] = (struct tok_msg){m.role, m.text.s, m.text.len};
+	}
+	size_t need = tok_chat_bound(t, w->msgs, (int)s->chat.n);
+	if (grow((void **)&w->buf, &w->buf_cap, need, 1) < 0)
+		return ts_errf(e, E_NOMEM, "messages: out of memory");
+	long len = tok_chat_render(t, w->msgs, (int)s->chat.n, w->buf, w->buf_cap, e);
+	if (len < 0)
+		return (int)len;
+	return encode(t, w, w->buf, (size_t)len, 0, n, e);
+}
+
+/* ---------------------------------------------------------------- generated text */
+
+struct stext {
+	struct tok_stream ts;
+	int want, stopped;
+	uint32_t n_stops;
+	uint32_t stop_off[PROTO_MAX_STOP_SEQS], stop_len[PROTO_MAX_STOP_SEQS];
+	size_t n_hold, cap; /* hold and rel hold cap bytes each */
+	char *hold;         /* text not yet released: it may begin a stop sequence */
+	char *rel;          /* what the last call released */
+	char *stops;        /* the stop sequences' bytes */
+};
+
+struct stext *stext_new(const struct tok *t, int want_text, const struct proto_str *stops, uint32_t n_stops)
+{
+	size_t bytes = 0, longest = 0;
+	if (n_stops > PROTO_MAX_STOP_SEQS)
+		return NULL;
+	for (uint32_t i = 0; i < n_stops; i++) {
+		bytes += stops[i].len;
+		longest = TS_MAX(longest, (size_t)stops[i].len);
+	}
+	size_t cap = longest + tok_stream_bound(t);
+	struct stext *x = ts_alloc(sizeof(*x) + bytes + 2 * cap);
+	if (!x)
+		return NULL;
+	tok_stream_init(&x->ts, t);
+	x->ts.started = 1;      /* the text continues the prompt: keep SentencePiece's leading space */
+	x->ts.skip_special = 1; /* BOS, EOS, end of turn: ids only */
+	x->want = want_text;
+	x->cap = cap;
+	x->stops = (char *)(x + 1);
+	x->hold = x->stops + bytes;
+	x->rel = x->hold + cap;
+	for (uint32_t i = 0, o = 0; i < n_stops; i++) {
+		memcpy(x->stops + o, stops[i].s, stops[i].len);
+		x->stop_off[i] = o;
+		x->stop_len[i] = stops[i].len;
+		o += stops[i].len;
+	}
+	x->n_stops = n_stops;
+	return x;
+}
+
+void stext_free(struct stext *x)
+{
+	ts_free(x);
+}
+
+int stext_want_text(const struct stext *x)
+{
+	return x->want;
+}
+
+/* Moves hold[0..k) out to rel. */
+static void release(struct stext *x, size_t k, const char **out, size_t *n)
+{
+	memcpy(x->rel, x->hold, k);
+	memmove(x->hold, x->hold + k, x->n_hold - k);
+	x->n_hold -= k;
+	*out = x->rel;
+	*n = x->want ? k : 0;
+}
+
+int stext_token(struct stext *x, int32_t id, const char **out, size_t *n)
+{
+	*out = x->rel;
+	*n = 0;
+	if (x->stopped)
+		return 1;
+	x->n_hold += tok_stream_push(&x->ts, id, x->hold + x->n_hold);
+	/* the earliest complete stop sequence ends the text there */
+	size_t first = SIZE_MAX;
+	for (uint32_t i = 0; i < x->n_stops; i++) {
+		const char *s = x->stops + x->stop_off[i];
+		size_t l = x->stop_len[i];
+		for (size_t p = 0; p + l <= x->n_hold && p < first; p++)
+			if (memcmp(x->hold + p, s, l) == 0) {
+				first = p;
+				break;
+			}
+	}
+	if (first != SIZE_MAX) {
+		release(x, first, out, n);
+		x->n_hold = 0;
+		x->stopped = 1;
+		return 1;
+	}
+	/* keep the longest tail that a stop sequence starts with */
+	size_t keep = 0;
+	for (uint32_t i = 0; i < x->n_stops; i++) {
+		const char *s = x->stops + x->stop_off[i];
+		for (size_t l = TS_MIN(x->stop_len[i] - 1, x->n_hold); l > keep; l--)
+			if (memcmp(x->hold + x->n_hold - l, s, l) == 0) {
+				keep = l;
+				break;
+			}
+	}
+	release(x, x->n_hold - keep, out, n);
+	return 0;
+}
+
+void stext_finish(struct stext *x, const char **out, size_t *n)
+{
+	*out = x->rel;
+	*n = 0;
+	if (x->stopped)
+		return;
+	x->n_hold += tok_stream_flush(&x->ts, x->hold + x->n_hold);
+	release(x, x->n_hold, out, n);
+}

@@ -1,0 +1,52 @@
+/* stext: the text side of serving -- prompts from text or chat messages, and
+ * generated text streamed with stop sequences.
+ *
+ * Owns: turning a SUBMIT's prompt_text or messages into prompt ids (BOS as
+ * the tokenizer adds it; the chat format's rendering), on the network thread;
+ * a request's text state on the engine thread: streaming detokenization
+ * (special tokens skipped, UTF-8 never split), stop sequences matched across
+ * token boundaries, and holding back text that may begin a stop sequence.
+ * Does not: do I/O or know about connections; decide what the engine does
+ * with a stop (stext_token says so; sched ends the request).
+ * Threads: a struct stext_enc belongs to one thread (the network thread); a
+ * struct stext is made by the network thread and then owned by the engine
+ * thread until stext_free. The tokenizer is read-only and shared.
+ */
+#ifndef TS_STEXT_H
+#define TS_STEXT_H
+
+#include "proto.h"
+#include "tok.h"
+
+/* Reusable buffers of the network thread (zero-initialise; grow as needed). */
+struct stext_enc {
+	struct tok_scratch sc;
+	char *buf;
+	size_t buf_cap;
+	struct tok_msg *msgs;
+	int32_t *ids;
+	int ids_cap;
+};
+void stext_enc_free(struct stext_enc *w);
+
+/* The prompt ids of a SUBMIT with TEXT_PROMPT or CHAT, in w->ids[0..*n).
+ * Errors: -E_INVAL (a conversation the chat format cannot express),
+ * -E_UNSUPPORTED (no chat format), -E_NOMEM; e names the message. */
+int stext_prompt(const struct tok *t, struct stext_enc *w, const struct proto_submit *s, int *n, struct ts_err *e);
+
+/* A request's generated-text state. want_text: the text is wanted (else only
+ * the stop sequences are watched). NULL when out of memory. */
+struct stext *stext_new(const struct tok *t, int want_text, const struct proto_str *stops, uint32_t n_stops);
+void stext_free(struct stext *x);
+int stext_want_text(const struct stext *x);
+
+/* One generated token: *out, *n = the text it releases (valid until the next
+ * call). Returns 1 when a stop sequence completed: the released text ends
+ * before it, and the request must end (finish STOP). */
+int stext_token(struct stext *x, int32_t id, const char **out, size_t *n);
+
+/* The request ended otherwise: all text still held (an incomplete character
+ * becomes U+FFFD). Nothing after a stop. */
+void stext_finish(struct stext *x, const char **out, size_t *n);
+
+#endif

@@ -1,0 +1,436 @@
+/* t_text: text in, text out, end to end -- `tokenspeed serve` on the CPU
+ * backend over real TLS, libtsclient and the tsctl binary, on tiny
+ * checkpoints whose tokenizer gen_ckpt --tokenizer wrote (llama3-mini:
+ * Llama 3 format; qwen3-mini: ChatML with Qwen3's <think> rules).
+ * (1) WELCOME announces the tokenizer and the text limits;
+ * (2) a text prompt generates exactly what its ids (BOS + tok_encode) do, and
+ *     the streamed text equals the detokenized ids (special tokens skipped);
+ * (3) chat messages generate what tok_encode(tok_chat_render(...)) does;
+ * (4) stop sequences: the request ends STOP at the token completing the
+ *     earliest one, the text ends just before it and never shows it, text
+ *     held for a possible stop that never completes comes at the end;
+ * (5) refusals: a conversation the chat format cannot express (BAD_FIELD
+ *     naming the message), a text prompt longer than the context, text
+ *     fields on a model without a tokenizer (UNSUPPORTED) -- and the
+ *     connection serves on;
+ * (6) tsctl generate "TEXT" prints the same text; tsctl chat runs two turns
+ *     through one session, the second finding the first in the KV cache. */
+#include "t.h"
+#include "tutil.h"
+
+#include "../boot/certs.c"
+#include "serve.h"
+#include "tsclient.h"
+
+#include <unistd.h>
+
+static char certs[64];
+static int port;
+
+/* ------------------------------------------------------------ helpers */
+
+static const char *t_ckpt_tok(const char *preset)
+{
+	static char dirs[2][512];
+	static int k;
+	char *dir = dirs[k++ % 2], cmd[1200];
+	snprintf(dir, 512, "%s/%s-tok", T_CKPT_ROOT, preset);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && build/tests/gen_ckpt --preset %s --out %s --tokenizer",
+		 dir, T_CKPT_ROOT, preset, dir);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "t_text: %s failed\n", cmd);
+		exit(1);
+	}
+	return dir;
+}
+
+struct result {
+	int32_t ids[512];
+	int n_ids;
+	char text[8192];
+	size_t n_text;
+	int frames, bad_frame_text; /* TOKENS frames; one whose text contains the stop string */
+	int done, finish, n_prompt, n_cached;
+	uint32_t code; /* ERROR */
+	char msg[PROTO_MAX_MSG + 1];
+};
+
+static int tconnect(struct tsc *c)
+{
+	char ca[128], cert[128], key[128], where[64];
+	snprintf(ca, sizeof(ca), "%s/ca.crt", certs);
+	snprintf(cert, sizeof(cert), "%s/client.crt", certs);
+	snprintf(key, sizeof(key), "%s/client.key", certs);
+	snprintf(where, sizeof(where), "127.0.0.1:%d", port);
+	struct tsc_tls tl = {ca, cert, key, "localhost", NULL, NULL};
+	struct ts_err e = {0};
+	int rc = tsc_connect(c, where, &tl, &e);
+	T_CHECK(rc == 0, "connect: %s", e.msg);
+	return rc;
+}
+
+/* Runs one request to its terminal frame; stop: a string whose appearance
+ * in a TOKENS frame's text is counted. 0, or -1 if the connection failed. */
+static int run(struct tsc *c, const struct tsc_request *rq, struct result *r, const struct proto_str *stop)
+{
+	struct tsc_event ev;
+	uint32_t id;
+	memset(r, 0, sizeof(*r));
+	if (tsc_submit(c, rq, &id) < 0) {
+		snprintf(r->msg, sizeof(r->msg), "%s", c->err.msg);
+		return c->dead ? -1 : 0;
+	}
+	for (;;) {
+		if (tsc_poll(c, 20000, &ev) <= 0)
+			return -1;
+		if (ev.req_id != id)
+			continue;
+		if (ev.type == TSC_EV_TOKENS) {
+			r->frames++;
+			for (uint32_t i = 0; i < ev.n_ids && r->n_ids < 512; i++)
+				r->ids[r->n_ids++] = ev.ids[i];
+			if (ev.n_text && r->n_text + ev.n_text < sizeof(r->text)) {
+				memcpy(r->text + r->n_text, ev.text, ev.n_text);
+				r->n_text += ev.n_text;
+				r->text[r->n_text] = 0;
+				if (stop && memmem(ev.text, ev.n_text, stop->s, stop->len))
+					r->bad_frame_text++;
+			}
+		} else if (ev.type == TSC_EV_DONE) {
+			r->done = 1;
+			r->finish = (int)ev.done.finish;
+			r->n_prompt = (int)ev.done.n_prompt;
+			r->n_cached = (int)ev.done.n_cached;
+			return 0;
+		} else if (ev.type == TSC_EV_ERROR) {
+			r->code = ev.code;
+			snprintf(r->msg, sizeof(r->msg), "%s", ev.msg);
+			return 0;
+		}
+	}
+}
+
+static struct tsc_request greedy(uint32_t max_tokens)
+{
+	struct tsc_request rq = {.max_tokens = max_tokens, .ignore_eos = 1};
+	samp_params_default(&rq.samp);
+	rq.samp.temperature = 0;
+	return rq;
+}
+
+/* What the server should stream for ids: their text, special tokens skipped. */
+static size_t expect_text(const struct tok *t, const int32_t *ids, int n, char *out)
+{
+	struct tok_stream st;
+	size_t k = 0;
+	tok_stream_init(&st, t);
+	st.started = 1, st.skip_special = 1;
+	for (int i = 0; i < n; i++)
+		k += tok_stream_push(&st, ids[i], out + k);
+	k += tok_stream_flush(&st, out + k);
+	out[k] = 0;
+	return k;
+}
+
+/* ------------------------------------------------------------ the tests */
+
+static void test_welcome(struct tsc *c, const struct engine *en)
+{
+	T_CHECK(c->lim.has_tokenizer && c->lim.max_stop_seqs == PROTO_MAX_STOP_SEQS &&
+		    c->lim.max_stop_seq_bytes == PROTO_MAX_STOP_SEQ_BYTES && c->lim.max_text_bytes > 0 &&
+		    c->lim.max_stop_ids == SCHED_MAX_STOP - 1,
+		"WELCOME: tokenizer %d, stop seqs %u x %u bytes, text %u bytes, stop ids %u", c->lim.has_tokenizer,
+		c->lim.max_stop_seqs, c->lim.max_stop_seq_bytes, c->lim.max_text_bytes, c->lim.max_stop_ids);
+	T_CHECK(en->tok.add_bos && en->tok.bos_id == 1 && en->tok.chat == TOK_CHAT_LLAMA3,
+		"llama3-mini tokenizer: add_bos %d bos %d chat %s", en->tok.add_bos, en->tok.bos_id,
+		tok_chat_name(en->tok.chat));
+}
+
+static void test_text_prompt(struct tsc *c, const struct tok *t)
+{
+	static const char *const prompts[] = {
+		"The quick brown fox jumps over the lazy dog.",
+		"int main(void) { return 0; }\n",
+		"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80 and <|eot_id|> spelled out",
+	};
+	struct tok_scratch sc = {0};
+	for (size_t i = 0; i < TS_ARRAY_LEN(prompts); i++) {
+		static struct result a, b;
+		int32_t ids[512];
+		ids[0] = t->bos_id;
+		int n = 1 + tok_encode(t, prompts[i], strlen(prompts[i]), ids + 1, 511, &sc);
+		struct tsc_request rq = greedy(24);
+		rq.text = prompts[i], rq.text_len = (uint32_t)strlen(prompts[i]), rq.want_text = 1;
+		T_CHECK(run(c, &rq, &a, NULL) == 0 && a.done && a.finish == PROTO_FINISH_LENGTH, "text prompt %zu: %s",
+			i, a.msg);
+		rq = greedy(24);
+		rq.prompt = ids, rq.n_prompt = (uint32_t)n;
+		T_CHECK(run(c, &rq, &b, NULL) == 0 && b.done, "ids prompt %zu: %s", i, b.msg);
+		T_CHECK(a.n_prompt == n && a.n_ids == 24 && b.n_ids == 24 &&
+			    memcmp(a.ids, b.ids, sizeof(int32_t) * 24) == 0,
+			"prompt %zu: text gives %d prompt tokens (BOS + tok_encode = %d) and the same 24 tokens", i,
+			a.n_prompt, n);
+		char want[8192];
+		size_t k = expect_text(t, a.ids, a.n_ids, want);
+		T_CHECK(k == a.n_text && memcmp(want, a.text, k) == 0, "prompt %zu: streamed text = ids decoded (%zu vs %zu bytes)",
+			i, a.n_text, k);
+		T_CHECK(b.n_text == 0, "ids without WANT_TEXT: no text (%zu bytes)", b.n_text);
+	}
+	tok_scratch_free(&sc);
+}
+
+static void test_chat(struct tsc *c, const struct tok *t, int think)
+{
+	struct proto_chat_msg m[] = {
+		{PROTO_ROLE_SYSTEM, {"You are terse.", 14}},
+		{PROTO_ROLE_USER, {"What is 2+2?", 12}},
+		{PROTO_ROLE_ASSISTANT, {"<think>\nadd\n</think>\n\n4", 24}},
+		{PROTO_ROLE_USER, {"Call the tool.", 14}},
+		{PROTO_ROLE_ASSISTANT, {"calling", 7}},
+		{PROTO_ROLE_TOOL, {"{\"result\": 4}", 13}},
+		{PROTO_ROLE_TOOL, {"{\"ok\": true}", 12}},
+	};
+	for (uint32_t n = 2; n <= TS_ARRAY_LEN(m); n++) {
+		static struct result a, b;
+		struct tok_msg tm[8];
+		for (uint32_t i = 0; i < n; i++)
+			tm[i] = (struct tok_msg){m[i].role, m[i].text.s, m[i].text.len};
+		char text[4096];
+		struct ts_err e = {0};
+		long len = tok_chat_render(t, tm, (int)n, text, sizeof(text), &e);
+		T_CHECK(len > 0, "render %u messages: %s", n, e.msg);
+		struct tok_scratch sc = {0};
+		int32_t ids[1024];
+		int k = tok_encode(t, text, (size_t)len, ids, 1024, &sc);
+		tok_scratch_free(&sc);
+		struct tsc_request rq = greedy(12);
+		rq.msgs = m, rq.n_msgs = n, rq.want_text = 1;
+		T_CHECK(run(c, &rq, &a, NULL) == 0 && a.done, "chat of %u messages: %s", n, a.msg);
+		rq = greedy(12);
+		rq.prompt = ids, rq.n_prompt = (uint32_t)k;
+		T_CHECK(run(c, &rq, &b, NULL) == 0 && b.done, "its ids: %s", b.msg);
+		T_CHECK(a.n_prompt == k && a.n_ids == b.n_ids && memcmp(a.ids, b.ids, sizeof(int32_t) * (size_t)a.n_ids) == 0,
+			"%s chat of %u messages = its rendered ids (%d vs %d prompt tokens)", think ? "qwen3" : "llama3",
+			n, a.n_prompt, k);
+	}
+}
+
+static void test_stop(struct tsc *c, const struct tok *t)
+{
+	static struct result full, r;
+	const char *prompt = "Once upon a time";
+	struct tsc_request rq = greedy(48);
+	rq.text = prompt, rq.text_len = (uint32_t)strlen(prompt), rq.want_text = 1;
+	T_CHECK(run(c, &rq, &full, NULL) == 0 && full.done && full.n_ids == 48, "reference run: %s", full.msg);
+	/* the text of each token, to pick stop strings that cross token boundaries */
+	size_t end[49] = {0};
+	char buf[8192];
+	for (int i = 1; i <= full.n_ids; i++)
+		end[i] = expect_text(t, full.ids, i, buf);
+	int tried = 0;
+	for (int i = 8; i < full.n_ids && tried < 6; i += 5) {
+		if (end[i] < 2 || end[i + 1] <= end[i] || end[i + 1] > full.n_text)
+			continue;
+		/* from the last byte of token i-1's text to the first of token i's (whole characters) */
+		size_t a = end[i] - 1, b = end[i] + 1;
+		while (a > 0 && ((uint8_t)full.text[a] & 0xc0) == 0x80)
+			a--;
+		while (b < full.n_text && ((uint8_t)full.text[b] & 0xc0) == 0x80)
+			b++;
+		char stop[64];
+		if (b - a >= sizeof(stop))
+			continue;
+		memcpy(stop, full.text + a, b - a);
+		stop[b - a] = 0;
+		tried++;
+		size_t first = (size_t)((char *)memmem(full.text, full.n_text, stop, b - a) - full.text);
+		int want_tok = 0; /* the token whose text completes the first occurrence */
+		while (end[want_tok] < first + (b - a))
+			want_tok++;
+		struct proto_str ss = {stop, (uint32_t)(b - a)};
+		rq.stop_seqs = &ss, rq.n_stop_seqs = 1;
+		T_CHECK(run(c, &rq, &r, &ss) == 0 && r.done, "stop \"%s\": %s", stop, r.msg);
+		T_CHECK(r.finish == PROTO_FINISH_STOP && r.n_ids == want_tok &&
+			    memcmp(r.ids, full.ids, sizeof(int32_t) * (size_t)want_tok) == 0,
+			"stop \"%s\": finish %d after %d tokens (want STOP after %d)", stop, r.finish, r.n_ids, want_tok);
+		T_CHECK(r.n_text == first && memcmp(r.text, full.text, first) == 0 && r.bad_frame_text == 0,
+			"stop \"%s\": text is the %zu bytes before it (got %zu), no frame shows it", stop, first, r.n_text);
+	}
+	T_CHECK(tried >= 3, "tried %d stop strings", tried);
+	/* a stop whose beginning ends the text but which never completes: all text comes */
+	if (full.n_text >= 2) {
+		char stop[16];
+		size_t a = full.n_text - 1;
+		while (a > 0 && ((uint8_t)full.text[a] & 0xc0) == 0x80)
+			a--;
+		size_t l = full.n_text - a;
+		memcpy(stop, full.text + a, l);
+		stop[l] = '\x01', stop[l + 1] = 0;
+		struct proto_str ss[2] = {{stop, (uint32_t)l + 1}, {"\x02\x03", 2}};
+		rq.stop_seqs = ss, rq.n_stop_seqs = 2;
+		T_CHECK(run(c, &rq, &r, NULL) == 0 && r.done && r.finish == PROTO_FINISH_LENGTH && r.n_ids == 48 &&
+			    r.n_text == full.n_text && memcmp(r.text, full.text, r.n_text) == 0,
+			"held text released at the end: finish %d, %zu of %zu bytes", r.finish, r.n_text, full.n_text);
+	}
+}
+
+static void test_refusals(struct tsc *c)
+{
+	static struct result r;
+	struct proto_chat_msg m[] = {{PROTO_ROLE_USER, {"hi", 2}}, {PROTO_ROLE_TOOL, {"x", 1}}};
+	struct tsc_request rq = greedy(4);
+	rq.msgs = m, rq.n_msgs = 2;
+	/* chat_format = llama2 on this server (set in main): no tool messages */
+	T_CHECK(run(c, &rq, &r, NULL) == 0 && r.code == PROTO_ERR_BAD_FIELD && strstr(r.msg, "messages[1]"),
+		"llama2 format refuses a tool message: %u %s", r.code, r.msg);
+	static char longtext[6000];
+	memset(longtext, 'a', sizeof(longtext) - 1);
+	for (size_t i = 0; i + 1 < sizeof(longtext); i += 2)
+		longtext[i] = ' ';
+	rq = greedy(4);
+	rq.text = longtext, rq.text_len = (uint32_t)strlen(longtext);
+	T_CHECK(run(c, &rq, &r, NULL) == 0 && r.code == PROTO_ERR_BAD_FIELD && strstr(r.msg, "max_seq_len"),
+		"a text prompt longer than the context: %u %s", r.code, r.msg);
+	rq = greedy(4);
+	rq.text = "still serving", rq.text_len = 13;
+	T_CHECK(run(c, &rq, &r, NULL) == 0 && r.done, "and the connection serves on: %s", r.msg);
+}
+
+/* tsctl against this server: generate prints the text; chat keeps a session. */
+static void test_tsctl(struct tsc *c)
+{
+	static struct result r;
+	char cmd[512], out[8192];
+	struct tsc_request rq = greedy(16);
+	rq.text = "Hello there", rq.text_len = 11, rq.want_text = 1;
+	T_CHECK(run(c, &rq, &r, NULL) == 0 && r.done, "API run: %s", r.msg);
+	snprintf(cmd, sizeof(cmd),
+		 "build/tsctl generate --server 127.0.0.1:%d --certs %s --server-name localhost \"Hello there\" "
+		 "--max-tokens 16 --temperature 0 --ignore-eos 2>&1",
+		 port, certs);
+	FILE *p = popen(cmd, "r");
+	size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+	int st = p ? pclose(p) : -1;
+	out[n] = 0;
+	T_CHECK(st == 0 && n > r.n_text && memcmp(out, r.text, r.n_text) == 0 && strstr(out, "done: finish=LENGTH"),
+		"tsctl generate prints the generated text first (exit %d): %.200s", st, out);
+	snprintf(cmd, sizeof(cmd),
+		 "printf 'Hi!\\nAnd again.\\n/quit\\n' | build/tsctl chat --server 127.0.0.1:%d --certs %s "
+		 "--server-name localhost --max-tokens 8 --temperature 0 --verbose 2>&1",
+		 port, certs);
+	p = popen(cmd, "r");
+	n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+	st = p ? pclose(p) : -1;
+	out[n] = 0;
+	const char *t1 = strstr(out, "[finish="), *t2 = t1 ? strstr(t1 + 1, "[finish=") : NULL;
+	int cached = -1, prompt1 = 0;
+	if (t1)
+		sscanf(strstr(t1, "prompt="), "prompt=%d", &prompt1);
+	if (t2)
+		sscanf(strstr(t2, "cached="), "cached=%d", &cached);
+	T_CHECK(st == 0 && t1 && t2 && cached >= prompt1 - 16 && cached > 0,
+		"tsctl chat: two turns, the second finds the first cached (%d of the first's %d prompt tokens; exit %d): %.300s",
+		cached, prompt1, st, out);
+}
+
+/* ------------------------------------------------------------ main */
+
+static struct serve *start(struct engine *en, const char *dir, int chat_format)
+{
+	struct ts_err e = {0};
+	struct cfg cf;
+	t_cfg(&cf, dir);
+	cf.model.chat_format = chat_format;
+	snprintf(cf.server.tls_cert, sizeof(cf.server.tls_cert), "%s/server.crt", certs);
+	snprintf(cf.server.tls_key, sizeof(cf.server.tls_key), "%s/server.key", certs);
+	snprintf(cf.server.tls_ca, sizeof(cf.server.tls_ca), "%s/ca.crt", certs);
+	if (engine_boot(en, &cf, &e) < 0) {
+		T_CHECK(0, "boot %s: %s", dir, e.msg);
+		return NULL;
+	}
+	struct serve *sv = NULL;
+	struct serve_opts so = {.listen = "127.0.0.1:0"};
+	if (serve_start(&sv, en, &so, &e) < 0) {
+		T_CHECK(0, "serve: %s", e.msg);
+		engine_stop(en);
+		return NULL;
+	}
+	port = serve_port(sv);
+	return sv;
+}
+
+static void stop(struct engine *en, struct serve *sv)
+{
+	serve_drain(sv, 1000);
+	serve_wait(sv);
+	engine_stop(en);
+}
+
+int main(void)
+{
+	static struct engine en;
+	struct ts_err e = {0};
+	struct tsc c;
+	snprintf(certs, sizeof(certs), "/tmp/t_text.XXXXXX");
+	T_CHECK(mkdtemp(certs) != NULL, "mkdtemp");
+	rmdir(certs);
+	T_CHECK(certs_make(certs, 2, "localhost", &e) == 0, "certs: %s", e.msg);
+
+	/* llama3-mini with its tokenizer */
+	struct serve *sv = start(&en, t_ckpt_tok("llama3-mini"), 0);
+	if (sv && tconnect(&c) == 0) {
+		test_welcome(&c, &en);
+		test_text_prompt(&c, &en.tok);
+		test_chat(&c, &en.tok, 0);
+		test_stop(&c, &en.tok);
+		test_tsctl(&c);
+		tsc_close(&c);
+	}
+	if (sv)
+		stop(&en, sv);
+	/* the same with chat_format = llama2 ([INST] over the same vocabulary) */
+	sv = start(&en, t_ckpt_tok("llama3-mini"), 1 + TOK_CHAT_LLAMA2);
+	if (sv && tconnect(&c) == 0) {
+		T_CHECK(en.tok.chat == TOK_CHAT_LLAMA2, "[model] chat_format overrides the template: %s",
+			tok_chat_name(en.tok.chat));
+		test_refusals(&c);
+		tsc_close(&c);
+	}
+	if (sv)
+		stop(&en, sv);
+	/* qwen3-mini: ChatML, <think>, tool responses */
+	sv = start(&en, t_ckpt_tok("qwen3-mini"), 0);
+	if (sv && tconnect(&c) == 0) {
+		T_CHECK(en.tok.chat == TOK_CHAT_CHATML && en.tok.chat_think && !en.tok.add_bos,
+			"qwen3-mini: chatml %d think %d add_bos %d", en.tok.chat == TOK_CHAT_CHATML, en.tok.chat_think,
+			en.tok.add_bos);
+		test_chat(&c, &en.tok, 1);
+		tsc_close(&c);
+	}
+	if (sv)
+		stop(&en, sv);
+	/* no tokenizer: text fields are UNSUPPORTED, ids still work */
+	sv = start(&en, t_ckpt("llama3-mini"), 0);
+	if (sv && tconnect(&c) == 0) {
+		static struct result r;
+		T_CHECK(!c.lim.has_tokenizer && !en.has_tok, "no tokenizer.json: WELCOME says so");
+		struct tsc_request rq = greedy(4);
+		rq.text = "hello", rq.text_len = 5;
+		c.lim.has_tokenizer = 1, c.lim.max_text_bytes = 1024; /* pretend, so the client sends it */
+		T_CHECK(run(&c, &rq, &r, NULL) == 0 && r.code == PROTO_ERR_UNSUPPORTED,
+			"text without a tokenizer: ERROR %u (%s)", r.code, r.msg);
+		int32_t ids[] = {5, 6, 7};
+		rq = greedy(4);
+		rq.prompt = ids, rq.n_prompt = 3;
+		c.lim.has_tokenizer = 0, c.lim.max_text_bytes = 0;
+		T_CHECK(run(&c, &rq, &r, NULL) == 0 && r.done && r.n_ids == 4, "ids still served: %s", r.msg);
+		tsc_close(&c);
+	}
+	if (sv)
+		stop(&en, sv);
+
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", certs);
+	T_CHECK(system(cmd) == 0, "cleanup");
+	return T_DONE();
+}
