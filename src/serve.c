@@ -162,7 +162,8 @@ static void eng_push_text(struct serve *sv, int ci, struct ev *v, const char *t,
 		eng_push(sv, ci, &x);
 		t += sizeof(x.msg), n -= sizeof(x.msg);
 	}
-	memcpy(v->msg, t, n);
+	if (n)
+		memcpy(v->msg, t, n);
 	v->n_text = (uint16_t)n;
 	eng_push(sv, ci, v);
 }

@@ -6,20 +6,6 @@
 #include "t.h"
 #include "tutil.h"
 
-/* Runs cmd, captures up to cap bytes of stdout+stderr; returns the exit status. */
-static int run(const char *cmd, char *out, size_t cap)
-{
-	char full[2048];
-	snprintf(full, sizeof(full), "%s 2>&1", cmd);
-	FILE *p = popen(full, "r");
-	if (!p)
-		return -1;
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = 0;
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char out[1 << 16];
 
 int main(void)
@@ -28,7 +14,7 @@ int main(void)
 	int rc;
 
 	/* dynamic dependencies: exactly one, libc.so.6 */
-	rc = run("readelf -d build/tokenspeed | grep NEEDED", out, sizeof(out));
+	rc = t_run("readelf -d build/tokenspeed | grep NEEDED", out, sizeof(out));
 	T_CHECK(rc == 0, "readelf failed: %s", out);
 	T_HAS(out, "[libc.so.6]");
 	int needed = 0;
@@ -37,18 +23,18 @@ int main(void)
 	T_CHECK(needed == 1, "build/tokenspeed needs %d shared libraries, want only libc.so.6:\n%s", needed, out);
 
 	/* static build: no dynamic section, no interpreter, and it runs */
-	rc = run("readelf -d build/tokenspeed-static", out, sizeof(out));
+	rc = t_run("readelf -d build/tokenspeed-static", out, sizeof(out));
 	T_HAS(out, "no dynamic section");
-	rc = run("readelf -l build/tokenspeed-static | grep -c INTERP", out, sizeof(out));
+	rc = t_run("readelf -l build/tokenspeed-static | grep -c INTERP", out, sizeof(out));
 	T_CHECK(atoi(out) == 0, "static binary has a program interpreter");
-	rc = run("build/tokenspeed-static --print-config --config config/tokenspeed.ini", out, sizeof(out));
+	rc = t_run("build/tokenspeed-static --print-config --config config/tokenspeed.ini", out, sizeof(out));
 	T_CHECK(rc == 0, "static binary failed to print the config: %s", out);
 	T_HAS(out, "max_seq_len");
 
 	/* config checks through the CLI */
-	rc = run("build/tokenspeed --check-config config/tokenspeed.ini", out, sizeof(out));
+	rc = t_run("build/tokenspeed --check-config config/tokenspeed.ini", out, sizeof(out));
 	T_CHECK(rc == 0, "shipped config rejected: %s", out);
-	rc = run("printf '[engine]\\nmax_seq_len = 7\\n' > build/tests/bad.ini && build/tokenspeed --check-config build/tests/bad.ini",
+	rc = t_run("printf '[engine]\\nmax_seq_len = 7\\n' > build/tests/bad.ini && build/tokenspeed --check-config build/tests/bad.ini",
 		 out, sizeof(out));
 	T_CHECK(rc != 0, "bad config accepted");
 	T_HAS(out, "bad.ini:2");
@@ -67,7 +53,7 @@ int main(void)
 	for (int i = 0; i < 3; i++) {
 		snprintf(cmd, sizeof(cmd), "build/tokenspeed generate --config build/tests/gen.ini --prompt-ids %s %s",
 			 pr[i], opts);
-		rc = run(cmd, out, sizeof(out));
+		rc = t_run(cmd, out, sizeof(out));
 		T_CHECK(rc == 0, "generate failed: %s", out);
 		char *l = strstr(out, "out[0]:");
 		T_CHECK(l != NULL, "no output line: %s", out);
@@ -78,7 +64,7 @@ int main(void)
 	for (int b = 0; b < 2; b++) {
 		snprintf(cmd, sizeof(cmd), "%s generate --config build/tests/gen.ini --prompt-ids %s --prompt-ids %s --prompt-ids %s %s",
 			 b ? "build/tokenspeed-static" : "build/tokenspeed", pr[0], pr[1], pr[2], opts);
-		rc = run(cmd, out, sizeof(out));
+		rc = t_run(cmd, out, sizeof(out));
 		T_CHECK(rc == 0, "batched generate failed: %s", out);
 		for (int i = 0; i < 3; i++) {
 			char key[32];
@@ -97,16 +83,16 @@ int main(void)
 		snprintf(cmd, sizeof(cmd),
 			 "sed 's/^backend = cpu/backend = auto/; s/^level = warn/level = info/' build/tests/gen.ini > build/tests/auto.ini && "
 			 "build/tokenspeed generate --config build/tests/auto.ini --prompt-ids 1,2,3 --max-tokens 2");
-		rc = run(cmd, out, sizeof(out));
+		rc = t_run(cmd, out, sizeof(out));
 		T_CHECK(rc == 0, "backend = auto without a GPU failed: %s", out);
 		T_HAS(out, "stage=backend pick=cpu reason=\"no NVIDIA driver: cannot load libcuda.so.1");
 		T_HAS(out, "out[0]:");
-		rc = run("sed 's/^backend = cpu/backend = gpu/' build/tests/gen.ini > build/tests/gpu.ini && "
+		rc = t_run("sed 's/^backend = cpu/backend = gpu/' build/tests/gen.ini > build/tests/gpu.ini && "
 			 "build/tokenspeed generate --config build/tests/gpu.ini --prompt-ids 1,2,3 --max-tokens 2",
 			 out, sizeof(out));
 		T_CHECK(rc != 0, "backend = gpu without a GPU did not fail");
 		T_HAS(out, "[device] backend = gpu: no NVIDIA driver");
-		rc = run("build/tokenspeed-static generate --config build/tests/gpu.ini --prompt-ids 1,2,3 --max-tokens 2", out,
+		rc = t_run("build/tokenspeed-static generate --config build/tests/gpu.ini --prompt-ids 1,2,3 --max-tokens 2", out,
 			 sizeof(out));
 		T_CHECK(rc != 0, "the static binary accepted backend = gpu");
 		T_HAS(out, "static build has no GPU backend");
@@ -116,18 +102,18 @@ int main(void)
 
 	/* all of src/ and boot/ allocates through ts_alloc/ts_free (src/base.h), so
 	 * the allocation counter the tests read sees everything */
-	rc = run("grep -nP '(?<![\\w>.])(malloc|calloc|realloc|free)\\(' src/*.c boot/*.c | grep -v '^src/base.c:'", out,
+	rc = t_run("grep -nP '(?<![\\w>.])(malloc|calloc|realloc|free)\\(' src/*.c boot/*.c | grep -v '^src/base.c:'", out,
 		 sizeof(out));
 	T_CHECK(rc != 0 && out[0] == 0, "direct allocation outside src/base.c:\n%s", out);
 
 	/* bad CLI input: a clear message and a non-zero exit */
-	rc = run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,x,3", out, sizeof(out));
+	rc = t_run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,x,3", out, sizeof(out));
 	T_CHECK(rc == 2, "malformed --prompt-ids accepted (rc %d)", rc);
 	T_HAS(out, "--prompt-ids");
-	rc = run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,2,99999999 --max-tokens 2", out, sizeof(out));
+	rc = t_run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,2,99999999 --max-tokens 2", out, sizeof(out));
 	T_CHECK(rc != 0, "out-of-vocabulary prompt accepted");
 	T_HAS(out, "vocabulary");
-	rc = run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,2 --top-p 3 --temperature 1", out, sizeof(out));
+	rc = t_run("build/tokenspeed generate --config build/tests/gen.ini --prompt-ids 1,2 --top-p 3 --temperature 1", out, sizeof(out));
 	T_CHECK(rc != 0, "top_p 3 accepted");
 	T_HAS(out, "top_p");
 	return T_DONE();

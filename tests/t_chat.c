@@ -18,26 +18,6 @@
 
 #define DIR "build/tok"
 
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long l = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)l + 1);
-	if (fread(b, 1, (size_t)l, f) != (size_t)l) {
-		free(b);
-		fclose(f);
-		return NULL;
-	}
-	b[l] = 0;
-	fclose(f);
-	*n = (size_t)l;
-	return b;
-}
-
 /* s[0..n) C-escaped into out (at most max input bytes); returns out. */
 static const char *esc(const char *s, size_t n, size_t max, char *out, size_t cap)
 {
@@ -209,7 +189,7 @@ static void check_format(const char *name, const char *tokdir, enum tok_chat cha
 
 	size_t n;
 	snprintf(path, sizeof path, DIR "/chat_%s.jsonl", name);
-	char *text = slurp(path, &n);
+	char *text = t_slurp(path, &n);
 	T_CHECK(text != NULL, "%s: no reference %s (node tests/chat_ref.js)", name, path);
 	if (!text) {
 		tok_free(&t);
@@ -250,7 +230,7 @@ static void check_detect(const char *name, enum tok_chat want, int want_think)
 	char path[256];
 	size_t n;
 	snprintf(path, sizeof path, DIR "/chat_tpl_%s.txt", name);
-	char *tpl = slurp(path, &n);
+	char *tpl = t_slurp(path, &n);
 	T_CHECK(tpl != NULL, "%s missing", path);
 	if (!tpl)
 		return;

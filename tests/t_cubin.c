@@ -9,16 +9,6 @@
 
 static char buf[1 << 16];
 
-static int run(const char *cmd, char *out, size_t cap)
-{
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = 0;
-	return pclose(p);
-}
-
 int main(void)
 {
 	static char manifest[1 << 16], line[512];
@@ -33,7 +23,7 @@ int main(void)
 	T_HAS(manifest, "archs: 90a 100a");
 
 	/* every kernels/ source and header, with its current hash, is in the manifest ... */
-	T_CHECK(run("cd kernels && sha256sum $(ls *.cu *.h | sort)", buf, sizeof(buf)) == 0, "sha256sum failed");
+	T_CHECK(t_run("cd kernels && sha256sum $(ls *.cu *.h | sort)", buf, sizeof(buf)) == 0, "sha256sum failed");
 	int n_files = 0;
 	for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
 		snprintf(line, sizeof(line), "sha256: %s\n", l);
@@ -53,7 +43,7 @@ int main(void)
 			snprintf(path, sizeof(path), "cubin/sm_%s/%s.cubin", archs[a], gpu_module_name((enum gpu_module)m));
 			/* the kernels of the table */
 			snprintf(cmd, sizeof(cmd), "readelf -sW %s 2>&1", path);
-			run(cmd, buf, sizeof(buf));
+			t_run(cmd, buf, sizeof(buf));
 			for (int k = 0; k < GPU_K_N; k++) {
 				if (gpu_kernel_module((enum gpu_kernel)k) != (enum gpu_module)m)
 					continue;

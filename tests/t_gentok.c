@@ -50,45 +50,11 @@ static const struct want wants[] = {
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Runs cmd; stdout and stderr into out (NUL-terminated); returns the exit status. */
-static int run(const char *cmd, char *out, size_t cap)
-{
-	char full[2048];
-	snprintf(full, sizeof(full), "%s 2>&1", cmd);
-	FILE *p = popen(full, "r");
-	if (!p)
-		return -1;
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = 0;
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long l = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)l + 1);
-	if (l < 0 || fread(b, 1, (size_t)l, f) != (size_t)l) {
-		free(b);
-		fclose(f);
-		return NULL;
-	}
-	b[l] = 0;
-	fclose(f);
-	*n = (size_t)l;
-	return b;
-}
-
 /* 1 if both files exist and hold the same bytes. */
 static int same_file(const char *a, const char *b)
 {
-	size_t na, nb;
-	char *x = slurp(a, &na), *y = slurp(b, &nb);
+	size_t na = 0, nb = 0;
+	char *x = t_slurp(a, &na), *y = t_slurp(b, &nb);
 	int same = x && y && na == nb && memcmp(x, y, na) == 0;
 	free(x);
 	free(y);
@@ -106,7 +72,7 @@ static int config_vocab(const char *dir)
 	char path[512];
 	size_t n;
 	snprintf(path, sizeof(path), "%s/config.json", dir);
-	char *text = slurp(path, &n);
+	char *text = t_slurp(path, &n);
 	struct json_doc *d = NULL;
 	struct ts_err e;
 	int64_t v = -1;
@@ -248,11 +214,11 @@ static void check_preset(const struct want *w)
 
 	snprintf(cmd, sizeof(cmd), GEN " --preset %s --out %s --tokenizer%s", w->preset, a,
 	         w->weights ? "" : " --no-weights");
-	int rc = run(cmd, out, sizeof(out));
+	int rc = t_run(cmd, out, sizeof(out));
 	T_CHECK(rc == 0, "%s: exit %d: %s", cmd, rc, out);
 	T_HAS(out, "tokenizer: ids 0..");
 	snprintf(cmd, sizeof(cmd), GEN " --preset %s --out %s --tokenizer --no-weights", w->preset, b);
-	rc = run(cmd, out, sizeof(out));
+	rc = t_run(cmd, out, sizeof(out));
 	T_CHECK(rc == 0, "%s: exit %d: %s", cmd, rc, out);
 	for (int f = 0; f < 2; f++) {
 		const char *name = f ? "tokenizer_config.json" : "tokenizer.json";
@@ -314,7 +280,7 @@ static void check_preset(const struct want *w)
 	if (!w->weights)
 		return;
 	snprintf(cmd, sizeof(cmd), GEN " --preset %s --out %s", w->preset, c);
-	rc = run(cmd, out, sizeof(out));
+	rc = t_run(cmd, out, sizeof(out));
 	T_CHECK(rc == 0, "%s: exit %d: %s", cmd, rc, out);
 	snprintf(pa, sizeof(pa), "%s/tokenizer.json", c);
 	snprintf(pb, sizeof(pb), "%s/tokenizer_config.json", c);
@@ -352,7 +318,7 @@ static void check_refused(const char *preset)
 	char cmd[512], out[4096], dir[256];
 	snprintf(dir, sizeof(dir), ROOT "/%s-x", preset);
 	snprintf(cmd, sizeof(cmd), GEN " --preset %s --out %s --tokenizer", preset, dir);
-	int rc = run(cmd, out, sizeof(out));
+	int rc = t_run(cmd, out, sizeof(out));
 	const char *nl = strchr(out, '\n');
 	T_CHECK(rc == 2, "%s: exit %d, want 2 (%s)", cmd, rc, out);
 	T_CHECK(nl && nl[1] == 0, "%s: want one line, got \"%s\"", cmd, out);
@@ -364,7 +330,7 @@ static void check_refused(const char *preset)
 int main(void)
 {
 	char out[256];
-	T_CHECK(run("rm -rf " ROOT " && mkdir -p " ROOT, out, sizeof(out)) == 0, "cannot make " ROOT ": %s", out);
+	T_CHECK(t_run("rm -rf " ROOT " && mkdir -p " ROOT, out, sizeof(out)) == 0, "cannot make " ROOT ": %s", out);
 	T_CHECK(exists(GEN), "%s is missing: run make %s first", GEN, GEN);
 	for (size_t i = 0; i < TS_ARRAY_LEN(wants); i++)
 		check_preset(&wants[i]);

@@ -22,30 +22,10 @@ struct corpus {
 	size_t bytes;
 };
 
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long l = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)l + 1);
-	if (fread(b, 1, (size_t)l, f) != (size_t)l) {
-		free(b);
-		fclose(f);
-		return NULL;
-	}
-	b[l] = 0;
-	fclose(f);
-	*n = (size_t)l;
-	return b;
-}
-
 static int load_corpus(struct corpus *c)
 {
 	size_t n;
-	char *text = slurp(DIR "/corpus.txt", &n);
+	char *text = t_slurp(DIR "/corpus.txt", &n);
 	if (!text)
 		return -1;
 	int cap = 1024;
@@ -84,7 +64,7 @@ static int32_t **load_ref(const char *name, int count, int **lens)
 	char path[256];
 	size_t n;
 	snprintf(path, sizeof path, DIR "/ref_%s.txt", name);
-	char *text = slurp(path, &n);
+	char *text = t_slurp(path, &n);
 	if (!text)
 		return NULL;
 	int32_t **r = calloc((size_t)count, sizeof *r);
@@ -175,7 +155,7 @@ static void print_ids(const char *what, const int32_t *ids, int n)
 static double js_mbs(const char *name)
 {
 	size_t n;
-	char *t = slurp(DIR "/js_speed.txt", &n);
+	char *t = t_slurp(DIR "/js_speed.txt", &n);
 	double v = 0;
 	for (char *p = t; p && (p = strstr(p, "js ")); p++) {
 		char nm[32];
