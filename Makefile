@@ -147,7 +147,7 @@ $(B)/tsctl-static: $(B)/musl/obj/boot/tsctl-main.o $(TSCTL_MOBJ) $(DEPS_MUSL)
 TSRCS  := $(wildcard tests/t_*.c)
 TBINS  := $(TSRCS:tests/%.c=$(B)/tests/%)
 TOOLS  := $(B)/tests/gen_ckpt
-BENCHES := $(B)/tests/bench_sched
+BENCHES := $(B)/tests/bench_sched $(B)/tests/bench_text
 
 $(B)/tests/%: tests/%.c $(B)/libts.a $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
@@ -252,6 +252,8 @@ test-asan: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tests/gen_ckpt ## the uni
 
 bench: $(BENCHES) ## CPU-side benchmarks (the scheduler's step cost); GPU ones: tests/gpu/bench.sh
 	$(B)/tests/bench_sched 256
+	@[ -d build/tok/llama3 ] || sh tests/tok_setup.sh
+	$(B)/tests/bench_text
 
 format: ## apply .clang-format to our sources
 	clang-format -i src/*.[ch] boot/*.[ch] tests/*.[ch]

@@ -77,6 +77,7 @@ struct stext {
 	int want, stopped;
 	uint32_t n_stops;
 	uint32_t stop_off[PROTO_MAX_STOP_SEQS], stop_len[PROTO_MAX_STOP_SEQS];
+	uint8_t first[32]; /* bit set of the stop sequences' first bytes */
 	size_t n_hold, cap; /* hold and rel hold cap bytes each */
 	char *hold;         /* text not yet released: it may begin a stop sequence */
 	char *rel;          /* what the last call released */
@@ -108,6 +109,7 @@ struct stext *stext_new(const struct tok *t, int want_text, const struct proto_s
 		memcpy(x->stops + o, stops[i].s, stops[i].len);
 		x->stop_off[i] = o;
 		x->stop_len[i] = stops[i].len;
+		x->first[(uint8_t)stops[i].s[0] >> 3] |= (uint8_t)(1u << ((uint8_t)stops[i].s[0] & 7));
 		o += stops[i].len;
 	}
 	x->n_stops = n_stops;
@@ -141,16 +143,22 @@ int stext_token(struct stext *x, int32_t id, const char **out, size_t *n)
 	if (x->stopped)
 		return 1;
 	x->n_hold += tok_stream_push(&x->ts, id, x->hold + x->n_hold);
+	/* no byte that starts a stop sequence: nothing to find or hold */
+	size_t j = 0;
+	while (j < x->n_hold && !(x->first[(uint8_t)x->hold[j] >> 3] >> ((uint8_t)x->hold[j] & 7) & 1))
+		j++;
+	if (j == x->n_hold) {
+		release(x, x->n_hold, out, n);
+		return 0;
+	}
 	/* the earliest complete stop sequence ends the text there */
 	size_t first = SIZE_MAX;
 	for (uint32_t i = 0; i < x->n_stops; i++) {
-		const char *s = x->stops + x->stop_off[i];
-		size_t l = x->stop_len[i];
-		for (size_t p = 0; p + l <= x->n_hold && p < first; p++)
-			if (memcmp(x->hold + p, s, l) == 0) {
-				first = p;
-				break;
-			}
+		/* only matches that start before the earliest so far */
+		size_t lim = first == SIZE_MAX ? x->n_hold : TS_MIN(x->n_hold, first + x->stop_len[i] - 1);
+		const char *hit = memmem(x->hold, lim, x->stops + x->stop_off[i], x->stop_len[i]);
+		if (hit)
+			first = (size_t)(hit - x->hold);
 	}
 	if (first != SIZE_MAX) {
 		release(x, first, out, n);
@@ -163,7 +171,7 @@ int stext_token(struct stext *x, int32_t id, const char **out, size_t *n)
 	for (uint32_t i = 0; i < x->n_stops; i++) {
 		const char *s = x->stops + x->stop_off[i];
 		for (size_t l = TS_MIN(x->stop_len[i] - 1, x->n_hold); l > keep; l--)
-			if (memcmp(x->hold + x->n_hold - l, s, l) == 0) {
+			if (x->hold[x->n_hold - l] == s[0] && memcmp(x->hold + x->n_hold - l, s, l) == 0) {
 				keep = l;
 				break;
 			}

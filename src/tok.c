@@ -562,6 +562,19 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 	for (int id = 0; id < t->n_ids; id++)
 		if ((int)t->dec_off[2 * id + 1] > t->max_dec)
 			t->max_dec = (int)t->dec_off[2 * id + 1];
+	/* tokens whose bytes are whole characters: the streaming fast path */
+	if (!(t->whole = ts_alloc((size_t)t->n_ids))) {
+		rc = ts_errf(e, E_NOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	for (int id = 0; id < t->n_ids; id++) {
+		const uint8_t *p = (const uint8_t *)t->strs + t->dec_off[2 * id];
+		size_t n = t->dec_off[2 * id + 1], i = 0;
+		int k = 1;
+		while (i < n && (k = u8_step(p + i, n - i)) > 0)
+			i += (size_t)k;
+		t->whole[id] = t->kind[id] && n > 0 && i == n;
+	}
 
 	/* merges: (left, right) -> rank, merged id */
 	for (int i = 0; i < nm; i++) {
@@ -671,6 +684,7 @@ void tok_free(struct tok *t)
 	ts_free(t->key_off);
 	ts_free(t->dec_off);
 	ts_free(t->kind);
+	ts_free(t->whole);
 	ts_free(t->vh);
 	ts_free(t->mh);
 	ts_free(t->added);
@@ -1173,6 +1187,10 @@ static void push_id(struct tok_stream *st, int32_t id, struct sink *k)
 	if (id < 0 || id >= t->n_ids || !t->kind[id] || (st->skip_special && t->kind[id] == 3))
 		return;
 	const uint8_t *p = (const uint8_t *)t->strs + t->dec_off[2 * id];
+	if (st->n_pend == 0 && st->started && t->whole[id]) { /* most tokens */
+		put(k, p, t->dec_off[2 * id + 1]);
+		return;
+	}
 	for (uint32_t i = 0; i < t->dec_off[2 * id + 1]; i++) {
 		st->pend[st->n_pend++] = p[i];
 		drain(st, k, 0);

@@ -53,6 +53,7 @@ struct tok {
 	uint32_t *key_off; /* (n_ids + 1): vocab key bytes (raw bytes; SP keeps "▁") */
 	uint32_t *dec_off; /* (n_ids, 2): decoded bytes (offset, len) */
 	uint8_t *kind;     /* (n_ids): 0 absent, 1 model vocab, 2 added, 3 added special, 4 byte-fallback <0xAB> */
+	uint8_t *whole;    /* (n_ids): 1 if its decoded bytes are whole valid UTF-8 characters */
 	int32_t *vh;       /* vocab hash: key bytes -> id, -1 empty */
 	uint32_t vh_mask;
 	struct tok_merge *mh; /* merge hash: (left id, right id) -> (rank, id) */
