@@ -1,6 +1,6 @@
 /* main: argv and subcommands.
  *
- *   tokenspeed generate --config FILE --prompt-ids 1,2,3 [--prompt-ids ...] --max-tokens N [sampling]
+ *   tokenspeed generate --config FILE (--prompt-ids 1,2,3 | --prompt TEXT)... --max-tokens N [sampling]
  *   tokenspeed serve --config FILE     serve the protocol over TLS until SIGTERM (then drain)
  *   tokenspeed --check-config FILE     validate without loading the model
  *   tokenspeed --print-config [--config FILE]   effective config with defaults
@@ -30,7 +30,7 @@ int certs_cmd(int argc, char **argv); /* boot/certs.c */
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: tokenspeed generate --config FILE --prompt-ids 1,2,3 [--prompt-ids ...] --max-tokens N\n"
+		"usage: tokenspeed generate --config FILE (--prompt-ids 1,2,3 | --prompt TEXT)... --max-tokens N\n"
 		"                           [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
 		"                           [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
 		"                           [--seed S] [--stop-ids 1,2] [--ignore-eos]\n"
@@ -80,6 +80,7 @@ static int cmd_generate(int argc, char **argv)
 	const char *cfg_path = NULL;
 	static int32_t prompts[GEN_MAX_PROMPTS][GEN_MAX_IDS];
 	int n_prompt[GEN_MAX_PROMPTS], n_prompts = 0, max_tokens = 16, n_stop = 0, ignore_eos = 0;
+	const char *ptext[GEN_MAX_PROMPTS] = {0}; /* a text prompt, tokenized after boot */
 	int32_t stop[SCHED_MAX_STOP];
 	struct samp_params sp;
 	struct ts_err e = {0};
@@ -111,6 +112,17 @@ static int cmd_generate(int argc, char **argv)
 				return 2;
 			}
 			n_prompts++;
+		} else if (!strcmp(a, "--prompt")) {
+			if (n_prompts == GEN_MAX_PROMPTS) {
+				fprintf(stderr, "tokenspeed: at most %d prompts\n", GEN_MAX_PROMPTS);
+				return 2;
+			}
+			if (!*v || strlen(v) > GEN_MAX_IDS / 2) {
+				fprintf(stderr, "tokenspeed: --prompt: 1..%d bytes of text\n", GEN_MAX_IDS / 2);
+				return 2;
+			}
+			ptext[n_prompts] = v;
+			n_prompt[n_prompts++] = 0;
 		} else if (!strcmp(a, "--stop-ids")) {
 			if ((n_stop = cli_parse_ids(v, stop, SCHED_MAX_STOP)) < 0) {
 				fprintf(stderr, "tokenspeed: --stop-ids \"%s\": at most %d comma-separated ids\n", v,
@@ -131,7 +143,7 @@ static int cmd_generate(int argc, char **argv)
 		}
 	}
 	if (!cfg_path || n_prompts == 0) {
-		fprintf(stderr, "tokenspeed: generate needs --config FILE and --prompt-ids\n");
+		fprintf(stderr, "tokenspeed: generate needs --config FILE and --prompt-ids or --prompt\n");
 		usage(stderr);
 		return 2;
 	}
@@ -145,6 +157,28 @@ static int cmd_generate(int argc, char **argv)
 	if (engine_boot(&en, &cfg, &e) < 0)
 		return die("boot", &e);
 	g.n = n_prompts;
+	struct tok_scratch sc = {0};
+	for (int i = 0; i < n_prompts; i++) {
+		if (!ptext[i])
+			continue;
+		if (!en.has_tok) {
+			fprintf(stderr, "tokenspeed: --prompt: %s has no tokenizer.json: use --prompt-ids\n", cfg.model.path);
+			engine_stop(&en);
+			return 2;
+		}
+		int k = en.tok.add_bos ? 1 : 0;
+		prompts[i][0] = en.tok.bos_id;
+		int n = tok_encode(&en.tok, ptext[i], strlen(ptext[i]), prompts[i] + k, GEN_MAX_IDS / 2, &sc);
+		if (n < 0 || n > GEN_MAX_IDS / 2) {
+			fprintf(stderr, "tokenspeed: --prompt %d: cannot tokenize (%s)\n", i, ts_code_name(n < 0 ? n : -E_NOSPACE));
+			engine_stop(&en);
+			return 2;
+		}
+		n_prompt[i] = k + n;
+	}
+	tok_scratch_free(&sc);
+	if (en.has_tok && !ignore_eos && en.tok.eos_id >= 0 && n_stop < SCHED_MAX_STOP)
+		stop[n_stop++] = en.tok.eos_id; /* the tokenizer's end of turn, as the server does */
 	for (int i = 0; i < n_prompts; i++) {
 		struct sched_submit s = {
 			.prompt = prompts[i], .n_prompt = n_prompt[i], .max_tokens = max_tokens,
@@ -178,6 +212,18 @@ static int cmd_generate(int argc, char **argv)
 		for (int j = 0; j < g.n_ids[i]; j++)
 			printf(" %d", g.ids[i][j]);
 		printf(" finish=%s\n", req_finish_name(g.finish[i]));
+		if (en.has_tok) { /* the generated text, as the server streams it */
+			static char text[GEN_MAX_IDS * 4];
+			struct tok_stream st;
+			size_t n = 0;
+			tok_stream_init(&st, &en.tok);
+			st.started = 1, st.skip_special = 1;
+			for (int j = 0; j < g.n_ids[i] && n + tok_stream_bound(&en.tok) < sizeof(text); j++)
+				n += tok_stream_push(&st, g.ids[i][j], text + n);
+			if (n + tok_stream_bound(&en.tok) < sizeof(text))
+				n += tok_stream_flush(&st, text + n);
+			printf("text[%d]: %.*s\n", i, (int)n, text);
+		}
 	}
 	const struct sched_stats *st = &en.s.st;
 	printf("prefill: %llu tokens in %.1f ms (%.1f tok/s); decode: %llu tokens in %.1f ms (%.1f tok/s); steps=%llu preemptions=%llu allocs_after_ready=%llu\n",

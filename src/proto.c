@@ -690,6 +690,9 @@ int proto_decode_submit(const uint8_t *p, uint32_t len, uint32_t flags, const st
 	if ((flags & PROTO_SUBMIT_HAS_SESSION) ? out->session_id == 0 : out->session_id != 0)
 		return ts_errf(e, E_INVAL, "SUBMIT session_id = %llu: must be non-zero with HAS_SESSION and 0 without",
 		               (unsigned long long)out->session_id);
+	if ((flags & PROTO_SUBMIT_WANT_LOGPROBS) && lim->max_logprobs == 0)
+		return ts_errf(e, E_UNSUPPORTED, "SUBMIT flags: WANT_LOGPROBS: this server computes no logprobs "
+		                                 "(WELCOME max_logprobs = 0)");
 	uint32_t max_lp = (flags & PROTO_SUBMIT_WANT_LOGPROBS) ? lim->max_logprobs : 0;
 	if (out->top_logprobs > max_lp)
 		return ts_errf(e, E_RANGE, "SUBMIT top_logprobs = %u: out of range (accepted 0..%u%s)",

@@ -800,6 +800,12 @@ static void test_submit_invalid(void)
 	SUBMIT_EXPECT(lim_ids, -E_RANGE, "top_logprobs = 1", a.top_logprobs = 1);
 	SUBMIT_EXPECT(lim_ids, -E_RANGE, "top_logprobs = 6", a.flags = PROTO_SUBMIT_WANT_LOGPROBS, a.top_logprobs = 6);
 	SUBMIT_EXPECT(lim_ids, 0, "", a.flags = PROTO_SUBMIT_WANT_LOGPROBS, a.top_logprobs = 5);
+	{
+		struct proto_limits nolp = lim_ids;
+		nolp.max_logprobs = 0;
+		SUBMIT_EXPECT(nolp, -E_UNSUPPORTED, "WANT_LOGPROBS: this server computes no logprobs",
+		              a.flags = PROTO_SUBMIT_WANT_LOGPROBS);
+	}
 	/* text fields without a tokenizer: UNSUPPORTED */
 	SUBMIT_EXPECT(lim_ids, -E_UNSUPPORTED, "TEXT_PROMPT needs a tokenizer", a.flags = PROTO_SUBMIT_TEXT_PROMPT,
 	              a.n_prompt = 0, a.prompt_text = s_ok[0]);

@@ -575,6 +575,13 @@ static void test_malformed(void)
 		b[n++] = 0; /* trailing byte */
 		proto_put_u32(b, proto_get_u32(b) + 1);
 		expect("trailing byte", 1, b, (size_t)n, PROTO_ERR_BAD_FIELD, 4, 0);
+		/* this model has no tokenizer and the server computes no logprobs */
+		a.flags = PROTO_SUBMIT_WANT_LOGPROBS;
+		n = proto_encode_submit(b, sizeof(b), 5, &a);
+		expect("WANT_LOGPROBS", 1, b, (size_t)n, PROTO_ERR_UNSUPPORTED, 5, 0);
+		a.flags = PROTO_SUBMIT_WANT_TEXT;
+		n = proto_encode_submit(b, sizeof(b), 6, &a);
+		expect("WANT_TEXT without a tokenizer", 1, b, (size_t)n, PROTO_ERR_UNSUPPORTED, 6, 0);
 	}
 	{ /* truncated: half a header, then gone */
 		struct cl c;

@@ -314,6 +314,25 @@ static void test_tsctl(struct tsc *c)
 	out[n] = 0;
 	T_CHECK(st == 0 && n > r.n_text && memcmp(out, r.text, r.n_text) == 0 && strstr(out, "done: finish=LENGTH"),
 		"tsctl generate prints the generated text first (exit %d): %.200s", st, out);
+	/* the local CLI: tokenspeed generate --prompt TEXT gives the same text */
+	char ini[256], cwd[512];
+	snprintf(ini, sizeof(ini), "%s/gen.ini", certs);
+	FILE *f = fopen(ini, "w");
+	if (f && getcwd(cwd, sizeof(cwd))) {
+		fprintf(f, "[model]\npath = %s/%s/llama3-mini-tok\n[engine]\nmax_seq_len = 512\nkv_tokens = 4096\n"
+			   "[device]\nbackend = cpu\ncpu_threads = 2\n[log]\nlevel = warn\n", cwd, T_CKPT_ROOT);
+		fclose(f);
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "build/tokenspeed generate --config %s --prompt \"Hello there\" --max-tokens 16 --temperature 0 "
+		 "--ignore-eos 2>&1", ini);
+	p = popen(cmd, "r");
+	n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+	st = p ? pclose(p) : -1;
+	out[n] = 0;
+	const char *tl = strstr(out, "text[0]: ");
+	T_CHECK(st == 0 && tl && strncmp(tl + 9, r.text, r.n_text) == 0 && tl[9 + r.n_text] == '\n',
+		"tokenspeed generate --prompt prints the text the server streams (exit %d): %.300s", st, out);
 	snprintf(cmd, sizeof(cmd),
 		 "printf 'Hi!\\nAnd again.\\n/quit\\n' | build/tsctl chat --server 127.0.0.1:%d --certs %s "
 		 "--server-name localhost --max-tokens 8 --temperature 0 --verbose 2>&1",
