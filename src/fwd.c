@@ -4,6 +4,7 @@
 #include "fwd.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "fmath.h"
 #include "gpu.h"
@@ -241,6 +242,25 @@ static gpu_ptr kv_v(const struct gpub *p, int l)
 
 #define DP(ptr) ((void *)(uintptr_t)(ptr))
 
+/* TS_WHATIF (a measurement, never for serving): leave kernels out of every
+ * layer to time what fusing them away could save at most; the outputs are
+ * wrong and the boot self-test is skipped. Bits: 1 the two RMSNorms, 2 RoPE +
+ * KV write, 4 attention (with its reduce), 8 only the decode reduce. */
+static unsigned whatif(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *s = getenv("TS_WHATIF");
+		v = s ? atoi(s) & 15 : 0;
+	}
+	return (unsigned)v;
+}
+
+int fwd_whatif(void)
+{
+	return (int)whatif();
+}
+
 /* One batch, already described by the device metadata: T tokens, n_rows
  * logit rows, n_dec decode tokens listed at d_dec and n_pre prefill tokens at
  * d_pre (n_pre = 0 and n_dec = T for a pure decode step). */
@@ -274,11 +294,15 @@ static int forward(struct gpub *p, const struct model *m, int T, int n_rows, int
 				    KG_SILU_MUL_BF16, 1};
 		struct k_gemm dn = {DP(p->h), DP(L->wd), NULL, DP(p->x), NULL, T, d->ffn_dim, d->dim, d->dim, KG_ADD_F32, 1};
 
-		r |= rmsnorm_run(g, &n1);                      /* xb = rmsnorm(x) * attn_norm */
+		const unsigned wi = whatif();
+		if (!(wi & 1))
+			r |= rmsnorm_run(g, &n1);              /* xb = rmsnorm(x) * attn_norm */
 		r |= gemm_run(g, &qkv, p->gemm_ws);            /* qkv = xb Wqkv^T + b */
-		r |= rope_kv_run(g, &rk);                      /* q = rope(q); cache <- rope(k), v */
+		if (!(wi & 2))
+			r |= rope_kv_run(g, &rk);              /* q = rope(q); cache <- rope(k), v */
 		if (n_pre == 0) {                              /* att = softmax(q K^T) V */
-			r |= attn_run(g, &at, p->attn_ws, ATTN_DECODE);
+			if (!(wi & 4))
+				r |= attn_run(g, &at, p->attn_ws, (wi & 8) ? ATTN_DECODE_NO_REDUCE : ATTN_DECODE);
 		} else {
 			if (n_dec > 0) {
 				at.tok = DP(p->d_dec);
@@ -290,7 +314,8 @@ static int forward(struct gpub *p, const struct model *m, int T, int n_rows, int
 			r |= attn_run(g, &at, p->attn_ws, ATTN_PREFILL);
 		}
 		r |= gemm_run(g, &o, p->gemm_ws);              /* x += att Wo^T */
-		r |= rmsnorm_run(g, &n2);                      /* xb = rmsnorm(x) * ffn_norm */
+		if (!(wi & 1))
+			r |= rmsnorm_run(g, &n2);              /* xb = rmsnorm(x) * ffn_norm */
 		r |= gemm_run(g, &gu, p->gemm_ws);             /* h = silu(xb Wg^T) * (xb Wu^T) */
 		r |= gemm_run(g, &dn, p->gemm_ws);             /* x += h Wd^T */
 	}

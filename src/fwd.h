@@ -21,6 +21,10 @@ extern const struct backend_ops gpu_backend_ops;
  * of the model against the CPU backend); n_layers = 0 means all. */
 int fwd_forward_layers(struct backend *b, const struct batch *bt, float *logits, int n_layers);
 
+/* The TS_WHATIF bits in force (0 normally): kernels left out for a timing
+ * experiment; outputs are then wrong (fwd.c says which bits). */
+int fwd_whatif(void);
+
 /* Device allocations made since boot (1: the arena). */
 uint64_t fwd_device_allocs(const struct backend *b);
 

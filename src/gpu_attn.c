@@ -116,7 +116,8 @@ int attn_run(struct gpu *g, const struct k_attn *a, gpu_ptr part_ws, int mode)
 		return 0;
 
 	switch ((enum attn_mode)mode) {
-	case ATTN_DECODE: {
+	case ATTN_DECODE:
+	case ATTN_DECODE_NO_REDUCE: {
 		int bpt = attn_rows_blocks(a->n_heads, a->n_kv_heads);
 		k.n_split = attn_splits_for(k.n_tok, bpt, g->info.n_sm);
 		if (k.n_split > 1) {
@@ -131,7 +132,7 @@ int attn_run(struct gpu *g, const struct k_attn *a, gpu_ptr part_ws, int mode)
 			return -E_INVAL;
 		rc = gpu_launch(g, GPU_K_ATTN_DECODE, (unsigned)(k.n_tok * k.n_split), (unsigned)bpt, 1, ATTN_THREADS,
 				ATTN_DECODE_SMEM(hd), &k, sizeof(k));
-		if (rc == 0 && k.n_split > 1)
+		if (rc == 0 && k.n_split > 1 && mode != ATTN_DECODE_NO_REDUCE)
 			rc = gpu_launch(g, GPU_K_ATTN_REDUCE, (unsigned)k.n_tok, (unsigned)a->n_heads, 1, 32, 0, &k,
 					sizeof(k));
 		return rc;

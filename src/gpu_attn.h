@@ -41,12 +41,16 @@
 #include "gpu.h"
 #include "ts_kernels.h"
 
-enum attn_mode { ATTN_DECODE, ATTN_PREFILL };
+/* ATTN_DECODE_NO_REDUCE: decode without merging the splits (wrong output):
+ * only for fwd.c's TS_WHATIF timing experiment. */
+enum attn_mode { ATTN_DECODE, ATTN_PREFILL, ATTN_DECODE_NO_REDUCE };
 
 #ifndef ATTN_BLOCKS_PER_SM
 #define ATTN_BLOCKS_PER_SM 4 /* decode blocks aimed for per multiprocessor (3 fit at once) */
 #endif
+#ifndef ATTN_MAX_SPLIT
 #define ATTN_MAX_SPLIT 32    /* decode splits at most (k_attn_reduce_f32 takes <= 32) */
+#endif
 
 /* Bytes of part_ws that attn_run needs for any launch of at most max_T
  * tokens on n_sm multiprocessors (any n_kv_heads). 0 when no launch splits. */
