@@ -1,7 +1,7 @@
 /* bench: decode speed of the GPU backend on a real-size checkpoint, next to
  * the floors measured in the same run (device only).
  *
- *   build/gpu/bench CKPT_DIR [max_ctx] [quick]
+ *   build/gpu/bench CKPT_DIR [max_ctx] [quick | b1]
  *
  * 1. The copy floor: device-to-device copy of 4 GiB, bytes read + written.
  * 2. Boot: engine_boot from the checkpoint (page cache) to ready.
@@ -58,6 +58,7 @@ int main(int argc, char **argv)
 	const char *dir = argc > 1 ? argv[1] : "/tmp/llama31-8b";
 	int max_ctx = argc > 2 ? atoi(argv[2]) : 4096;
 	int quick = argc > 3 && !strcmp(argv[3], "quick"); /* context 512, batches 1, 8, 64: for A/B runs */
+	int b1 = argc > 3 && !strcmp(argv[3], "b1");        /* batch 1 at every context: for A/B runs */
 	static const int batches[] = {1, 8, 32, 64}, ctxs[] = {512, 4096};
 
 	double floor_gbps = copy_floor_gbps();
@@ -93,7 +94,7 @@ int main(int argc, char **argv)
 			continue;
 		for (size_t bi = 0; bi < 4; bi++) {
 			int B = batches[bi];
-			if (quick && (C != 512 || B == 32))
+			if ((quick && (C != 512 || B == 32)) || (b1 && B != 1))
 				continue;
 			const int P = C - 36; /* prompt: the timed steps end near context C */
 			if ((int64_t)B * C > en.kv_tokens) {
