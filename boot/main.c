@@ -213,16 +213,10 @@ static int cmd_generate(int argc, char **argv)
 			printf(" %d", g.ids[i][j]);
 		printf(" finish=%s\n", req_finish_name(g.finish[i]));
 		if (en.has_tok) { /* the generated text, as the server streams it */
-			static char text[GEN_MAX_IDS * 4];
-			struct tok_stream st;
-			size_t n = 0;
-			tok_stream_init(&st, &en.tok);
-			st.started = 1, st.skip_special = 1;
-			for (int j = 0; j < g.n_ids[i] && n + tok_stream_bound(&en.tok) < sizeof(text); j++)
-				n += tok_stream_push(&st, g.ids[i][j], text + n);
-			if (n + tok_stream_bound(&en.tok) < sizeof(text))
-				n += tok_stream_flush(&st, text + n);
-			printf("text[%d]: %.*s\n", i, (int)n, text);
+			static char text[1 << 20];
+			size_t n = tok_decode_gen(&en.tok, g.ids[i], g.n_ids[i], text, sizeof(text));
+			printf("text[%d]: %.*s%s\n", i, (int)TS_MIN(n, sizeof(text) - 1), text,
+			       n >= sizeof(text) ? " (cut)" : "");
 		}
 	}
 	const struct sched_stats *st = &en.s.st;

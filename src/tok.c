@@ -1222,15 +1222,29 @@ size_t tok_stream_flush(struct tok_stream *s, char *out)
 	return k.n;
 }
 
-size_t tok_decode(const struct tok *t, const int32_t *ids, int n, char *out, size_t cap)
+static size_t decode_all(struct tok_stream *st, const int32_t *ids, int n, char *out, size_t cap)
 {
-	struct tok_stream st;
 	struct sink k = {out, cap, 0};
-	tok_stream_init(&st, t);
 	for (int i = 0; i < n; i++)
-		push_id(&st, ids[i], &k);
-	drain(&st, &k, 1);
+		push_id(st, ids[i], &k);
+	drain(st, &k, 1);
 	if (cap > 0)
 		out[k.n < cap ? k.n : cap - 1] = 0;
 	return k.n;
+}
+
+size_t tok_decode(const struct tok *t, const int32_t *ids, int n, char *out, size_t cap)
+{
+	struct tok_stream st;
+	tok_stream_init(&st, t);
+	return decode_all(&st, ids, n, out, cap);
+}
+
+size_t tok_decode_gen(const struct tok *t, const int32_t *ids, int n, char *out, size_t cap)
+{
+	struct tok_stream st;
+	tok_stream_init(&st, t);
+	st.started = 1;
+	st.skip_special = 1;
+	return decode_all(&st, ids, n, out, cap);
 }

@@ -104,6 +104,11 @@ void tok_scratch_free(struct tok_scratch *sc);
  * decode to nothing. */
 size_t tok_decode(const struct tok *t, const int32_t *ids, int n, char *out, size_t cap);
 
+/* The same for generated ids, as the server streams them: special tokens
+ * decode to nothing (HF skip_special_tokens=True) and SentencePiece's leading
+ * space is kept (the text continues a prompt). */
+size_t tok_decode_gen(const struct tok *t, const int32_t *ids, int n, char *out, size_t cap);
+
 /* Streaming detokenizer: feed ids one at a time; each push emits only complete,
  * valid UTF-8 (an incomplete sequence waits for the next token; an invalid one
  * becomes U+FFFD). The concatenation of all pushes and the final flush equals

@@ -18,17 +18,6 @@ static uint32_t rnd(uint32_t n)
 	return (uint32_t)(rs >> 33) % n;
 }
 
-/* The reference: decode ids[0..n) whole (special tokens skipped). */
-static size_t ref_text(const struct tok *t, const int32_t *ids, int n, char *out)
-{
-	struct tok_stream st;
-	size_t k = 0;
-	tok_stream_init(&st, t);
-	st.started = 1, st.skip_special = 1;
-	for (int i = 0; i < n; i++)
-		k += tok_stream_push(&st, ids[i], out + k);
-	return k + tok_stream_flush(&st, out + k);
-}
 
 int main(void)
 {
@@ -48,7 +37,7 @@ int main(void)
 		int n = 1 + (int)rnd(200);
 		for (int i = 0; i < n; i++) /* mostly merged tokens, some bytes and special tokens */
 			ids[i] = rnd(10) == 0 ? (int32_t)rnd(8) : (int32_t)rnd((uint32_t)t.n_ids);
-		size_t nf = ref_text(&t, ids, n, full);
+		size_t nf = tok_decode_gen(&t, ids, n, full, sizeof(full)); /* the reference */
 		/* up to 4 stop sequences: pieces of this text (often across tokens), or not in it */
 		struct proto_str ss[4];
 		char sb[4][16];
