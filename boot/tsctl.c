@@ -62,7 +62,7 @@ static void usage(FILE *f)
 	           "                      [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
 	           "                      [--seed S] [--stop-ids 1,2] [--stop STR]... [--ignore-eos] [--priority 0..3]\n"
 	           "                      [--session ID [--keep-session]]\n"
-	           "       tsctl chat [--system TEXT] [--max-tokens N] [sampling as for generate]\n"
+	           "       tsctl chat [--system TEXT] [--max-tokens N] [sampling as for generate] [-v: per-turn counts]\n"
 	           "       tsctl stats --server HOST:PORT --certs DIR\n"
 	           "       tsctl bench --server HOST:PORT --certs DIR (--concurrency C | --rate R) --requests N\n"
 	           "                   --input-len L --output-len M [--session-reuse F] [--connections K] [--seed S]\n"
