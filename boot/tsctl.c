@@ -5,7 +5,8 @@
  *   tsctl generate [--server HOST:PORT --certs DIR] --prompt-ids 1,2,3 [--max-tokens N] [sampling]
  *       streams the generated text (for a text prompt) or ids as they arrive,
  *       then DONE's counts and timings. --chat sends TEXT as a user message
- *       (after --system) in the model's chat format.
+ *       (after --system and the --tools FILE definitions, a JSON array) in the
+ *       model's chat format.
  *   tsctl chat [--server HOST:PORT --certs DIR] [--system TEXT] [sampling]
  *       an interactive conversation: each line read is a user turn, the reply
  *       streams back; the whole conversation is sent each turn under one
@@ -57,12 +58,13 @@ int tsctl_main(int argc, char **argv);
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tsctl generate (\"TEXT\" [--chat] [--system TEXT] | --prompt-ids 1,2,3) [--max-tokens N]\n"
+	fprintf(f, "usage: tsctl generate (\"TEXT\" [--chat] [--system TEXT] [--tools FILE] | --prompt-ids 1,2,3)\n"
+	           "                      [--max-tokens N]\n"
 	           "                      [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
 	           "                      [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
 	           "                      [--seed S] [--stop-ids 1,2] [--stop STR]... [--ignore-eos] [--priority 0..3]\n"
 	           "                      [--session ID [--keep-session]]\n"
-	           "       tsctl chat [--system TEXT] [--max-tokens N] [sampling as for generate] [-v: per-turn counts]\n"
+	           "       tsctl chat [--system TEXT] [--tools FILE] [--max-tokens N] [sampling as for generate] [-v]\n"
 	           "       tsctl stats --server HOST:PORT --certs DIR\n"
 	           "       tsctl bench --server HOST:PORT --certs DIR (--concurrency C | --rate R) --requests N\n"
 	           "                   --input-len L --output-len M [--session-reuse F] [--connections K] [--seed S]\n"
@@ -86,6 +88,8 @@ struct opts {
 	uint64_t session_id;
 	int keep_session, ignore_eos;
 	const char *text, *system; /* a text prompt; the system message of --chat and chat */
+	char *tools;               /* --tools FILE's contents: a JSON array of tool definitions */
+	uint32_t tools_len;
 	int chat, verbose;
 	struct proto_str stop_seqs[PROTO_MAX_STOP_SEQS];
 	uint32_t n_stop_seqs;
@@ -232,6 +236,20 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->psk_file = v;
 		else if (!strcmp(a, "--system"))
 			o->system = v;
+		else if (!strcmp(a, "--tools")) {
+			static char buf[1 << 20];
+			FILE *f = fopen(v, "rb");
+			size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+			int err = !f || ferror(f) || n == sizeof(buf);
+			if (f)
+				fclose(f);
+			if (err || n == 0) {
+				fprintf(stderr, "tsctl: --tools %s: cannot read a JSON array of tool definitions (< 1 MiB): %s\n",
+				        v, f ? "empty or too long" : strerror(errno));
+				return -1;
+			}
+			o->tools = buf, o->tools_len = (uint32_t)n;
+		}
 		else if (!strcmp(a, "--stop")) {
 			if (o->n_stop_seqs == PROTO_MAX_STOP_SEQS || !*v) {
 				fprintf(stderr, "tsctl: --stop \"%s\": at most %u non-empty stop sequences\n", v,
@@ -327,7 +345,7 @@ static int cmd_generate(const struct opts *o)
 		fprintf(stderr, "tsctl generate: give a text prompt (\"TEXT\") or --prompt-ids, one of the two\n");
 		return 1;
 	}
-	if ((o->chat || o->system) && !o->text) {
+	if ((o->chat || o->system || o->tools) && !o->text) {
 		fprintf(stderr, "tsctl generate: --chat and --system go with a text prompt\n");
 		return 1;
 	}
@@ -338,13 +356,15 @@ static int cmd_generate(const struct opts *o)
 		tsc_close(&c);
 		return 1;
 	}
-	struct proto_chat_msg msgs[2];
+	struct proto_chat_msg msgs[3];
 	uint32_t n_msgs = 0;
+	if (o->tools)
+		msgs[n_msgs++] = (struct proto_chat_msg){PROTO_ROLE_TOOLS, {o->tools, o->tools_len}};
 	if (o->system)
 		msgs[n_msgs++] = (struct proto_chat_msg){PROTO_ROLE_SYSTEM, {o->system, (uint32_t)strlen(o->system)}};
 	if (o->text)
 		msgs[n_msgs++] = (struct proto_chat_msg){PROTO_ROLE_USER, {o->text, (uint32_t)strlen(o->text)}};
-	int chat = o->chat || o->system;
+	int chat = o->chat || o->system || o->tools;
 	struct tsc_request rq = {.prompt = o->prompt,
 	                         .n_prompt = (uint32_t)o->n_prompt,
 	                         .text = o->text && !chat ? o->text : NULL,
@@ -553,10 +573,15 @@ static int cmd_chat(const struct opts *o)
 		session = rng_next(&t) | 1;
 	}
 	uint32_t base = 0;
+	if (o->tools) {
+		if (history_add(&h, PROTO_ROLE_TOOLS, o->tools, o->tools_len) < 0)
+			goto out;
+		base++;
+	}
 	if (o->system) {
 		if (history_add(&h, PROTO_ROLE_SYSTEM, o->system, strlen(o->system)) < 0)
 			goto out;
-		base = 1;
+		base++;
 	}
 	if (tty)
 		fprintf(stderr, "%s (%s) on %s: /reset starts over, /quit or Ctrl-D ends\n", c.model, c.arch,

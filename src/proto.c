@@ -776,7 +776,7 @@ int proto_decode_submit(const uint8_t *p, uint32_t len, uint32_t flags, const st
 			if (role > PROTO_ROLE_MAX)
 				return ts_errf(e, E_RANGE,
 				               "SUBMIT messages[%u] role = %u: out of range (accepted 0 system, 1 user, "
-				               "2 assistant, 3 tool)",
+				               "2 assistant, 3 tool, 4 tools)",
 				               i, role);
 			if ((rc = rd_str(&r, &c, lim->max_text_bytes, "messages content")) < 0)
 				return rc;

@@ -344,8 +344,8 @@ int proto_encode_welcome(uint8_t *buf, size_t cap, const struct proto_welcome *w
 
 /* Chat messages of a SUBMIT: records (u32 role, string content), checked by
  * the decoder; walk them with proto_chat_next from off = 0. */
-enum proto_role { PROTO_ROLE_SYSTEM = 0, PROTO_ROLE_USER, PROTO_ROLE_ASSISTANT, PROTO_ROLE_TOOL };
-#define PROTO_ROLE_MAX PROTO_ROLE_TOOL
+enum proto_role { PROTO_ROLE_SYSTEM = 0, PROTO_ROLE_USER, PROTO_ROLE_ASSISTANT, PROTO_ROLE_TOOL, PROTO_ROLE_TOOLS };
+#define PROTO_ROLE_MAX PROTO_ROLE_TOOLS
 struct proto_chat_msg {
 	uint32_t role; /* enum proto_role */
 	struct proto_str text;

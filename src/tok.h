@@ -151,7 +151,10 @@ size_t tok_stream_flush(struct tok_stream *s, char *out);
  * the model to continue (HF continue_final_message: the text ends at the
  * message's content with trailing whitespace removed); otherwise the
  * assistant's header follows (add_generation_prompt). */
-enum tok_role { TOK_ROLE_SYSTEM, TOK_ROLE_USER, TOK_ROLE_ASSISTANT, TOK_ROLE_TOOL, TOK_ROLE_N };
+/* TOK_ROLE_TOOLS: a JSON array of tool definitions (HF apply_chat_template's
+ * `tools`), written into the system turn as the template's tojson does
+ * (ChatML only); such messages come before all the others. */
+enum tok_role { TOK_ROLE_SYSTEM, TOK_ROLE_USER, TOK_ROLE_ASSISTANT, TOK_ROLE_TOOL, TOK_ROLE_TOOLS, TOK_ROLE_N };
 struct tok_msg {
 	uint32_t role; /* enum tok_role */
 	const char *text;

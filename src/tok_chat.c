@@ -4,7 +4,9 @@
  * are those of the template text named beside it, checked by tests/t_chat.c
  * against a Jinja renderer running the real templates. */
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "json.h"
 #include "tok.h"
 
 const char *tok_chat_name(enum tok_chat c)
@@ -31,10 +33,10 @@ enum tok_chat tok_chat_detect(const char *tpl, int *think)
 
 size_t tok_chat_bound(const struct tok *t, const struct tok_msg *m, int n)
 {
-	size_t b = 128 + (size_t)t->max_dec;
+	size_t b = 640 + (size_t)t->max_dec; /* + the tools block's fixed text */
 	for (int i = 0; i < n; i++)
-		b += m[i].len + 128 + 2 * (size_t)t->max_dec; /* markers, BOS and EOS */
-	return b;
+		b += m[i].len * (m[i].role == TOK_ROLE_TOOLS ? 6 : 1) + 128 + 2 * (size_t)t->max_dec;
+	return b; /* tools: tojson writes a control byte as 6 */
 }
 
 /* ---------------------------------------------------------------- text pieces */
@@ -156,18 +158,154 @@ static int user_is_tool_response(struct span c)
 
 /* ---------------------------------------------------------------- formats */
 
-static const char *const role_name[TOK_ROLE_N] = {"system", "user", "assistant", "tool"};
+static const char *const role_name[TOK_ROLE_N] = {"system", "user", "assistant", "tool", "tools"};
 
-/* Qwen3's chat_template (tokenizer_config.json of Qwen3), without tools. */
-static void chatml(const struct tok *t, const struct tok_msg *m, int n, int open_last, struct out *o)
+/* ---------------------------------------------------------------- tojson */
+
+/* A JSON string as Python's json.dumps(ensure_ascii=False) writes it. */
+static void put_json_str(struct out *o, const char *s, size_t n)
 {
+	char u[8];
+	puts_(o, "\"");
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t c = (uint8_t)s[i];
+		if (c == '"' || c == '\\') {
+			char two[2] = {'\\', (char)c};
+			put(o, two, 2);
+		} else if (c >= 8 && c <= 13 && c != 11) { /* \b \t \n (\v has none) \f \r */
+			char two[2] = {'\\', "btn?fr"[c - 8]};
+			put(o, two, 2);
+		} else if (c < 0x20) {
+			snprintf(u, sizeof(u), "\\u%04x", c);
+			puts_(o, u);
+		} else {
+			put(o, s + i, 1);
+		}
+	}
+	puts_(o, "\"");
+}
+
+/* v as the chat templates' tojson filter writes it: Python's
+ * json.dumps(v, ensure_ascii=False): ", " and ": " separators, keys in their
+ * order, non-ASCII as is, control characters escaped; numbers in the
+ * shortest form that reads back the same, integers without a point (a number
+ * sent as 2.0 comes out 2, where Python would keep the float's 2.0). */
+static void put_json(struct out *o, const struct json_val *v)
+{
+	char num[40];
+	size_t n;
+	switch (json_type(v)) {
+	case JSON_NULL:
+		puts_(o, "null");
+		return;
+	case JSON_TRUE:
+		puts_(o, "true");
+		return;
+	case JSON_FALSE:
+		puts_(o, "false");
+		return;
+	case JSON_NUM: {
+		double d = 0;
+		json_num(v, &d);
+		if (d > -1e16 && d < 1e16 && d == (double)(long long)d) {
+			snprintf(num, sizeof(num), "%lld", (long long)d);
+		} else {
+			for (int p = 1; p <= 17; p++) {
+				snprintf(num, sizeof(num), "%.*g", p, d);
+				if (strtod(num, NULL) == d)
+					break;
+			}
+		}
+		puts_(o, num);
+		return;
+	}
+	case JSON_STR: {
+		const char *str = json_str(v, &n);
+		put_json_str(o, str, n);
+		return;
+	}
+	case JSON_ARR:
+		puts_(o, "[");
+		for (int i = 0; i < json_len(v); i++) {
+			if (i)
+				puts_(o, ", ");
+			put_json(o, json_at(v, i));
+		}
+		puts_(o, "]");
+		return;
+	case JSON_OBJ:
+		puts_(o, "{");
+		for (int i = 0; i < json_len(v); i++) {
+			const char *k = json_key_at(v, i, &n);
+			if (i)
+				puts_(o, ", ");
+			put_json_str(o, k, n);
+			puts_(o, ": ");
+			put_json(o, json_at(v, i));
+		}
+		puts_(o, "}");
+		return;
+	}
+}
+
+/* The tool definitions of the leading tools messages (each a JSON array),
+ * one tojson per line, as Qwen3's template lists them. */
+static int put_tools(struct out *o, const struct tok_msg *m, int n_tools, struct ts_err *e)
+{
+	for (int i = 0; i < n_tools; i++) {
+		struct json_doc *doc = NULL;
+		char what[48];
+		snprintf(what, sizeof(what), "messages[%d] (tools)", i);
+		int rc = json_parse(&doc, what, m[i].text, m[i].len, e);
+		if (rc < 0) { /* the parser's message names the message; the error is the request's */
+			char msg[sizeof(e->msg)];
+			snprintf(msg, sizeof(msg), "%s", e->msg);
+			return rc == -E_NOMEM ? rc : ts_errf(e, E_INVAL, "%s", msg);
+		}
+		const struct json_val *root = json_root(doc);
+		if (json_type(root) != JSON_ARR) {
+			json_free(doc);
+			return ts_errf(e, E_INVAL, "messages[%d]: a tools message is a JSON array of tool definitions", i);
+		}
+		for (int k = 0; k < json_len(root); k++) {
+			puts_(o, "\n");
+			put_json(o, json_at(root, k));
+		}
+		json_free(doc);
+	}
+	return 0;
+}
+
+/* Qwen3's chat_template (tokenizer_config.json of Qwen3); m[0..n) without
+ * the tools messages, whose definitions put_tools writes into the system
+ * turn (with the first system message's text before them). */
+static int chatml(const struct tok *t, const struct tok_msg *tools, int n_tools, const struct tok_msg *m, int n,
+		  int open_last, struct out *o, struct ts_err *e)
+{
+	int i0 = 0;
+	if (n_tools) {
+		puts_(o, "<|im_start|>system\n");
+		if (n && m[0].role == TOK_ROLE_SYSTEM) {
+			put(o, m[0].text, m[0].len);
+			puts_(o, "\n\n");
+			i0 = 1;
+		}
+		puts_(o, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are "
+			 "provided with function signatures within <tools></tools> XML tags:\n<tools>");
+		int rc = put_tools(o, tools, n_tools, e);
+		if (rc < 0)
+			return rc;
+		puts_(o, "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+			 "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
+			 "\"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n");
+	}
 	int last_query = n - 1;
 	for (int i = n - 1; i >= 0; i--)
 		if (m[i].role == TOK_ROLE_USER && !user_is_tool_response((struct span){m[i].text, m[i].len})) {
 			last_query = i;
 			break;
 		}
-	for (int i = 0; i < n; i++) {
+	for (int i = i0; i < n; i++) {
 		struct span c = {m[i].text, m[i].len};
 		switch (m[i].role) {
 		case TOK_ROLE_SYSTEM:
@@ -203,7 +341,7 @@ static void chatml(const struct tok *t, const struct tok_msg *m, int n, int open
 				put_span(o, body);
 				if (o->n <= o->cap)
 					o->n = at + rstrip_ws((struct span){o->p + at, o->n - at}).n;
-				return;
+				return 0;
 			}
 			put_span(o, body);
 			puts_(o, "<|im_end|>\n");
@@ -221,6 +359,7 @@ static void chatml(const struct tok *t, const struct tok_msg *m, int n, int open
 		}
 	}
 	puts_(o, "<|im_start|>assistant\n");
+	return 0;
 }
 
 /* Meta-Llama-3-8B-Instruct's chat_template. */
@@ -335,16 +474,30 @@ long tok_chat_render(const struct tok *t, const struct tok_msg *m, int n, char *
 		return ts_errf(e, E_UNSUPPORTED,
 			       "this model has no chat format we know (tokenizer_config.json chat_template; set [model] "
 			       "chat_format)");
-	if (n < 1)
-		return ts_errf(e, E_INVAL, "messages: at least one is needed");
-	for (int i = 0; i < n; i++)
+	int n_tools = 0;
+	while (n_tools < n && m[n_tools].role == TOK_ROLE_TOOLS)
+		n_tools++;
+	for (int i = 0; i < n; i++) {
 		if (m[i].role >= TOK_ROLE_N)
-			return ts_errf(e, E_INVAL, "messages[%d]: role %u: not 0..3 (system, user, assistant, tool)", i,
+			return ts_errf(e, E_INVAL,
+				       "messages[%d]: role %u: not 0..4 (system, user, assistant, tool, tools)", i,
 				       m[i].role);
+		if (m[i].role == TOK_ROLE_TOOLS && i >= n_tools)
+			return ts_errf(e, E_INVAL, "messages[%d]: tools messages come before all the others", i);
+	}
+	if (n_tools && t->chat != TOK_CHAT_CHATML)
+		return ts_errf(e, E_INVAL,
+			       "messages[0]: tool definitions: the %s chat format has none (describe the tools in the "
+			       "system message)",
+			       tok_chat_name(t->chat));
+	const struct tok_msg *tools = m;
+	m += n_tools, n -= n_tools;
+	if (n < 1)
+		return ts_errf(e, E_INVAL, "messages: at least one that is not tools is needed");
 	int open_last = m[n - 1].role == TOK_ROLE_ASSISTANT, rc = 0;
 	switch (t->chat) {
 	case TOK_CHAT_CHATML:
-		chatml(t, m, n, open_last, &o);
+		rc = chatml(t, tools, n_tools, m, n, open_last, &o, e);
 		break;
 	case TOK_CHAT_LLAMA3:
 		llama3(t, m, n, open_last, &o);

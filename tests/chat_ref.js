@@ -245,6 +245,26 @@ function qwenToolUser() {
 	}
 }
 
+// Qwen3 tool definitions (the template's `tools`): JSON values of every kind,
+// strings from content() (control characters, CJK, emoji, quotes); numbers
+// integers or short decimals (Python and JS print those alike).
+function toolDefs() {
+	const a = [];
+	for (let i = ri(1, 3); i > 0; i--) {
+		const props = {}, req = [];
+		for (let k = ri(0, 3); k > 0; k--) {
+			const name = pick(['city', 'unit', 'n', 'query', 'path', 'é_名', 'x y']) + k;
+			props[name] = pick([{ type: 'string', description: content() }, { type: 'integer', minimum: ri(-5, 5), maximum: ri(6, 1000) },
+				{ type: 'number', default: pick([0.5, 1.25, -2.75, 100]) }, { type: 'boolean', default: chance(0.5) },
+				{ type: 'array', items: { type: 'string' } }, { enum: ['a', 'b', null] }]);
+			if (chance(0.5)) req.push(name);
+		}
+		a.push({ type: 'function', function: { name: pick(['get_weather', 'search', 'run', 'read_file']) + i,
+			description: content(), parameters: { type: 'object', properties: props, required: req } } });
+	}
+	return a;
+}
+
 function msg(fmt, role) {
 	if (role === 'assistant' && fmt.name === 'qwen3') return ['assistant', qwenAssistant()];
 	if (role === 'assistant' && fmt.name === 'llama3' && chance(0.2)) return ['assistant', content() + '<tool_call>' + pick(CODE) + '</tool_call>'];
@@ -311,13 +331,18 @@ function alternates(m) {
 // at the wrong place (the stripped final content also occurs later, inside the
 // turn's closing markers, e.g. content "im" before "<|im_end|>", or earlier
 // while the rendered one was rewritten): a transformers quirk, the caller redraws.
-function render(fmt, tpl, m) {
+function render(fmt, tpl, mAll) {
+	// leading ['tools', JSON array] messages are the template's `tools`
+	const tools = [];
+	let m = mAll;
+	while (m.length && m[0][0] === 'tools') { tools.push(...JSON.parse(m[0][1])); m = m.slice(1); }
+	const tv = tools.length ? tools : undefined;
 	const cont = m[m.length - 1][0] === 'assistant';
-	const out = { m };
+	const out = { m: mAll };
 	let text;
 	try {
 		text = tpl.render({
-			messages: m.map(([role, content]) => ({ role, content })),
+			messages: m.map(([role, content]) => ({ role, content })), tools: tv,
 			bos_token: fmt.bos, eos_token: fmt.eos, add_generation_prompt: !cont,
 		}); // raise_exception: @huggingface/jinja 0.5.1 has it (throws Error(message))
 	} catch (err) {
@@ -341,7 +366,7 @@ function render(fmt, tpl, m) {
 			if (!fmt.header) throw new Error(fmt.name + ': unexpected ext ' + JSON.stringify(m));
 			const s2 = tpl.render({
 				messages: m.map(([role, content], i) => ({ role, content: i === m.length - 1 ? '\ue000' : content })),
-				bos_token: fmt.bos, eos_token: fmt.eos, add_generation_prompt: false,
+				tools: tv, bos_token: fmt.bos, eos_token: fmt.eos, add_generation_prompt: false,
 			});
 			let head = s2.slice(0, s2.lastIndexOf('\ue000'));
 			if (head.endsWith(fmt.header + fmt.think)) head = head.slice(0, head.length - fmt.think.length);
@@ -376,6 +401,10 @@ function runFormat(fi, fmt) {
 			if (!wantCont && last === 'assistant') m.push(msg(fmt, fmt.tools && chance(0.3) ? 'tool' : 'user'));
 			if (m[m.length - 1][0] === 'assistant')
 				while (!strip(m[m.length - 1][1])) m[m.length - 1] = msg(fmt, 'assistant');
+			if (fmt.name === 'qwen3' && chance(0.3)) { // tool definitions, in one or two messages
+				m.unshift(['tools', JSON.stringify(toolDefs())]);
+				if (chance(0.3)) m.unshift(['tools', JSON.stringify(toolDefs())]);
+			}
 			r = render(fmt, tpl, m);
 			if (!r) n.redrawn++;
 		}

@@ -11,7 +11,7 @@
  * text or ids section is empty.
  *   text  encoded as it is; also split at 0x1e (ASCII RS) into at most
  *         FUZZ_TOK_MSGS chat messages, each with an optional role prefix
- *         "system:", "user:", "assistant:" or "tool:" (none: user for an even
+ *         "system:", "user:", "assistant:", "tool:" or "tools:" (none: user for an even
  *         message, assistant for an odd one).
  *   ids   2 bytes each, little-endian: v < 0xfff0 is id v % (n_ids + 2) (the
  *         last two out of range); v >= 0xfff0 is an edge case from
@@ -414,7 +414,7 @@ static void fuzz_tok_encode(const struct tok *t, int clean, const char *s, size_
 
 /* ---------------------------------------------------------------- chat */
 
-static const char *const fuzz_tok_roles[TOK_ROLE_N] = {"system:", "user:", "assistant:", "tool:"};
+static const char *const fuzz_tok_roles[TOK_ROLE_N] = {"system:", "user:", "assistant:", "tool:", "tools:"};
 
 /* text split into messages (see the header comment); returns how many. */
 static int fuzz_tok_messages(const char *s, size_t n, struct tok_msg *m)
@@ -478,10 +478,19 @@ static void fuzz_tok_chat(const struct tok *t, int clean, const char *s, size_t 
 	char *out = malloc(bound);
 	FUZZ_CHECK(out != NULL);
 	long r = tok_chat_render(t, m, nm, out, bound, &e);
+	int nt = 0, stray = 0; /* leading tools messages; tools messages after others */
+	while (nt < nm && m[nt].role == TOK_ROLE_TOOLS)
+		nt++;
+	for (int i = nt; i < nm; i++)
+		stray |= m[i].role == TOK_ROLE_TOOLS;
 	if (t->chat == TOK_CHAT_NONE) {
 		FUZZ_CHECK(r == -E_UNSUPPORTED && e.msg[0]);
+	} else if (stray || (nt && t->chat != TOK_CHAT_CHATML) || nt == nm) {
+		FUZZ_CHECK(r == -E_INVAL && strstr(e.msg, "messages") != NULL);
 	} else if ((t->chat == TOK_CHAT_LLAMA2 || t->chat == TOK_CHAT_MISTRAL) && !fuzz_tok_alternates(m, nm)) {
 		FUZZ_CHECK(r == -E_INVAL && strstr(e.msg, "messages[") != NULL);
+	} else if (nt && r < 0) { /* tools that are not a JSON array */
+		FUZZ_CHECK(r == -E_INVAL && strstr(e.msg, "tools") != NULL);
 	} else {
 		FUZZ_CHECK(r >= 0 && (size_t)r <= bound);
 		FUZZ_CHECK(!utf8 || fuzz_tok_utf8(out, (size_t)r));

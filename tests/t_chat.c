@@ -39,7 +39,7 @@ static const char *esc(const char *s, size_t n, size_t max, char *out, size_t ca
 	return out;
 }
 
-static const char *const role_names[TOK_ROLE_N] = {"system", "user", "assistant", "tool"};
+static const char *const role_names[TOK_ROLE_N] = {"system", "user", "assistant", "tool", "tools"};
 
 static int role_of(const char *s)
 {

@@ -287,7 +287,8 @@ static const struct tok_seed tok_seeds[] = {
      "message.content.split('</think>')[-1] %}{%- endif %}{%- endif %}{{- '<|im_start|>' + message.role + '\\n' "
      "+ message.content + '<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- "
      "'<|im_start|>assistant\\n' }}{%- endif %}\"}",
-     "system:Be brief.<|im_end|>\x1euser:hello w\xc3\xb6rld cafe\xcc\x81 2024 \xe4\xbd\xa0\xe5\xa5\xbd "
+     "tools:[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"n\": 1.5, "
+     "\"m\": [true, null, -3]}}}]\x1esystem:Be brief.<|im_end|>\x1euser:hello w\xc3\xb6rld cafe\xcc\x81 2024 \xe4\xbd\xa0\xe5\xa5\xbd "
      "\xea\xb0\x80\xe1\x86\xa8 \xcd\x84\x1e"
      "assistant:<think>\nhmm\n</think>\n\nhello world\x1etool:{\"ok\": "
      "true}\x1etool:42\x1euser:\xcd\x84\xcd\x84\xcd\x84\xcd\x84\xcd\x84",
@@ -802,7 +803,7 @@ static const char fuzz_dict[] =
 /* More for fuzz_tok: its section separator, tokenizer.json and chat words. */
 static const char tok_dict[] =
     "\"\\xffTOK\\xff\"\n\"\\x1e\"\n\"\\xe2\\x96\\x81\"\n\"<0x\"\n\"\\\\u0120\"\n\"\\xc4\\xa0\"\n"
-    "\"\\xcc\\x81\"\n\"system:\"\n\"assistant:\"\n\"tool:\"\n\"user:\"\n"
+    "\"\\xcc\\x81\"\n\"system:\"\n\"assistant:\"\n\"tool:\"\n\"tools:\"\n\"user:\"\n"
     "\"\\\"type\\\"\"\n\"\\\"BPE\\\"\"\n\"\\\"NFC\\\"\"\n\"\\\"vocab\\\"\"\n\"\\\"merges\\\"\"\n"
     "\"\\\"added_tokens\\\"\"\n\"\\\"special\\\"\"\n\"\\\"byte_fallback\\\"\"\n"
     "\"\\\"ignore_merges\\\"\"\n\"\\\"unk_token\\\"\"\n\"\\\"bos_token\\\"\"\n\"\\\"eos_token\\\"\"\n"

@@ -830,7 +830,7 @@ static void test_submit_invalid(void)
 	/* chat messages */
 	struct proto_chat_msg m_ok[] = {{PROTO_ROLE_SYSTEM, {"ab", 2}}, {PROTO_ROLE_USER, {"", 0}},
 	                                {PROTO_ROLE_ASSISTANT, {"c", 1}}, {PROTO_ROLE_TOOL, {"de", 2}}},
-	                      m_role[] = {{PROTO_ROLE_USER, {"a", 1}}, {4, {"b", 1}}},
+	                      m_role[] = {{PROTO_ROLE_USER, {"a", 1}}, {5, {"b", 1}}},
 	                      m_bad[] = {{PROTO_ROLE_USER, {"a\xc0\x80", 3}}};
 	static char big[1100];
 	memset(big, 'x', sizeof(big));
@@ -843,7 +843,7 @@ static void test_submit_invalid(void)
 	              a.flags |= PROTO_SUBMIT_TEXT_PROMPT, a.prompt_text = s_ok[0]);
 	SUBMIT_EXPECT(lim_text, -E_RANGE, "n_prompt = 3: must be 0 with CHAT", CHAT_ARGS(m_ok, 4), a.n_prompt = 3);
 	SUBMIT_EXPECT(lim_text, -E_RANGE, "n_messages = 0: out of range (accepted 1..4096)", CHAT_ARGS(m_ok, 0));
-	SUBMIT_EXPECT(lim_text, -E_RANGE, "messages[1] role = 4: out of range", CHAT_ARGS(m_role, 2));
+	SUBMIT_EXPECT(lim_text, -E_RANGE, "messages[1] role = 5: out of range", CHAT_ARGS(m_role, 2));
 	SUBMIT_EXPECT(lim_text, -E_FORMAT, "messages content: not valid UTF-8 at byte 1", CHAT_ARGS(m_bad, 1));
 	SUBMIT_EXPECT(lim_text, -E_RANGE, "prompt_text: 2 bytes, at most 0", CHAT_ARGS(m_ok, 4),
 	              a.prompt_text = s_ok[0]);

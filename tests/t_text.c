@@ -207,6 +207,55 @@ static void test_chat(struct tsc *c, const struct tok *t, int think)
 	}
 }
 
+/* Tool definitions (role 4): ChatML renders them into the system turn; the
+ * server's ids equal tok_encode(tok_chat_render(...)). Other formats refuse. */
+static void test_tools(struct tsc *c, const struct tok *t)
+{
+	static const char tools[] = "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
+				    "\"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": "
+				    "\"string\"}}, \"required\": [\"city\"]}}}]";
+	struct proto_chat_msg m[] = {{PROTO_ROLE_TOOLS, {tools, sizeof(tools) - 1}},
+				     {PROTO_ROLE_SYSTEM, {"You are terse.", 14}},
+				     {PROTO_ROLE_USER, {"Weather in Paris?", 17}}};
+	static struct result a, b;
+	struct tsc_request rq = greedy(8);
+	rq.msgs = m, rq.n_msgs = 3;
+	T_CHECK(run(c, &rq, &a, NULL) == 0, "tools chat: %s", a.msg);
+	if (t->chat != TOK_CHAT_CHATML) {
+		T_CHECK(a.code == PROTO_ERR_BAD_FIELD && strstr(a.msg, "tool definitions"),
+			"%s refuses tool definitions: %u %s", tok_chat_name(t->chat), a.code, a.msg);
+		return;
+	}
+	struct tok_msg tm[3];
+	for (int i = 0; i < 3; i++)
+		tm[i] = (struct tok_msg){m[i].role, m[i].text.s, m[i].text.len};
+	char text[4096];
+	struct ts_err e = {0};
+	long len = tok_chat_render(t, tm, 3, text, sizeof(text), &e);
+	static const char want1[] = "<tools>\n{\"type\": \"function\"", want2[] = "You are terse.\n\n# Tools";
+	T_CHECK(len > 0 && memmem(text, (size_t)len, want1, sizeof(want1) - 1) &&
+		    memmem(text, (size_t)len, want2, sizeof(want2) - 1),
+		"tools rendered into the system turn: %s", len > 0 ? "" : e.msg);
+	struct tok_scratch sc = {0};
+	int32_t ids[1024];
+	int k = len > 0 ? tok_encode(t, text, (size_t)len, ids, 1024, &sc) : 0;
+	tok_scratch_free(&sc);
+	rq = greedy(8);
+	rq.prompt = ids, rq.n_prompt = (uint32_t)k;
+	T_CHECK(run(c, &rq, &b, NULL) == 0 && a.done && b.done && a.n_prompt == k && a.n_ids == b.n_ids &&
+		    memcmp(a.ids, b.ids, sizeof(int32_t) * (size_t)a.n_ids) == 0,
+		"tools chat = its rendered ids (%d vs %d prompt tokens)", a.n_prompt, k);
+	struct proto_chat_msg bad[] = {{PROTO_ROLE_USER, {"hi", 2}}, {PROTO_ROLE_TOOLS, {"[]", 2}}};
+	rq = greedy(4);
+	rq.msgs = bad, rq.n_msgs = 2;
+	T_CHECK(run(c, &rq, &a, NULL) == 0 && a.code == PROTO_ERR_BAD_FIELD && strstr(a.msg, "messages[1]"),
+		"tools after another message: %u %s", a.code, a.msg);
+	struct proto_chat_msg notjson[] = {{PROTO_ROLE_TOOLS, {"{\"a\": ", 6}}, {PROTO_ROLE_USER, {"hi", 2}}};
+	rq.msgs = notjson;
+	T_CHECK(run(c, &rq, &a, NULL) == 0 && a.code == PROTO_ERR_BAD_FIELD && strstr(a.msg, "tools"),
+		"tools that are not JSON: %u %s", a.code, a.msg);
+}
+
 static void test_stop(struct tsc *c, const struct tok *t)
 {
 	static struct result full, r;
@@ -393,6 +442,7 @@ int main(void)
 		test_welcome(&c, &en);
 		test_text_prompt(&c, &en.tok);
 		test_chat(&c, &en.tok, 0);
+		test_tools(&c, &en.tok);
 		test_stop(&c, &en.tok);
 		test_tsctl(&c);
 		tsc_close(&c);
@@ -416,6 +466,7 @@ int main(void)
 			"qwen3-mini: chatml %d think %d add_bos %d", en.tok.chat == TOK_CHAT_CHATML, en.tok.chat_think,
 			en.tok.add_bos);
 		test_chat(&c, &en.tok, 1);
+		test_tools(&c, &en.tok);
 		tsc_close(&c);
 	}
 	if (sv)
