@@ -19,14 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef FUZZ_CHECK
-/* Not assert(): must stay on in every build. */
-#define FUZZ_CHECK(x)                    \
-	do {                             \
-		if (!(x))                \
-			abort();         \
-	} while (0)
-#endif
+#include "fuzz.h"
 
 #define FUZZ_CKPT_DATA 4096 /* data region appended to a bare JSON header */
 

@@ -23,14 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef FUZZ_CHECK
-/* Not assert(): must stay on in every build. */
-#define FUZZ_CHECK(x)                                                                                                  \
-	do {                                                                                                           \
-		if (!(x))                                                                                              \
-			abort();                                                                                       \
-	} while (0)
-#endif
+#include "fuzz.h"
 
 #define FUZZ_PROTO_FRAME 65536u /* max frame after the first frame */
 

@@ -57,47 +57,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef FUZZ_CHECK
-/* Not assert(): must stay on in every build. */
-#define FUZZ_CHECK(x)                                                                                                  \
-	do {                                                                                                           \
-		if (!(x))                                                                                              \
-			abort();                                                                                       \
-	} while (0)
-#endif
+#include "fuzz.h"
 
 #define FUZZ_TOK_SEP     "\xffTOK\xff"
 #define FUZZ_TOK_SEP_LEN 5
 #define FUZZ_TOK_MSGS    8
 
 /* ---------------------------------------------------------------- helpers */
-
-/* Valid UTF-8 (RFC 3629), NUL allowed (the same test as fuzz_json.c's). */
-static int fuzz_tok_utf8(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	while (p < end) {
-		unsigned c = *p;
-		int k = c < 0x80                 ? 1
-		        : c >= 0xc2 && c <= 0xdf ? 2
-		        : c >= 0xe0 && c <= 0xef ? 3
-		        : c >= 0xf0 && c <= 0xf4 ? 4
-		                                 : 0;
-		if (!k || end - p < k)
-			return 0;
-		uint32_t cp = k == 1 ? c : c & (0x7fu >> k);
-		for (int j = 1; j < k; j++) {
-			if ((p[j] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (p[j] & 0x3fu);
-		}
-		static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-		if (cp < min_cp[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		p += k;
-	}
-	return 1;
-}
 
 /* First occurrence of needle[0..k) in s[0..n), or NULL. */
 static const char *fuzz_tok_find(const char *s, size_t n, const char *needle, size_t k)
@@ -179,7 +145,7 @@ static void fuzz_tok_tables(const struct tok *t)
 		for (int i = t->added_first[b]; i < t->added_first[b + 1]; i++) {
 			const struct tok_added *a = &t->added[i];
 			FUZZ_CHECK(a->len > 0 && (uint8_t)t->strs[a->off] == b && fuzz_tok_known(t, a->id));
-			FUZZ_CHECK(fuzz_tok_utf8(t->strs + a->off, a->len));
+			FUZZ_CHECK(fuzz_utf8_ok(t->strs + a->off, a->len));
 			if (i > t->added_first[b]) /* longest first */
 				FUZZ_CHECK(a[-1].len >= a->len);
 		}
@@ -266,7 +232,7 @@ static char *fuzz_tok_decode(const struct tok *t, const int32_t *ids, int n, siz
 	char *out = malloc(need + 1);
 	FUZZ_CHECK(out != NULL);
 	FUZZ_CHECK(tok_decode(t, ids, n, out, need + 1) == need && out[need] == '\0');
-	FUZZ_CHECK(fuzz_tok_utf8(out, need));
+	FUZZ_CHECK(fuzz_utf8_ok(out, need));
 	if (need > 0) { /* truncated: the same length, a prefix, NUL-terminated */
 		size_t cap = need / 2 + 1;
 		char *part = malloc(cap);
@@ -292,7 +258,7 @@ static void fuzz_tok_stream(const struct tok *t, const int32_t *ids, int n, int 
 	for (int i = 0; i <= n; i++) {
 		size_t k = i < n ? tok_stream_push(&st, ids[i], chunk) : tok_stream_flush(&st, chunk);
 		FUZZ_CHECK(k <= bound && k <= wn - got);
-		FUZZ_CHECK(fuzz_tok_utf8(chunk, k)); /* only whole characters */
+		FUZZ_CHECK(fuzz_utf8_ok(chunk, k)); /* only whole characters */
 		memcpy(all + got, chunk, k);
 		got += k;
 	}
@@ -342,7 +308,7 @@ static int fuzz_tok_spells_added(const struct tok *t, const char *s, size_t n)
 /* decode(encode(s)) == s is promised for s (see the header comment). */
 static int fuzz_tok_round_trips(const struct tok *t, int clean, const char *s, size_t n)
 {
-	if (!clean || !fuzz_tok_utf8(s, n))
+	if (!clean || !fuzz_utf8_ok(s, n))
 		return 0;
 	if (t->model == TOK_BYTE_BPE) {
 		for (size_t i = 0; t->nfc && i < n; i++)
@@ -361,7 +327,7 @@ static int fuzz_tok_round_trips(const struct tok *t, int clean, const char *s, s
 static void fuzz_tok_nfc(const struct tok *t, const char *s, size_t n, const char *d, size_t dn, const int32_t *ids,
                          int k)
 {
-	if (!fuzz_tok_utf8(s, n) || fuzz_tok_spells_added(t, s, n) || fuzz_tok_spells_added(t, d, dn))
+	if (!fuzz_utf8_ok(s, n) || fuzz_tok_spells_added(t, s, n) || fuzz_tok_spells_added(t, d, dn))
 		return;
 	struct tok_scratch sc = {0};
 	char *exact = fuzz_tok_dup(d, dn);
@@ -460,7 +426,7 @@ static int fuzz_tok_id_utf8(const struct tok *t, int32_t id)
 	if (id < 0)
 		return 1;
 	const char *d = fuzz_tok_dec(t, id, &dl);
-	return fuzz_tok_utf8(d, dl);
+	return fuzz_utf8_ok(d, dl);
 }
 
 static void fuzz_tok_chat(const struct tok *t, int clean, const char *s, size_t n)
@@ -469,7 +435,7 @@ static void fuzz_tok_chat(const struct tok *t, int clean, const char *s, size_t 
 	struct ts_err e = {0};
 	int nm = fuzz_tok_messages(s, n, m), utf8 = fuzz_tok_id_utf8(t, t->bos_id) && fuzz_tok_id_utf8(t, t->eos_id);
 	for (int i = 0; i < nm; i++) { /* each message's text alone: most spell no added token */
-		utf8 = utf8 && fuzz_tok_utf8(m[i].text, m[i].len);
+		utf8 = utf8 && fuzz_utf8_ok(m[i].text, m[i].len);
 		char *exact = fuzz_tok_dup(m[i].text, m[i].len);
 		fuzz_tok_encode(t, clean, exact, m[i].len);
 		free(exact);
@@ -493,7 +459,7 @@ static void fuzz_tok_chat(const struct tok *t, int clean, const char *s, size_t 
 		FUZZ_CHECK(r == -E_INVAL && strstr(e.msg, "tools") != NULL);
 	} else {
 		FUZZ_CHECK(r >= 0 && (size_t)r <= bound);
-		FUZZ_CHECK(!utf8 || fuzz_tok_utf8(out, (size_t)r));
+		FUZZ_CHECK(!utf8 || fuzz_utf8_ok(out, (size_t)r));
 		int open = m[nm - 1].role != TOK_ROLE_ASSISTANT; /* [INST]: a lone system message renders no turn */
 		if (open && t->chat == TOK_CHAT_CHATML)
 			FUZZ_CHECK(fuzz_tok_ends(out, (size_t)r, "<|im_start|>assistant\n"));
