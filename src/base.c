@@ -6,16 +6,22 @@
 #include <stdlib.h>
 #include <time.h>
 
-int ts_errf(struct ts_err *e, int code, const char *fmt, ...)
+int ts_verrf(struct ts_err *e, int code, const char *fmt, va_list ap)
 {
 	if (e) {
-		va_list ap;
-		va_start(ap, fmt);
 		e->code = code;
 		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-		va_end(ap);
 	}
 	return -code;
+}
+
+int ts_errf(struct ts_err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = ts_verrf(e, code, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 const char *ts_code_name(int code)

@@ -39,6 +39,8 @@ struct ts_err {
 /* Fills e (if not NULL) and returns -code. */
 int ts_errf(struct ts_err *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+int ts_verrf(struct ts_err *e, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 const char *ts_code_name(int code); /* "E_FORMAT", ... */
 
 /* Counted allocation. All of src/ allocates through these (a test greps for

@@ -379,13 +379,10 @@ static int reader_fail(struct proto_reader *r, uint32_t err, int code, struct ts
 	r->state = PROTO_READER_FAILED;
 	r->err = err;
 	r->err_rc = -code;
-	if (e) {
-		va_list ap;
-		va_start(ap, fmt);
-		e->code = code;
-		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-		va_end(ap);
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	ts_verrf(e, code, fmt, ap);
+	va_end(ap);
 	return -code;
 }
 

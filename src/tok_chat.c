@@ -138,6 +138,13 @@ static const char *find(struct span a, const char *needle, int last)
 	return hit;
 }
 
+/* Strips trailing whitespace off what was written since at. */
+static void out_rstrip(struct out *o, size_t at)
+{
+	if (o->n <= o->cap)
+		o->n = at + rstrip_ws((struct span){o->p + at, o->n - at}).n;
+}
+
 static void put_span(struct out *o, struct span a)
 {
 	put(o, a.s, a.n);
@@ -339,8 +346,7 @@ static int chatml(const struct tok *t, const struct tok_msg *tools, int n_tools,
 				/* continue_final_message: trailing whitespace off the content as
 				 * rendered, the <think> block's included when the answer is empty */
 				put_span(o, body);
-				if (o->n <= o->cap)
-					o->n = at + rstrip_ws((struct span){o->p + at, o->n - at}).n;
+				out_rstrip(o, at);
 				return 0;
 			}
 			put_span(o, body);
@@ -417,8 +423,7 @@ static int llama2(const struct tok *t, const struct tok_msg *m, int n, int open_
 				put(o, m[0].text, m[0].len);
 				puts_(o, "\n<</SYS>>\n\n");
 				put_span(o, c);
-				if (o->n <= o->cap)
-					o->n = at + rstrip_ws((struct span){o->p + at, o->n - at}).n;
+				out_rstrip(o, at);
 			} else {
 				put_span(o, strip_ws(c));
 			}

@@ -30,6 +30,7 @@
 #include "samp.h"
 
 #include "../t.h"
+#include "kutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -40,29 +41,19 @@ static int quick, no_timing;
 
 /* ---------------------------------------------------------------- utilities */
 
-static uint64_t rng_state;
-
 static void rng_seed(uint64_t s)
 {
-	rng_state = s * 0x9e3779b97f4a7c15u + 0x632be59bd9b4e019u;
-}
-
-static uint64_t rnd64(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
+	rng_s = s * 0x9e3779b97f4a7c15u + 0x632be59bd9b4e019u;
 }
 
 static double rnd_unit(void)
 {
-	return (double)(rnd64() >> 11) * 0x1p-53;
+	return (double)(rng_next() >> 11) * 0x1p-53;
 }
 
 static int rnd_int(int n) /* [0, n) */
 {
-	return (int)(rnd64() % (uint64_t)n);
+	return (int)(rng_next() % (uint64_t)n);
 }
 
 static double rnd_normal(void)
@@ -647,7 +638,7 @@ static void sample_logits(float *x, int vocab, int dist, int32_t *perm)
 static void sample_params(struct samp_params *p, int vocab, int dist, int row)
 {
 	samp_params_default(p);
-	p->seed = rnd64();
+	p->seed = rng_next();
 	const int mode = row % 10;
 	if (mode == 0) { /* greedy, or below the greedy threshold */
 		p->temperature = rnd_int(2) ? 0.0f : 5e-6f;
@@ -714,7 +705,7 @@ static int sample_batch(int vocab, int ld, int n, int dist_mix, uint64_t seed, i
 		k->frequency_penalty = ps[r].frequency_penalty;
 		k->top_k = ps[r].top_k;
 		k->seed = ps[r].seed;
-		k->pos = rnd64() % 1000000u;
+		k->pos = rng_next() % 1000000u;
 		k->hist_off = n_hist;
 		if (ps[r].repetition_penalty != 1.0f || ps[r].presence_penalty != 0.0f || ps[r].frequency_penalty != 0.0f ||
 		    rnd_int(4) == 0) {
