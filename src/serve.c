@@ -125,7 +125,7 @@ static void pump_tokens(struct serve *sv, struct sconn *c, double now)
 			n = n < q->credit ? n : q->credit;
 			n = n < fit ? n : fit;
 			struct proto_tokens_args a = {.ids = q->pend + q->sent, .n = n};
-			if (q->want_text) {
+			if (q->tend) {
 				/* the text these n tokens complete; fewer tokens while it does not fit */
 				while (n > 1 && proto_tokens_size(n, 0, 0, 1, q->tend[q->sent + (int)n - 1] - q->text_sent) >
 						    c->max_frame)
@@ -204,7 +204,7 @@ static void take_events(struct serve *sv, struct sconn *c)
 		if (v.type == EV_TOKEN || v.type == EV_TEXT) {
 			if (q->st != NR_LIVE)
 				continue;
-			if (v.n_text && q->want_text && text_append(q, v.msg, v.n_text) < 0) {
+			if (v.n_text && q->tend && text_append(q, v.msg, v.n_text) < 0) {
 				send_error(sv, c, q->rid, PROTO_ERR_INTERNAL, "out of memory for the request's text");
 				req_end_here(sv, c, q);
 				continue;
@@ -362,10 +362,10 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 	int n_stop = (int)s.stop_ids.n + eot;
 	int32_t *ids = ts_alloc(((size_t)n_prompt + (size_t)n_stop) * sizeof(int32_t) + 4);
 	int32_t *pend = ts_alloc((size_t)s.max_tokens * sizeof(int32_t));
+	int with_tx = want_text || s.n_stop_seqs; /* the engine watches the text */
 	uint32_t *tend = want_text ? ts_alloc((size_t)s.max_tokens * sizeof(uint32_t)) : NULL;
-	struct stext *tx = want_text || s.n_stop_seqs ? stext_new(&en->tok, want_text, s.stop_seqs, s.n_stop_seqs)
-						      : NULL;
-	if (!ids || !pend || (want_text && !tend) || ((want_text || s.n_stop_seqs) && !tx)) {
+	struct stext *tx = with_tx ? stext_new(&en->tok, want_text, s.stop_seqs, s.n_stop_seqs) : NULL;
+	if (!ids || !pend || (want_text && !tend) || (with_tx && !tx)) {
 		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
 		send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
 		return;
@@ -389,7 +389,7 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 		return;
 	}
 	*q = (struct nreq){.st = NR_LIVE, .rid = rid, .credit = sv->o.initial_credit, .pend = pend,
-			   .cap = (int)s.max_tokens, .want_text = want_text, .tend = tend};
+			   .cap = (int)s.max_tokens, .tend = tend};
 	c->n_live++;
 }
 

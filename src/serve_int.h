@@ -65,10 +65,9 @@ struct nreq {
 	struct proto_done term;
 	int cancel_want;    /* 1 + enum cancel_how not yet pushed */
 	int cancel_done;    /* a cancel was pushed */
-	int want_text;      /* TOKENS carry text */
 	char *text;         /* (text_cap) generated text; [0, text_sent) sent */
 	uint32_t text_len, text_cap, text_sent;
-	uint32_t *tend;     /* (cap) text_len after each token */
+	uint32_t *tend;     /* (cap) text_len after each token; NULL: no text wanted (TOKENS carry none) */
 };
 
 enum cs { CS_FREE, CS_HANDSHAKE, CS_HELLO, CS_OPEN, CS_CLOSING, CS_DEAD };

@@ -52,8 +52,7 @@ int stext_prompt(const struct tok *t, struct stext_enc *w, const struct proto_su
 	if (s->flags & PROTO_SUBMIT_TEXT_PROMPT)
 		return encode(t, w, s->prompt_text.s, s->prompt_text.len, t->add_bos, n, e);
 	/* chat: messages -> the model's format -> ids (the format writes BOS itself) */
-	size_t mcap = w->msgs ? PROTO_MAX_MESSAGES : 0;
-	if (grow((void **)&w->msgs, &mcap, PROTO_MAX_MESSAGES, sizeof(*w->msgs)) < 0)
+	if (!w->msgs && !(w->msgs = ts_alloc(PROTO_MAX_MESSAGES * sizeof(*w->msgs)))) /* once, the most a SUBMIT holds */
 		return ts_errf(e, E_NOMEM, "messages: out of memory");
 	uint32_t off = 0;
 	for (uint32_t i = 0; i < s->chat.n; i++) {
@@ -119,11 +118,6 @@ struct stext *stext_new(const struct tok *t, int want_text, const struct proto_s
 void stext_free(struct stext *x)
 {
 	ts_free(x);
-}
-
-int stext_want_text(const struct stext *x)
-{
-	return x->want;
 }
 
 /* Moves hold[0..k) out to rel. */

@@ -38,7 +38,6 @@ int stext_prompt(const struct tok *t, struct stext_enc *w, const struct proto_su
  * the stop sequences are watched). NULL when out of memory. */
 struct stext *stext_new(const struct tok *t, int want_text, const struct proto_str *stops, uint32_t n_stops);
 void stext_free(struct stext *x);
-int stext_want_text(const struct stext *x);
 
 /* One generated token: *out, *n = the text it releases (valid until the next
  * call). Returns 1 when a stop sequence completed: the released text ends
