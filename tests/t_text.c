@@ -393,6 +393,55 @@ static void test_tsctl(struct tsc *c)
 		cached, prompt1, st, out);
 }
 
+/* Bad tokenizer files stop the boot naming the file; the CLIs refuse text
+ * they cannot send, with a message and a non-zero exit. */
+static void test_bad_input(void)
+{
+	static struct engine en;
+	struct ts_err e = {0};
+	struct cfg cf;
+	char cmd[1024], out[4096];
+	const char *dir = t_ckpt_tok("llama3-mini");
+	/* tokenizer.json that is not JSON */
+	snprintf(cmd, sizeof(cmd), "printf '{\"model\": ' > %s/tokenizer.json", dir);
+	T_CHECK(system(cmd) == 0, "write a broken tokenizer.json");
+	t_cfg(&cf, dir);
+	int rc = engine_boot(&en, &cf, &e);
+	T_CHECK(rc < 0 && strstr(e.msg, "tokenizer.json"), "a broken tokenizer.json stops the boot: %d %s", rc, e.msg);
+	if (rc == 0)
+		engine_stop(&en);
+	/* a tokenizer with more ids than the model has (llama3-small's: 2048 > 640) */
+	snprintf(cmd, sizeof(cmd),
+		 "rm -rf %s/small && build/tests/gen_ckpt --preset llama3-small --out %s/small --tokenizer --no-weights "
+		 "> /dev/null && cp %s/small/tokenizer.json %s/small/tokenizer_config.json %s/",
+		 certs, certs, certs, certs, dir);
+	T_CHECK(system(cmd) == 0, "%s", cmd);
+	memset(&e, 0, sizeof(e));
+	rc = engine_boot(&en, &cf, &e);
+	T_CHECK(rc < 0 && strstr(e.msg, "vocab_size is 640") && strstr(e.msg, "not this model's tokenizer"),
+		"another model's tokenizer stops the boot: %d %s", rc, e.msg);
+	if (rc == 0)
+		engine_stop(&en);
+	/* tokenspeed generate --prompt on a checkpoint without a tokenizer */
+	char ini[256];
+	snprintf(ini, sizeof(ini), "%s/notok.ini", certs);
+	FILE *f = fopen(ini, "w");
+	char cwd[512];
+	if (f && getcwd(cwd, sizeof(cwd))) {
+		fprintf(f, "[model]\npath = %s/%s\n[engine]\nmax_seq_len = 256\nkv_tokens = 1024\n[device]\nbackend = cpu\n"
+			   "[log]\nlevel = warn\n", cwd, t_ckpt("llama3-mini"));
+		fclose(f);
+	}
+	snprintf(cmd, sizeof(cmd), "build/tokenspeed generate --config %s --prompt hello --max-tokens 2 2>&1", ini);
+	rc = t_run(cmd, out, sizeof(out));
+	T_CHECK(rc == 2 && strstr(out, "has no tokenizer.json: use --prompt-ids"),
+		"generate --prompt without a tokenizer: exit %d, %.200s", rc, out);
+	/* tsctl --tools with a file that is not there */
+	rc = t_run("build/tsctl generate hi --tools /nonexistent/tools.json", out, sizeof(out));
+	T_CHECK(rc == 2 && strstr(out, "--tools /nonexistent/tools.json: cannot read"), "tsctl --tools: exit %d, %.200s",
+		rc, out);
+}
+
 /* ------------------------------------------------------------ main */
 
 static struct serve *start(struct engine *en, const char *dir, int chat_format)
@@ -490,6 +539,8 @@ int main(void)
 	}
 	if (sv)
 		stop(&en, sv);
+
+	test_bad_input();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", certs);
