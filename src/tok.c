@@ -19,13 +19,6 @@ struct tok_merge {
 	int32_t id;
 };
 
-#define PAT_LLAMA3                                                                                                     \
-	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "                                     \
-	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define PAT_QWEN2                                                                                                      \
-	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "                                          \
-	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-
 /* The largest id we load: far above any vocabulary (the largest are ~256k),
  * and it keeps the tables sized by n_ids small and their hash capacity
  * (a power of two >= 2 * n_ids) within 32 bits. */
@@ -164,8 +157,7 @@ static uint32_t u8_at(const uint8_t *s, size_t n, size_t i, int *len)
 	return c;
 }
 
-/* GPT-2 byte-level alphabet: byte -> code point. */
-static uint32_t byte_cp(int b)
+uint32_t tok_byte_cp(int b)
 {
 	if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
 		return (uint32_t)b;
@@ -219,7 +211,7 @@ static long to_key(const struct tok *t, const uint8_t *inv, const char *s, size_
 	for (size_t i = 0; i < n;) {
 		int l;
 		uint32_t c = u8_at((const uint8_t *)s, n, i, &l);
-		if (c >= 324 || (inv[c] == 0 && c != byte_cp(0)))
+		if (c >= 324 || (inv[c] == 0 && c != tok_byte_cp(0)))
 			return -1;
 		out[k++] = (char)inv[c];
 		i += (size_t)l;
@@ -279,8 +271,7 @@ static int post_adds_bos(const struct tok *t, const struct json_val *pp)
 	if (!is_str(json_get(pp, "type"), "TemplateProcessing") || t->bos_id < 0)
 		return 0;
 	const struct json_val *first = json_get(json_at(json_get(pp, "single"), 0), "SpecialToken");
-	const char *id = json_str(json_get(first, "id"), NULL);
-	return id && config_token(t, json_get(first, "id")) == t->bos_id;
+	return config_token(t, json_get(first, "id")) == t->bos_id; /* -1 when not a token's text */
 }
 
 int tok_load(struct tok *t, const char *dir, struct ts_err *e)
@@ -358,9 +349,9 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 		}
 		int use_regex = 1;
 		json_bool(json_get(json_at(ps, 1), "use_regex"), &use_regex);
-		if (strcmp(pat, PAT_LLAMA3) == 0)
+		if (strcmp(pat, TOK_PAT_LLAMA3) == 0)
 			t->pre = TOK_PRE_LLAMA3;
-		else if (strcmp(pat, PAT_QWEN2) == 0)
+		else if (strcmp(pat, TOK_PAT_QWEN2) == 0)
 			t->pre = TOK_PRE_QWEN2;
 		else {
 			rc = ts_errf(e, E_UNSUPPORTED,
@@ -382,7 +373,7 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 		t->nfc = json_type(norm) != JSON_NULL;
 		t->model = TOK_BYTE_BPE;
 		for (int b = 0; b < 256; b++)
-			inv[byte_cp(b)] = (uint8_t)b;
+			inv[tok_byte_cp(b)] = (uint8_t)b;
 	}
 	json_bool(json_get(model, "ignore_merges"), &t->ignore_merges);
 	json_bool(json_get(model, "byte_fallback"), &t->byte_fallback);

@@ -35,6 +35,19 @@ enum tok_model { TOK_BYTE_BPE, TOK_SP_BPE };
 enum tok_chat { TOK_CHAT_NONE, TOK_CHAT_CHATML, TOK_CHAT_LLAMA3, TOK_CHAT_LLAMA2, TOK_CHAT_MISTRAL, TOK_CHAT_N };
 enum tok_pre { TOK_PRE_NONE, TOK_PRE_LLAMA3, TOK_PRE_QWEN2 };
 
+/* The Split pre-tokenizer regexes we match by hand, as their tokenizer.json
+ * spells them (tok_parse recognises them by this exact text). */
+#define TOK_PAT_LLAMA3                                                                                                 \
+	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "                                     \
+	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define TOK_PAT_QWEN2                                                                                                  \
+	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "                                          \
+	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+/* GPT-2's byte-level alphabet: the code point that stands for byte b
+ * (printable Latin-1 bytes for themselves, the other 68 U+0100.. in order). */
+uint32_t tok_byte_cp(int b);
+
 struct tok_added {
 	uint32_t off, len; /* content in tok.strs */
 	int32_t id;

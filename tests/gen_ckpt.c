@@ -45,6 +45,7 @@
 #include <sys/stat.h>
 
 #include "base.h"
+#include "tok.h"
 #include "golden.h"
 
 /* ---------------------------------------------------------------- presets */
@@ -846,13 +847,6 @@ static const char tok_corpus[] =
 	"안녕하세요, 한국어, Ελληνικά, καλημέρα, العربية, עברית, हिन्दी.\n"
 	;
 
-/* The Split patterns of Llama 3 and of Qwen2/Qwen3, character for character
- * (src/tok.c's PAT_LLAMA3 and PAT_QWEN2; they differ in \p{N}{1,3}). */
-static const char pat_llama3[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-				 "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char pat_qwen2[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-				"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
 /* Meta-Llama-3-8B-Instruct's chat_template. */
 static const char tpl_llama3[] =
 	"{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
@@ -993,25 +987,13 @@ struct tok_spec {
 
 static const struct tok_spec tok_specs[] = {
 	[TK_NONE] = { 0 },
-	[TK_LLAMA3] = { "llama3", added_llama3, (int)TS_ARRAY_LEN(added_llama3), 3, pat_llama3, tpl_llama3,
+	[TK_LLAMA3] = { "llama3", added_llama3, (int)TS_ARRAY_LEN(added_llama3), 3, TOK_PAT_LLAMA3, tpl_llama3,
 			"<|begin_of_text|>", "<|eot_id|>", 1 },
-	[TK_QWEN2] = { "qwen2", added_qwen2, (int)TS_ARRAY_LEN(added_qwen2), 1, pat_qwen2, tpl_chatml, NULL,
+	[TK_QWEN2] = { "qwen2", added_qwen2, (int)TS_ARRAY_LEN(added_qwen2), 1, TOK_PAT_QWEN2, tpl_chatml, NULL,
 		       "<|im_end|>", 0 },
-	[TK_QWEN3] = { "qwen3", added_qwen3, (int)TS_ARRAY_LEN(added_qwen3), 1, pat_qwen2, tpl_qwen3, NULL,
+	[TK_QWEN3] = { "qwen3", added_qwen3, (int)TS_ARRAY_LEN(added_qwen3), 1, TOK_PAT_QWEN2, tpl_qwen3, NULL,
 		       "<|im_end|>", 0 },
 };
-
-/* GPT-2 byte-level alphabet: printable Latin-1 bytes stand for themselves,
- * the other 68 bytes for U+0100.. in byte order. */
-static uint32_t gpt2_cp(int b)
-{
-	if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
-		return (uint32_t)b;
-	uint32_t n = 0;
-	for (int x = 0; x < b; x++)
-		n += !((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174);
-	return 256u + n;
-}
 
 /* The pre-tokenizer on classes of bytes: the family's regex for ASCII, with
  * every byte >= 0x80 taken as a letter. Returns the end of the pre-token that
@@ -1191,7 +1173,7 @@ static void bpe_train(struct bpe *t, const struct tok_spec *spec, int vocab)
 	int32_t byte_id[256];
 	for (uint32_t cp = 0; cp < 324; cp++)
 		for (int b = 0; b < 256; b++)
-			if (gpt2_cp(b) == cp) {
+			if (tok_byte_cp(b) == cp) {
 				uint8_t c = (uint8_t)b;
 				byte_id[b] = bpe_add(t, &c, 1);
 			}
@@ -1321,7 +1303,7 @@ static void sb_tok_str(struct sbuf *b, const struct bpe *t, int32_t id)
 {
 	sb_printf(b, "\"");
 	for (uint32_t i = 0; i < t->len[id]; i++) {
-		uint32_t cp = gpt2_cp(t->str[t->off[id] + i]); /* 33..323: one or two UTF-8 bytes */
+		uint32_t cp = tok_byte_cp(t->str[t->off[id] + i]); /* 33..323: one or two UTF-8 bytes */
 		if (cp == '"' || cp == '\\')
 			sb_printf(b, "\\%c", (char)cp);
 		else if (cp < 0x80)

@@ -95,14 +95,6 @@ static uint8_t *image_seed(size_t *size)
  * a few merges, added tokens and a tokenizer_config.json whose chat_template
  * selects a chat format. fuzz_tok.c's header says how an input is laid out. */
 
-/* src/tok.c's PAT_LLAMA3 and PAT_QWEN2: tok_parse recognises them by text. */
-#define SEED_PAT_LLAMA3                                                                                                \
-	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "                                     \
-	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define SEED_PAT_QWEN2                                                                                                 \
-	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "                                          \
-	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-
 struct sbuf {
 	char *p;
 	size_t n, cap;
@@ -169,24 +161,11 @@ static void sb_json(struct sbuf *b, const char *s)
 			sb_put(b, s, 1);
 }
 
-/* GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves,
- * the other 68 take U+0100.. in byte order. */
-static uint32_t gpt2_cp(int b)
-{
-	if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
-		return (uint32_t)b;
-	uint32_t n = 0;
-	for (int x = 0; x < b; x++)
-		if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174))
-			n++;
-	return 256 + n;
-}
-
 /* Raw bytes as a byte-level token in a JSON string. */
 static void sb_gpt2(struct sbuf *b, const char *raw)
 {
 	for (; *raw; raw++)
-		sb_cp(b, gpt2_cp((uint8_t)*raw));
+		sb_cp(b, tok_byte_cp((uint8_t)*raw));
 }
 
 struct seed_added {
@@ -269,7 +248,7 @@ static const uint16_t sp_ids[] = {1, 259,    0xfffd,   282, 0xfff8, 0xfff9, 3 + 
                                   2, 0xfff5, 3 + 0xe2, 259, 0xffff, 0xfff0, 0};
 
 static const struct tok_seed tok_seeds[] = {
-    {"llama3", 0, SEED_PAT_LLAMA3, 0, 1, 0, bl_merges, llama3_added, 300,
+    {"llama3", 0, TOK_PAT_LLAMA3, 0, 1, 0, bl_merges, llama3_added, 300,
      "{\"bos_token\": \"<|begin_of_text|>\", \"eos_token\": \"<|eot_id|>\", "
      "\"model_max_length\": 131072, \"chat_template\": \"{% set loop_messages = messages %}{% for message in "
      "loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ "
@@ -280,7 +259,7 @@ static const struct tok_seed tok_seeds[] = {
      "\x1e"
      "assistant:Hello, world \xf0\x9f\x98\x80 \x1euser:'S 'll \r\n end\xe2\x96\x81<|",
      llama3_ids, (int)TS_ARRAY_LEN(llama3_ids), TOK_CHAT_LLAMA3, "hello world"},
-    {"qwen", 0, SEED_PAT_QWEN2, 1, 0, 1, bl_merges, qwen_added, 300,
+    {"qwen", 0, TOK_PAT_QWEN2, 1, 0, 1, bl_merges, qwen_added, 300,
      "{\"add_bos_token\": false, \"bos_token\": null, \"eos_token\": \"<|im_end|>\", \"errors\": \"replace\", "
      "\"chat_template\": \"{%- for message in messages %}{%- if message.role == 'assistant' %}{%- set "
      "reasoning_content = '' %}{%- if '</think>' in message.content %}{%- set content = "
@@ -378,7 +357,7 @@ static void tok_seed_json(const struct tok_seed *s, struct sbuf *b)
 			if (id)
 				sb_gpt2(b, raw);
 			else
-				sb_cp(b, gpt2_cp(0));
+				sb_cp(b, tok_byte_cp(0));
 			sb_printf(b, "\": %d", id);
 		}
 	}
