@@ -228,14 +228,18 @@ deps: $(DEPS_GLIBC) ## fetch, verify and build inih and mbedTLS
 
 static: $(B)/tokenspeed-static $(B)/tsctl-static ## fully static musl builds (tokenspeed with the CPU backend only, tsctl)
 
-run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) ## run the appliance on the default config and model (serves TLS on 127.0.0.1:7070)
+# The default model that config/tokenspeed.ini names (make run serves it; t_bin checks the shipped config against it).
+DEFAULT_MODEL := $(B)/models/default/tokenizer.json
+$(DEFAULT_MODEL): | $(TOOLS)
 	@[ -f $(B)/models/default/config.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer
-	@[ -f $(B)/models/default/tokenizer.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer --no-weights
+	@[ -f $@ ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer --no-weights
+
+run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) ## run the appliance on the default config and model (serves TLS on 127.0.0.1:7070)
 	@[ -f $(B)/certs/ca.crt ] || $(B)/tokenspeed certs $(B)/certs
 	@echo "client: $(B)/tsctl generate \"Hello\"   or   $(B)/tsctl chat   (defaults: --server 127.0.0.1:7070 --certs $(B)/certs)"
 	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) ## build and run every test; ends with "N passed, N failed"
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) ## build and run every test; ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests
 
 fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/fuzz/fuzz_proto $(B)/fuzz/fuzz_tok $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)

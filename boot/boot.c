@@ -105,7 +105,7 @@ static int selftest_slice(struct engine *en, const struct batch *bt, float *gpu_
 	struct backend_limits l = {.max_batch_tokens = 4, .max_seqs = 2, .max_seq_len = en->max_seq_len,
 				   .n_blocks = 1, .block_tokens = en->s.kv.block_tokens, .threads = 0};
 	int32_t block0 = 0;
-	struct batch_seq bs = {&block0, 1};
+	struct batch_seq bs = {&block0, 1, -1};
 	struct batch cb = *bt;
 	int r;
 
@@ -226,6 +226,64 @@ static int load_tokenizer(struct engine *en, struct ts_err *e)
 	return 0;
 }
 
+/* The layer plan in one line per run of equal layers, MLA and MoE dims, and
+ * the KV bytes a token takes. */
+static void log_model_plan(const struct model *m)
+{
+	const struct model_dims *d = &m->d;
+	for (int l = 0, s = 0; l < d->n_layers; l++) {
+		const struct model_layer *L = &m->layers[l], *N = l + 1 < d->n_layers ? &m->layers[l + 1] : NULL;
+		if (N && N->attn == L->attn && N->mlp == L->mlp)
+			continue;
+		log_info("stage=model layers=%d-%d attn=%s mlp=%s", s, l, model_attn_name(L->attn), model_mlp_name(L->mlp));
+		s = l + 1;
+	}
+	if (m->layers[0].attn == ATTN_MLA)
+		log_info("stage=model mla q_lora=%d kv_lora=%d qk_nope=%d qk_rope=%d v_head=%d scale=%.6g rope=%s",
+			 d->q_lora_rank, d->kv_lora_rank, d->qk_nope_dim, d->qk_rope_dim, d->v_head_dim, d->attn_scale,
+			 d->rope == ROPE_YARN ? "yarn" : "plain");
+	if (d->n_moe_layers)
+		log_info("stage=model moe layers=%d experts=%d top_k=%d expert_ffn=%d shared_ffn=%d router=%s groups=%d/%d norm=%d scale=%g layout=%s",
+			 d->n_moe_layers, d->n_experts, d->n_experts_tok, d->moe_ffn_dim, d->shared_ffn_dim,
+			 d->moe_score == MOE_SIGMOID ? "sigmoid" : "softmax", d->topk_group, d->n_group, d->norm_topk,
+			 d->routed_scale, m->fused_experts ? "fused" : "per-expert");
+	log_info("stage=model kv_elems_per_token=%llu step_weight_gb=%.3f", (unsigned long long)model_kv_elems_per_token(m),
+		 (double)model_step_bytes(m) / 1e9);
+}
+
+int engine_check_model(const struct cfg *cfg, char *note, size_t note_len, struct ts_err *e)
+{
+	struct ckpt ck;
+	struct model m;
+	int r;
+	note[0] = 0;
+	if ((r = ckpt_open(&ck, cfg->model.path, e)) < 0)
+		return r;
+	if ((r = model_load(&m, &ck, e)) < 0)
+		goto out_ck;
+	if ((r = cpu_backend_ops.check(&m, e)) < 0)
+		goto out_m;
+#ifndef TS_CPU_ONLY
+	struct ts_err ge = {0};
+	if (gpu_backend_ops.check(&m, &ge) < 0) {
+		if (cfg->device.backend == CFG_BACKEND_GPU) {
+			r = ts_errf(e, E_UNSUPPORTED, "%s: %s", cfg->model.path, ge.msg);
+			goto out_m;
+		}
+		if (cfg->device.backend == CFG_BACKEND_AUTO)
+			snprintf(note, note_len, "on a GPU machine boot would stop: %s", ge.msg);
+	}
+#endif
+	snprintf(note + strlen(note), note_len - strlen(note), "%s%s, %d layers, kv %llu elements per token",
+		 note[0] ? "; model " : "model ", m.arch_name, m.d.n_layers,
+		 (unsigned long long)model_kv_elems_per_token(&m));
+out_m:
+	model_free(&m);
+out_ck:
+	ckpt_close(&ck);
+	return r;
+}
+
 int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 {
 	const struct backend_ops *ops;
@@ -248,6 +306,9 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 	log_info("stage=model ms=%.1f arch=%s layers=%d dim=%d heads=%d kv_heads=%d head_dim=%d ffn=%d vocab=%d",
 		 (ts_now() - t) * 1e3, en->m.arch_name, d->n_layers, d->dim, d->n_heads, d->n_kv_heads, d->head_dim,
 		 d->ffn_dim, d->vocab);
+	log_model_plan(&en->m);
+	if ((r = engine_pick_backend(cfg, &ops, e)) < 0 || (r = ops->check(&en->m, e)) < 0)
+		goto fail;
 
 	t = ts_now();
 	if ((r = load_tokenizer(en, e)) < 0)
@@ -264,8 +325,6 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 			 d->max_pos, d->max_pos);
 		en->max_seq_len = d->max_pos;
 	}
-	if ((r = engine_pick_backend(cfg, &ops, e)) < 0)
-		goto fail;
 	struct backend_limits lim = {
 		.max_batch_tokens = cfg->engine.max_batch_tokens,
 		.max_seqs = cfg->engine.max_running,

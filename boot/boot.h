@@ -39,4 +39,11 @@ void engine_stop(struct engine *en);
 /* Fills limits the way engine_boot does (exposed for tests). */
 int engine_pick_backend(const struct cfg *cfg, const struct backend_ops **ops, struct ts_err *e);
 
+/* --check-config's model half: opens the checkpoint cfg names, reads its
+ * config.json and binds every tensor (no weight is read), then asks the
+ * backends whether they run it: the CPU backend always, the GPU backend's
+ * refusal is an error with backend = gpu and a note with auto. note gets a
+ * one-line summary. 0 or -E_* with e naming the file, key, tensor or dim. */
+int engine_check_model(const struct cfg *cfg, char *note, size_t note_len, struct ts_err *e);
+
 #endif

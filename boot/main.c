@@ -2,7 +2,9 @@
  *
  *   tokenspeed generate --config FILE (--prompt-ids 1,2,3 | --prompt TEXT)... --max-tokens N [sampling]
  *   tokenspeed serve --config FILE     serve the protocol over TLS until SIGTERM (then drain)
- *   tokenspeed --check-config FILE     validate without loading the model
+ *   tokenspeed --check-config FILE     validate the config and the model it names (config.json,
+ *                                      every tensor's name and shape, the backend's limits)
+ *                                      without reading weights
  *   tokenspeed --print-config [--config FILE]   effective config with defaults
  *   tokenspeed --print-config-doc      every key as a Markdown table
  *   tokenspeed certs DIR [--days N] [--cn NAME]   development CA, server and client certificates
@@ -311,7 +313,11 @@ int main(int argc, char **argv)
 		cfg_defaults(&cfg);
 		if (cfg_load(&cfg, argv[2], &e) < 0)
 			return die("config", &e);
-		printf("%s: ok\n", argv[2]);
+		char note[1024];
+		log_set_level(LOG_WARN);
+		if (engine_check_model(&cfg, note, sizeof(note), &e) < 0)
+			return die("model", &e);
+		printf("%s: ok (%s)\n", argv[2], note);
 		return 0;
 	}
 	if (!strcmp(cmd, "--print-config")) {

@@ -21,6 +21,8 @@
 struct batch_seq {
 	const int32_t *blocks; /* block table covering positions [0, last pos in batch] */
 	int n_blocks;
+	int32_t state;         /* slot in kv's recurrent-state pool for recurrent layers, -1: none
+	                        * (reserved: no layer kind has state yet, backends ignore it) */
 };
 
 /* A sequence's tokens in the batch are consecutive, with consecutive
@@ -62,6 +64,11 @@ struct backend;
 
 struct backend_ops {
 	const char *name;
+	/* Whether this backend runs the model: every layer kind, head size and
+	 * RoPE variant it has. Pure (no device needed), so --check-config and
+	 * boot refuse a model right after config.json is read, with a message
+	 * naming the layer, the dim and what is supported. 0 or -E_UNSUPPORTED. */
+	int (*check)(const struct model *m, struct ts_err *e);
 	/* Bytes of KV storage one token takes (all layers, K and V). */
 	uint64_t (*kv_bytes_per_token)(const struct model *m);
 	/* Bytes still available for the KV pool after weights and workspace

@@ -136,17 +136,29 @@ struct cpu {
 	float *x;        /* (max_tokens, dim) residual stream */
 	float *xb;       /* (max_tokens, dim) normed input */
 	float *q;        /* (max_tokens, q_dim) */
-	float *k;        /* (max_tokens, kv_dim) */
-	float *v;        /* (max_tokens, kv_dim) */
-	float *att;      /* (max_tokens, q_dim) attention output */
-	float *hg;       /* (max_tokens, ffn_dim) gate, then silu(gate) * up */
-	float *hu;       /* (max_tokens, ffn_dim) up */
+	float *k;        /* (max_tokens, max(kv_dim, kv_lora + rope)): GQA k; MLA kv_a output */
+	float *v;        /* (max_tokens, max(kv_dim, q_lora)): GQA v; MLA q_a output */
+	float *att;      /* (max_tokens, max(q_dim, n_heads * v_head_dim)) attention output */
+	float *hg;       /* (max_tokens, inner) gate, then silu(gate) * up */
+	float *hu;       /* (max_tokens, inner) up */
 	float *xf;       /* (max_seqs, dim) final-normed rows for the LM head */
-	float *rowbuf;   /* (threads, max(dim, q_dim, ffn_dim)) a weight row in f32 */
+	float *rowbuf;   /* (threads, row_max) a weight row in f32 */
 	float *scores;   /* (threads, max_seq_len) attention scores */
-	float *inv_freq; /* (head_dim / 2) RoPE frequencies */
-	float *kc, *vc;  /* (n_layers, n_blocks * block_tokens, kv_dim) KV storage */
-	size_t layer_stride; /* floats per layer in kc / vc */
+	float *lat;      /* (threads, 2 * kv_lora_rank) MLA: absorbed query, latent output */
+	float *inv_freq; /* (rope_dim / 2) RoPE frequencies */
+	float *rope_cs;  /* (rope_dim) one token's cos (first half) and sin (second half) */
+	/* MoE: router logits, each token's experts and weights, the tokens of one
+	 * expert gathered, their outputs, the routed sum */
+	float *rl;       /* (max_tokens, n_experts) */
+	float *rw;       /* (max_tokens, n_experts_tok) */
+	int32_t *ri;     /* (max_tokens, n_experts_tok) expert ids */
+	int32_t *et;     /* (max_tokens * n_experts_tok) one expert's (token * K + slot) entries */
+	float *route;    /* (2 * n_experts) routing scratch */
+	float *xe;       /* (max_tokens, dim) */
+	float *ye;       /* (max_tokens, dim) */
+	float *acc;      /* (max_tokens, dim) */
+	float *kv;       /* every layer's cache, layer l at kv_off[l]: (n_blocks * block_tokens, model_kv_width(l)) */
+	size_t *kv_off;  /* (n_layers) */
 	int row_max;
 	int max_seq_len;
 };
@@ -240,25 +252,65 @@ static void matmul(struct cpu *c, float *y, const float *x, const struct model_w
 	pool_run(&c->pool, mm_work, &a);
 }
 
-/* ------------------------------------------------------------ attention */
+/* ------------------------------------------------------------ RoPE */
+
+/* cos and sin of pos * inv_freq[i] (float32 angles, as HF), times the YaRN
+ * attention factor (1 elsewhere: an exact no-op), into c->rope_cs. */
+static void rope_angles(struct cpu *c, const struct model_dims *d, int pos)
+{
+	const int n = d->rope_dim / 2;
+	for (int i = 0; i < n; i++) {
+		float cs, sn;
+		fm_sincosf((float)pos * c->inv_freq[i], &sn, &cs);
+		c->rope_cs[i] = cs * d->rope_attn_factor;
+		c->rope_cs[n + i] = sn * d->rope_attn_factor;
+	}
+}
+
+/* Rotates the first rope_dim dims of each of n vectors spaced stride apart:
+ * pairs (i, i + rope_dim / 2) (rotate-half) or (2i, 2i + 1) (interleaved,
+ * DeepSeek; the pairs stay in place, which leaves q . k as HF computes it). */
+static void rope_apply(const struct cpu *c, const struct model_dims *d, float *v0, int n, int stride)
+{
+	const int h = d->rope_dim / 2, il = d->rope_interleaved;
+	for (int i = 0; i < h; i++) {
+		const float cs = c->rope_cs[i], sn = c->rope_cs[h + i];
+		const int a = il ? 2 * i : i, b = il ? 2 * i + 1 : i + h;
+		for (int j = 0; j < n; j++) {
+			float *v = v0 + (size_t)j * (size_t)stride, x1 = v[a], x2 = v[b];
+			v[a] = x1 * cs - x2 * sn;
+			v[b] = x2 * cs + x1 * sn;
+		}
+	}
+}
+
+/* Row of a layer's cache for position p of a sequence. */
+static float *kv_row(const struct cpu *c, const struct batch_seq *s, int layer, int p, int bsz, int width)
+{
+	size_t slot = (size_t)s->blocks[p / bsz] * (size_t)bsz + (size_t)(p % bsz);
+	return c->kv + c->kv_off[layer] + slot * (size_t)width;
+}
+
+/* ------------------------------------------------------------ GQA attention */
 
 struct at {
 	struct cpu *c;
 	const struct model *m;
 	const struct batch *bt;
 	int block_tokens;
-	float *kc, *vc;        /* this layer's KV storage */
+	int layer;
 };
 
 /* One (token, head) pair per work item: softmax(q k^T * scale) v over the
- * sequence's positions [lo, pos], lo > 0 only under a sliding window. */
-static void attn_work(void *ctx, int tid, int nth)
+ * sequence's positions [lo, pos], lo > 0 only under a sliding window. A
+ * cache row is K (kv_dim) then V (kv_dim). */
+static void gqa_work(void *ctx, int tid, int nth)
 {
 	struct at *a = ctx;
 	struct cpu *c = a->c;
 	const struct model_dims *d = &a->m->d;
-	const int hd = d->head_dim, group = d->n_heads / d->n_kv_heads, bsz = a->block_tokens;
-	const float scale = 1.0f / fm_sqrtf((float)hd);
+	const int hd = d->head_dim, group = d->n_heads / d->n_kv_heads, bsz = a->block_tokens, W = 2 * d->kv_dim;
+	const float scale = d->attn_scale;
 	float *sc = c->scores + (size_t)tid * (size_t)c->max_seq_len;
 	int lo, hi;
 
@@ -267,15 +319,14 @@ static void attn_work(void *ctx, int tid, int nth)
 		int t = w / d->n_heads, h = w % d->n_heads, kvh = h / group;
 		int p = a->bt->pos[t];
 		int first = d->sliding_window ? TS_MAX(0, p - d->sliding_window + 1) : 0;
-		const int32_t *blocks = a->bt->seqs[a->bt->seq[t]].blocks;
+		const struct batch_seq *s = &a->bt->seqs[a->bt->seq[t]];
 		const float *q = c->q + (size_t)t * d->q_dim + (size_t)h * hd;
 		float mx = -3.0e38f, sum = 0;
 
 		for (int j = first; j <= p; j++) {
-			size_t slot = ((size_t)blocks[j / bsz] * (size_t)bsz + (size_t)(j % bsz)) * (size_t)d->kv_dim;
-			float s = dot(q, a->kc + slot + (size_t)kvh * hd, hd) * scale;
-			sc[j - first] = s;
-			mx = s > mx ? s : mx;
+			float sj = dot(q, kv_row(c, s, a->layer, j, bsz, W) + (size_t)kvh * hd, hd) * scale;
+			sc[j - first] = sj;
+			mx = sj > mx ? sj : mx;
 		}
 		for (int j = 0; j <= p - first; j++) {
 			sc[j] = fm_expf(sc[j] - mx);
@@ -285,8 +336,7 @@ static void attn_work(void *ctx, int tid, int nth)
 		for (int i = 0; i < hd; i++)
 			out[i] = 0;
 		for (int j = first; j <= p; j++) {
-			size_t slot = ((size_t)blocks[j / bsz] * (size_t)bsz + (size_t)(j % bsz)) * (size_t)d->kv_dim;
-			const float *v = a->vc + slot + (size_t)kvh * hd;
+			const float *v = kv_row(c, s, a->layer, j, bsz, W) + d->kv_dim + (size_t)kvh * hd;
 			float pj = sc[j - first] / sum;
 			for (int i = 0; i < hd; i++)
 				out[i] += pj * v[i];
@@ -294,11 +344,264 @@ static void attn_work(void *ctx, int tid, int nth)
 	}
 }
 
-static void attention(struct cpu *c, const struct model *m, const struct batch *bt, int block_tokens, int layer)
+/* x += o_proj(attention(rmsnorm'd xb)): q, k, v projections, Qwen3's q/k
+ * norms, RoPE, the cache write, attention. */
+static void attn_gqa(struct cpu *c, const struct model *m, const struct batch *bt, int bsz, int l)
 {
-	struct at a = {c, m, bt, block_tokens, c->kc + (size_t)layer * c->layer_stride,
-		       c->vc + (size_t)layer * c->layer_stride};
-	pool_run(&c->pool, attn_work, &a);
+	const struct model_dims *d = &m->d;
+	const struct model_gqa *G = &m->layers[l].gqa;
+	const int T = bt->n_tokens, hd = d->head_dim, W = 2 * d->kv_dim;
+
+	matmul(c, c->q, c->xb, &G->wq, &G->bq, T, 0);
+	matmul(c, c->k, c->xb, &G->wk, &G->bk, T, 0);
+	matmul(c, c->v, c->xb, &G->wv, &G->bv, T, 0);
+	for (int t = 0; t < T; t++) {
+		float *q = c->q + (size_t)t * d->q_dim, *k = c->k + (size_t)t * d->kv_dim;
+		if (G->q_norm.data) { /* Qwen3: per-head RMSNorm before RoPE */
+			for (int h = 0; h < d->n_heads; h++)
+				rmsnorm(q + h * hd, q + h * hd, &G->q_norm, hd, d->rms_eps);
+			for (int h = 0; h < d->n_kv_heads; h++)
+				rmsnorm(k + h * hd, k + h * hd, &G->k_norm, hd, d->rms_eps);
+		}
+		rope_angles(c, d, bt->pos[t]);
+		rope_apply(c, d, q, d->n_heads, hd);
+		rope_apply(c, d, k, d->n_kv_heads, hd);
+		float *row = kv_row(c, &bt->seqs[bt->seq[t]], l, bt->pos[t], bsz, W);
+		memcpy(row, k, (size_t)d->kv_dim * sizeof(float));
+		memcpy(row + d->kv_dim, c->v + (size_t)t * d->kv_dim, (size_t)d->kv_dim * sizeof(float));
+	}
+	struct at a = {c, m, bt, bsz, l};
+	pool_run(&c->pool, gqa_work, &a);
+	matmul(c, c->x, c->att, &G->wo, &G->bo, T, 1);
+}
+
+/* ------------------------------------------------------------ MLA attention */
+
+/* One (token, head) pair per work item, absorbed: the cache row j is
+ * c_j = kv_a_norm(latent_j) (kv_lora) then the roped k_pe_j (rope). With
+ * W_k (nope, kv_lora) and W_v (v, kv_lora) this head's rows of kv_b_proj,
+ * HF's key is (W_k c_j, k_pe_j) and value W_v c_j, so
+ *   score_j = ((W_k^T q_nope) . c_j + q_pe . k_pe_j) * scale
+ *   out     = W_v (sum_j p_j c_j)
+ * which is HF's function with the sums reassociated (fp32 rounding only). */
+static void mla_work(void *ctx, int tid, int nth)
+{
+	struct at *a = ctx;
+	struct cpu *c = a->c;
+	const struct model_dims *d = &a->m->d;
+	const struct model_mla *A = &a->m->layers[a->layer].mla;
+	const int R = d->kv_lora_rank, nope = d->qk_nope_dim, rope = d->qk_rope_dim, vd = d->v_head_dim;
+	const int bsz = a->block_tokens, W = R + rope, hrows = nope + vd;
+	float *sc = c->scores + (size_t)tid * (size_t)c->max_seq_len;
+	float *buf = c->rowbuf + (size_t)tid * (size_t)c->row_max;
+	float *qlat = c->lat + (size_t)tid * 2u * (size_t)R, *olat = qlat + R;
+	int lo, hi;
+
+	share(a->bt->n_tokens * d->n_heads, tid, nth, &lo, &hi);
+	for (int w = lo; w < hi; w++) {
+		int t = w / d->n_heads, h = w % d->n_heads, p = a->bt->pos[t];
+		const struct batch_seq *s = &a->bt->seqs[a->bt->seq[t]];
+		const float *qn = c->q + (size_t)t * d->q_dim + (size_t)h * (nope + rope), *qp = qn + nope;
+		float mx = -3.0e38f, sum = 0;
+
+		for (int i = 0; i < R; i++)
+			qlat[i] = 0;
+		for (int i = 0; i < nope; i++) {
+			const float *r = wrow(&A->wkv_b, (int64_t)h * hrows + i, buf);
+			for (int k = 0; k < R; k++)
+				qlat[k] += qn[i] * r[k];
+		}
+		for (int j = 0; j <= p; j++) {
+			const float *cj = kv_row(c, s, a->layer, j, bsz, W);
+			float sj = (dot(qlat, cj, R) + dot(qp, cj + R, rope)) * d->attn_scale;
+			sc[j] = sj;
+			mx = sj > mx ? sj : mx;
+		}
+		for (int j = 0; j <= p; j++) {
+			sc[j] = fm_expf(sc[j] - mx);
+			sum += sc[j];
+		}
+		for (int i = 0; i < R; i++)
+			olat[i] = 0;
+		for (int j = 0; j <= p; j++) {
+			const float *cj = kv_row(c, s, a->layer, j, bsz, W);
+			float pj = sc[j] / sum;
+			for (int i = 0; i < R; i++)
+				olat[i] += pj * cj[i];
+		}
+		float *out = c->att + (size_t)t * (size_t)d->n_heads * vd + (size_t)h * vd;
+		for (int i = 0; i < vd; i++)
+			out[i] = dot(wrow(&A->wkv_b, (int64_t)h * hrows + nope + i, buf), olat, R);
+	}
+}
+
+/* x += o_proj(MLA(xb)): q (straight or through the q LoRA and its norm),
+ * kv_a -> latent norm and k_pe, RoPE of q_pe and k_pe, the cache write. */
+static void attn_mla(struct cpu *c, const struct model *m, const struct batch *bt, int bsz, int l)
+{
+	const struct model_dims *d = &m->d;
+	const struct model_mla *A = &m->layers[l].mla;
+	const int T = bt->n_tokens, R = d->kv_lora_rank, qh = d->qk_nope_dim + d->qk_rope_dim, W = R + d->qk_rope_dim;
+
+	if (d->q_lora_rank) {
+		matmul(c, c->v, c->xb, &A->wq_a, NULL, T, 0);
+		for (int t = 0; t < T; t++) {
+			float *qa = c->v + (size_t)t * d->q_lora_rank;
+			rmsnorm(qa, qa, &A->q_a_norm, d->q_lora_rank, d->rms_eps);
+		}
+		matmul(c, c->q, c->v, &A->wq_b, NULL, T, 0);
+	} else {
+		matmul(c, c->q, c->xb, &A->wq, NULL, T, 0);
+	}
+	matmul(c, c->k, c->xb, &A->wkv_a, NULL, T, 0);
+	for (int t = 0; t < T; t++) {
+		float *kva = c->k + (size_t)t * W, *q = c->q + (size_t)t * d->q_dim;
+		rmsnorm(kva, kva, &A->kv_a_norm, R, d->rms_eps);
+		rope_angles(c, d, bt->pos[t]);
+		rope_apply(c, d, q + d->qk_nope_dim, d->n_heads, qh);
+		rope_apply(c, d, kva + R, 1, W);
+		memcpy(kv_row(c, &bt->seqs[bt->seq[t]], l, bt->pos[t], bsz, W), kva, (size_t)W * sizeof(float));
+	}
+	struct at a = {c, m, bt, bsz, l};
+	pool_run(&c->pool, mla_work, &a);
+	matmul(c, c->x, c->att, &A->wo, NULL, T, 1);
+}
+
+/* ------------------------------------------------------------ MLPs */
+
+/* y (+)= down(silu(gate x) * up x) for T rows of x. */
+static void mlp(struct cpu *c, float *y, const float *x, const struct model_mlp *f, int T, int add)
+{
+	const int F = (int)f->w_gate.rows;
+	matmul(c, c->hg, x, &f->w_gate, NULL, T, 0);
+	matmul(c, c->hu, x, &f->w_up, NULL, T, 0);
+	for (size_t i = 0; i < (size_t)T * (size_t)F; i++) { /* silu(gate) * up */
+		float g = c->hg[i];
+		c->hg[i] = g / (1.0f + fm_expf(-g)) * c->hu[i];
+	}
+	matmul(c, y, c->hg, &f->w_down, NULL, T, add);
+}
+
+/* The k best of v[0..n) (largest first, the lower index on ties) into idx. */
+static void top_k(const float *v, int n, int k, int32_t *idx)
+{
+	for (int j = 0; j < k; j++) {
+		int best = -1;
+		for (int i = 0; i < n; i++) {
+			int taken = 0;
+			for (int q = 0; q < j && !taken; q++)
+				taken = idx[q] == i;
+			if (!taken && (best < 0 || v[i] > v[best]))
+				best = i;
+		}
+		idx[j] = best;
+	}
+}
+
+/* One token's routing, as the HF families compute it: scores (softmax or
+ * sigmoid), the choice (scores + e_score_correction_bias), groups kept by
+ * their best expert or best two (the rest masked to 0.0, as HF's
+ * masked_fill), top-k of the choice, weights from the unbiased scores,
+ * renormalised (+1e-20 for the sigmoid router) and scaled. */
+static void route(const struct model_dims *d, const float *logits, const struct model_w *bias, float *scratch,
+		  int32_t *ids, float *w)
+{
+	const int E = d->n_experts, K = d->n_experts_tok;
+	float *score = scratch, *choice = scratch + E;
+	if (d->moe_score == MOE_SOFTMAX) {
+		float mx = -3.0e38f, sum = 0;
+		for (int e = 0; e < E; e++)
+			mx = logits[e] > mx ? logits[e] : mx;
+		for (int e = 0; e < E; e++) {
+			score[e] = fm_expf(logits[e] - mx);
+			sum += score[e];
+		}
+		for (int e = 0; e < E; e++)
+			score[e] /= sum;
+	} else {
+		for (int e = 0; e < E; e++)
+			score[e] = 1.0f / (1.0f + fm_expf(-logits[e]));
+	}
+	for (int e = 0; e < E; e++)
+		choice[e] = bias->data ? score[e] + model_w_at(bias, e) : score[e];
+	if (d->moe_group != MOE_GROUP_NONE) {
+		const int G = d->n_group, per = E / G;
+		float gs[MODEL_MAX_GROUPS] = {0};
+		int32_t keep[MODEL_MAX_GROUPS], two[2];
+		for (int g = 0; g < G; g++) {
+			const float *v = choice + g * per;
+			if (d->moe_group == MOE_GROUP_MAX) {
+				top_k(v, per, 1, two);
+				gs[g] = v[two[0]];
+			} else {
+				top_k(v, per, 2, two);
+				gs[g] = v[two[0]] + v[two[1]];
+			}
+		}
+		top_k(gs, G, d->topk_group, keep);
+		for (int g = 0; g < G; g++) {
+			int kept = 0;
+			for (int q = 0; q < d->topk_group; q++)
+				kept |= keep[q] == g;
+			if (!kept)
+				for (int e = g * per; e < (g + 1) * per; e++)
+					choice[e] = 0.0f;
+		}
+	}
+	top_k(choice, E, K, ids);
+	float sum = 0;
+	for (int j = 0; j < K; j++) {
+		w[j] = score[ids[j]];
+		sum += w[j];
+	}
+	if (d->norm_topk) {
+		if (d->moe_score == MOE_SIGMOID)
+			sum += 1e-20f;
+		for (int j = 0; j < K; j++)
+			w[j] /= sum;
+	}
+	for (int j = 0; j < K; j++)
+		w[j] *= d->routed_scale;
+}
+
+/* x += sum over each token's experts (ascending expert id, as HF's index_add
+ * loop) of weight * expert(xb), plus the shared experts. Each expert runs on
+ * its tokens gathered; every output element is still one fixed-order dot
+ * product, so a token's result does not depend on the others in the batch. */
+static void mlp_moe(struct cpu *c, const struct model *m, int T, int l)
+{
+	const struct model_dims *d = &m->d;
+	const struct model_moe *M = &m->layers[l].moe;
+	const int E = d->n_experts, K = d->n_experts_tok, D = d->dim;
+
+	matmul(c, c->rl, c->xb, &M->router, NULL, T, 0);
+	for (int t = 0; t < T; t++)
+		route(d, c->rl + (size_t)t * E, &M->router_bias, c->route, c->ri + (size_t)t * K, c->rw + (size_t)t * K);
+	memset(c->acc, 0, (size_t)T * (size_t)D * sizeof(float));
+	for (int e = 0; e < E; e++) {
+		int n = 0;
+		for (int i = 0; i < T * K; i++)
+			if (c->ri[i] == e)
+				c->et[n++] = i;
+		if (!n)
+			continue;
+		for (int r = 0; r < n; r++)
+			memcpy(c->xe + (size_t)r * D, c->xb + (size_t)(c->et[r] / K) * D, (size_t)D * sizeof(float));
+		mlp(c, c->ye, c->xe, &M->experts[e], n, 0);
+		for (int r = 0; r < n; r++) {
+			float wt = c->rw[c->et[r]], *acc = c->acc + (size_t)(c->et[r] / K) * D;
+			const float *y = c->ye + (size_t)r * D;
+			for (int i = 0; i < D; i++)
+				acc[i] += y[i] * wt;
+		}
+	}
+	if (M->shared.w_gate.data) {
+		mlp(c, c->ye, c->xb, &M->shared, T, 0);
+		for (size_t i = 0; i < (size_t)T * (size_t)D; i++)
+			c->acc[i] += c->ye[i];
+	}
+	for (size_t i = 0; i < (size_t)T * (size_t)D; i++)
+		c->x[i] += c->acc[i];
 }
 
 /* ------------------------------------------------------------ forward */
@@ -308,7 +611,7 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 	struct cpu *c = b->impl;
 	const struct model *m = b->m;
 	const struct model_dims *d = &m->d;
-	const int T = bt->n_tokens, hd = d->head_dim, bsz = b->lim.block_tokens;
+	const int T = bt->n_tokens, bsz = b->lim.block_tokens;
 
 	if (T < 1 || T > c->max_tokens || bt->n_logits > b->lim.max_seqs || bt->n_seqs > b->lim.max_seqs)
 		return -E_INVAL;
@@ -327,57 +630,35 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 
 	for (int l = 0; l < d->n_layers; l++) {
 		const struct model_layer *L = &m->layers[l];
-		float *kc = c->kc + (size_t)l * c->layer_stride, *vc = c->vc + (size_t)l * c->layer_stride;
 
 		for (int t = 0; t < T; t++) /* xb = rmsnorm(x) */
 			rmsnorm(c->xb + (size_t)t * d->dim, c->x + (size_t)t * d->dim, &L->attn_norm, d->dim,
 				d->rms_eps);
-		matmul(c, c->q, c->xb, &L->wq, &L->bq, T, 0); /* q, k, v projections */
-		matmul(c, c->k, c->xb, &L->wk, &L->bk, T, 0);
-		matmul(c, c->v, c->xb, &L->wv, &L->bv, T, 0);
-		for (int t = 0; t < T; t++) {
-			float *q = c->q + (size_t)t * d->q_dim, *k = c->k + (size_t)t * d->kv_dim;
-			if (L->q_norm.data) { /* Qwen3: per-head RMSNorm before RoPE */
-				for (int h = 0; h < d->n_heads; h++)
-					rmsnorm(q + h * hd, q + h * hd, &L->q_norm, hd, d->rms_eps);
-				for (int h = 0; h < d->n_kv_heads; h++)
-					rmsnorm(k + h * hd, k + h * hd, &L->k_norm, hd, d->rms_eps);
-			}
-			/* RoPE, rotate-half pairing (i, i + hd/2), float32 angles as HF */
-			for (int i = 0; i < hd / 2; i++) {
-				float cs, sn;
-				fm_sincosf((float)bt->pos[t] * c->inv_freq[i], &sn, &cs);
-				for (int h = 0; h < d->n_heads; h++) {
-					float *v = q + h * hd, x1 = v[i], x2 = v[i + hd / 2];
-					v[i] = x1 * cs - x2 * sn;
-					v[i + hd / 2] = x2 * cs + x1 * sn;
-				}
-				for (int h = 0; h < d->n_kv_heads; h++) {
-					float *v = k + h * hd, x1 = v[i], x2 = v[i + hd / 2];
-					v[i] = x1 * cs - x2 * sn;
-					v[i + hd / 2] = x2 * cs + x1 * sn;
-				}
-			}
-			/* write k, v into the sequence's block at pos */
-			const struct batch_seq *s = &bt->seqs[bt->seq[t]];
-			int p = bt->pos[t];
-			size_t slot = ((size_t)s->blocks[p / bsz] * (size_t)bsz + (size_t)(p % bsz)) * (size_t)d->kv_dim;
-			memcpy(kc + slot, k, (size_t)d->kv_dim * sizeof(float));
-			memcpy(vc + slot, c->v + (size_t)t * d->kv_dim, (size_t)d->kv_dim * sizeof(float));
+		switch (L->attn) { /* x += attention(xb) */
+		case ATTN_GQA:
+			attn_gqa(c, m, bt, bsz, l);
+			break;
+		case ATTN_MLA:
+			attn_mla(c, m, bt, bsz, l);
+			break;
+		case ATTN_LINEAR:
+		case ATTN_KIND_N:
+			return -E_UNSUPPORTED;
 		}
-		attention(c, m, bt, bsz, l);
-		matmul(c, c->x, c->att, &L->wo, &L->bo, T, 1); /* x += o_proj(att) */
 
 		for (int t = 0; t < T; t++) /* xb = rmsnorm(x) */
 			rmsnorm(c->xb + (size_t)t * d->dim, c->x + (size_t)t * d->dim, &L->ffn_norm, d->dim,
 				d->rms_eps);
-		matmul(c, c->hg, c->xb, &L->w_gate, NULL, T, 0);
-		matmul(c, c->hu, c->xb, &L->w_up, NULL, T, 0);
-		for (size_t i = 0; i < (size_t)T * (size_t)d->ffn_dim; i++) { /* silu(gate) * up */
-			float g = c->hg[i];
-			c->hg[i] = g / (1.0f + fm_expf(-g)) * c->hu[i];
+		switch (L->mlp) { /* x += mlp(xb) */
+		case MLP_DENSE:
+			mlp(c, c->x, c->xb, &L->ffn, T, 1);
+			break;
+		case MLP_MOE:
+			mlp_moe(c, m, T, l);
+			break;
+		case MLP_KIND_N:
+			return -E_UNSUPPORTED;
 		}
-		matmul(c, c->x, c->hg, &L->w_down, NULL, T, 1); /* x += down_proj(h) */
 	}
 
 	for (int i = 0; i < bt->n_logits; i++) {
@@ -393,9 +674,18 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 
 /* ------------------------------------------------------------ init */
 
+static int cpu_check(const struct model *m, struct ts_err *e)
+{
+	for (int l = 0; l < m->d.n_layers; l++)
+		if (m->layers[l].attn == ATTN_LINEAR)
+			return ts_errf(e, E_UNSUPPORTED, "cpu backend: layer %d is %s attention, which no backend runs yet", l,
+				       model_attn_name(m->layers[l].attn));
+	return 0;
+}
+
 static uint64_t cpu_kv_bytes_per_token(const struct model *m)
 {
-	return (uint64_t)m->d.n_layers * 2u * (uint64_t)m->d.kv_dim * sizeof(float);
+	return model_kv_elems_per_token(m) * sizeof(float);
 }
 
 static int threads_for(const struct backend_limits *l)
@@ -404,16 +694,37 @@ static int threads_for(const struct backend_limits *l)
 	return (int)TS_MAX(1, TS_MIN(n, 1024));
 }
 
+/* The widths the workspace needs, over every layer kind the model has. */
+struct wdims {
+	int q, k, v, att, inner, row_max, lat;
+};
+
+static void wdims_of(const struct model_dims *d, struct wdims *w)
+{
+	const int mla_kva = d->kv_lora_rank + d->qk_rope_dim, vo = d->n_heads * d->v_head_dim;
+	w->q = d->q_dim;
+	w->k = TS_MAX(d->kv_dim, mla_kva);
+	w->v = TS_MAX(d->kv_dim, d->q_lora_rank);
+	w->att = TS_MAX(d->q_dim, vo);
+	w->inner = TS_MAX(TS_MAX(d->ffn_dim, d->moe_ffn_dim), d->shared_ffn_dim);
+	w->row_max = TS_MAX(TS_MAX(TS_MAX(d->dim, w->att), w->inner), TS_MAX(d->kv_lora_rank, d->q_lora_rank));
+	w->lat = 2 * d->kv_lora_rank;
+}
+
 static uint64_t workspace_floats(const struct model *m, const struct backend_limits *l, int *row_max)
 {
 	const struct model_dims *d = &m->d;
-	uint64_t T = (uint64_t)l->max_batch_tokens;
-	int rm = TS_MAX(TS_MAX(d->dim, d->q_dim), d->ffn_dim);
-	*row_max = rm;
-	return T * (2u * (uint64_t)d->dim + 2u * (uint64_t)d->q_dim + 2u * (uint64_t)d->kv_dim +
-		    2u * (uint64_t)d->ffn_dim) +
+	const uint64_t T = (uint64_t)l->max_batch_tokens, nth = (uint64_t)threads_for(l);
+	const uint64_t E = (uint64_t)d->n_experts, K = (uint64_t)d->n_experts_tok;
+	struct wdims w;
+	wdims_of(d, &w);
+	*row_max = w.row_max;
+	uint64_t moe = E ? T * (E + 3u * (uint64_t)d->dim + 3u * K) + 2u * E : 0; /* rl, xe, ye, acc, rw, ri, et; route */
+	return T * (2u * (uint64_t)d->dim + (uint64_t)w.q + (uint64_t)w.att + (uint64_t)w.k + (uint64_t)w.v +
+		    2u * (uint64_t)w.inner) +
 	       (uint64_t)l->max_seqs * (uint64_t)d->dim +
-	       (uint64_t)threads_for(l) * ((uint64_t)rm + (uint64_t)l->max_seq_len) + (uint64_t)d->head_dim;
+	       nth * ((uint64_t)w.row_max + (uint64_t)l->max_seq_len + (uint64_t)w.lat) + (uint64_t)d->rope_dim +
+	       (uint64_t)d->rope_dim / 2 + moe;
 }
 
 /* MemAvailable less the weights (mapped from the page cache: count them as
@@ -443,8 +754,8 @@ static void cpu_free(struct backend *b)
 		return;
 	pool_stop(&c->pool);
 	ts_free(c->x);
-	ts_free(c->kc);
-	ts_free(c->vc);
+	ts_free(c->kv);
+	ts_free(c->kv_off);
 	ts_free(c);
 	b->impl = NULL;
 }
@@ -453,6 +764,7 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 {
 	const struct model_dims *d = &m->d;
 	struct cpu *c = ts_alloc(sizeof(*c));
+	struct wdims w;
 	int rm, r;
 
 	memset(b, 0, sizeof(*b));
@@ -462,34 +774,52 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 	b->lim.threads = threads_for(l);
 	if (!c)
 		return ts_errf(e, E_NOMEM, "cpu backend: out of memory");
+	memset(c, 0, sizeof(*c));
 	b->impl = c;
 	c->max_tokens = l->max_batch_tokens;
 	c->max_seq_len = l->max_seq_len;
 	uint64_t nf = workspace_floats(m, l, &rm);
 	c->row_max = rm;
-	c->layer_stride = (size_t)l->n_blocks * (size_t)l->block_tokens * (size_t)d->kv_dim;
+	wdims_of(d, &w);
+	const size_t slots = (size_t)l->n_blocks * (size_t)l->block_tokens;
+	const size_t kv_floats = slots * (size_t)model_kv_elems_per_token(m);
 	c->x = ts_alloc(nf * sizeof(float));
-	c->kc = ts_alloc(c->layer_stride * (size_t)d->n_layers * sizeof(float));
-	c->vc = ts_alloc(c->layer_stride * (size_t)d->n_layers * sizeof(float));
-	if (!c->x || !c->kc || !c->vc) {
+	c->kv = ts_alloc(kv_floats * sizeof(float));
+	c->kv_off = ts_alloc((size_t)d->n_layers * sizeof(size_t));
+	if (!c->x || !c->kv || !c->kv_off) {
 		cpu_free(b);
 		return ts_errf(e, E_NOMEM, "cpu backend: cannot allocate %.2f GB of workspace and KV; lower [engine] kv_tokens or max_batch_tokens",
-			       (double)(nf * 4 + 2 * c->layer_stride * (size_t)d->n_layers * 4) / 1e9);
+			       (double)(nf * 4 + kv_floats * 4) / 1e9);
 	}
+	for (int i = 0, off = 0; i < d->n_layers; off += model_kv_width(m, i), i++)
+		c->kv_off[i] = slots * (size_t)off;
 	/* carve the workspace */
-	size_t T = (size_t)l->max_batch_tokens;
+	size_t T = (size_t)l->max_batch_tokens, E = (size_t)d->n_experts, K = (size_t)d->n_experts_tok;
+	size_t nth = (size_t)b->lim.threads;
 	float *p = c->x + T * (size_t)d->dim;
 	c->xb = p, p += T * (size_t)d->dim;
-	c->q = p, p += T * (size_t)d->q_dim;
-	c->att = p, p += T * (size_t)d->q_dim;
-	c->k = p, p += T * (size_t)d->kv_dim;
-	c->v = p, p += T * (size_t)d->kv_dim;
-	c->hg = p, p += T * (size_t)d->ffn_dim;
-	c->hu = p, p += T * (size_t)d->ffn_dim;
+	c->q = p, p += T * (size_t)w.q;
+	c->att = p, p += T * (size_t)w.att;
+	c->k = p, p += T * (size_t)w.k;
+	c->v = p, p += T * (size_t)w.v;
+	c->hg = p, p += T * (size_t)w.inner;
+	c->hu = p, p += T * (size_t)w.inner;
 	c->xf = p, p += (size_t)l->max_seqs * (size_t)d->dim;
-	c->rowbuf = p, p += (size_t)b->lim.threads * (size_t)rm;
-	c->scores = p, p += (size_t)b->lim.threads * (size_t)l->max_seq_len;
-	c->inv_freq = p;
+	c->rowbuf = p, p += nth * (size_t)rm;
+	c->scores = p, p += nth * (size_t)l->max_seq_len;
+	c->lat = p, p += nth * (size_t)w.lat;
+	c->rope_cs = p, p += (size_t)d->rope_dim;
+	c->inv_freq = p, p += (size_t)d->rope_dim / 2;
+	if (E) {
+		c->rl = p, p += T * E;
+		c->xe = p, p += T * (size_t)d->dim;
+		c->ye = p, p += T * (size_t)d->dim;
+		c->acc = p, p += T * (size_t)d->dim;
+		c->rw = p, p += T * K;
+		c->ri = (int32_t *)p, p += T * K;
+		c->et = (int32_t *)p, p += T * K;
+		c->route = p, p += 2 * E;
+	}
 	model_rope_freqs(d, c->inv_freq);
 	if ((r = pool_start(&c->pool, b->lim.threads)) < 0) {
 		cpu_free(b);
@@ -497,12 +827,13 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 	}
 	b->weight_bytes = m->weight_bytes;
 	b->workspace_bytes = nf * sizeof(float);
-	b->kv_bytes = 2 * c->layer_stride * (size_t)d->n_layers * sizeof(float);
+	b->kv_bytes = kv_floats * sizeof(float);
 	return 0;
 }
 
 const struct backend_ops cpu_backend_ops = {
 	.name = "cpu",
+	.check = cpu_check,
 	.kv_bytes_per_token = cpu_kv_bytes_per_token,
 	.mem_available = cpu_mem_available,
 	.init = cpu_init,

@@ -187,17 +187,17 @@ static int upload(struct gpub *p, const struct model *m, struct ts_err *e)
 		const struct model_layer *L = &m->layers[l];
 		struct glayer *G = &p->L[l];
 		r = up_bf16(&u, G->attn_norm, &L->attn_norm) || up_bf16(&u, G->ffn_norm, &L->ffn_norm) ||
-		    up_bf16(&u, G->wqkv, &L->wq) || up_bf16(&u, G->wqkv + (gpu_ptr)d->q_dim * d->dim * 2, &L->wk) ||
-		    up_bf16(&u, G->wqkv + (gpu_ptr)(d->q_dim + d->kv_dim) * d->dim * 2, &L->wv) ||
-		    up_bf16(&u, G->wo, &L->wo) || up_bf16(&u, G->wd, &L->w_down) ||
-		    up_gate_up(&u, G->wgu, &L->w_gate, &L->w_up, tmp);
+		    up_bf16(&u, G->wqkv, &L->gqa.wq) || up_bf16(&u, G->wqkv + (gpu_ptr)d->q_dim * d->dim * 2, &L->gqa.wk) ||
+		    up_bf16(&u, G->wqkv + (gpu_ptr)(d->q_dim + d->kv_dim) * d->dim * 2, &L->gqa.wv) ||
+		    up_bf16(&u, G->wo, &L->gqa.wo) || up_bf16(&u, G->wd, &L->ffn.w_down) ||
+		    up_gate_up(&u, G->wgu, &L->ffn.w_gate, &L->ffn.w_up, tmp);
 		if (!r && G->bqkv)
-			r = up_f32(&u, G->bqkv, &L->bq) || up_f32(&u, G->bqkv + (gpu_ptr)d->q_dim * 4, &L->bk) ||
-			    up_f32(&u, G->bqkv + (gpu_ptr)(d->q_dim + d->kv_dim) * 4, &L->bv);
+			r = up_f32(&u, G->bqkv, &L->gqa.bq) || up_f32(&u, G->bqkv + (gpu_ptr)d->q_dim * 4, &L->gqa.bk) ||
+			    up_f32(&u, G->bqkv + (gpu_ptr)(d->q_dim + d->kv_dim) * 4, &L->gqa.bv);
 		if (!r && G->q_norm)
-			r = up_bf16(&u, G->q_norm, &L->q_norm) || up_bf16(&u, G->k_norm, &L->k_norm);
+			r = up_bf16(&u, G->q_norm, &L->gqa.q_norm) || up_bf16(&u, G->k_norm, &L->gqa.k_norm);
 		if (!r && G->bo)
-			r = up_f32(&u, G->bo, &L->bo);
+			r = up_f32(&u, G->bo, &L->gqa.bo);
 		(void)qkvrows;
 	}
 	if (!r)
@@ -363,14 +363,14 @@ static uint64_t carve(struct gpub *p, const struct model *m, const struct backen
 		TAKE(G ? &G->attn_norm : &sink, 2u * d->dim);
 		TAKE(G ? &G->ffn_norm : &sink, 2u * d->dim);
 		TAKE(G ? &G->wqkv : &sink, 2u * qkv * d->dim);
-		if (L->bq.data)
+		if (L->gqa.bq.data)
 			TAKE(G ? &G->bqkv : &sink, 4u * qkv);
-		if (L->q_norm.data) {
+		if (L->gqa.q_norm.data) {
 			TAKE(G ? &G->q_norm : &sink, 2u * d->head_dim);
 			TAKE(G ? &G->k_norm : &sink, 2u * d->head_dim);
 		}
 		TAKE(G ? &G->wo : &sink, 2u * d->dim * d->q_dim);
-		if (L->bo.data)
+		if (L->gqa.bo.data)
 			TAKE(G ? &G->bo : &sink, 4u * d->dim);
 		TAKE(G ? &G->wgu : &sink, 2u * 2u * d->ffn_dim * d->dim);
 		TAKE(G ? &G->wd : &sink, 2u * d->dim * d->ffn_dim);
@@ -637,6 +637,29 @@ static void gpu_free(struct backend *b)
 	b->impl = NULL;
 }
 
+/* What the kernels take today: GQA attention with the head sizes of
+ * kernels/attn.cu, rotate-half RoPE without YaRN's cos/sin factor, dense MLPs
+ * whose width the fused gate/up GEMM accepts. */
+static int gpu_check(const struct model *m, struct ts_err *e)
+{
+	const struct model_dims *d = &m->d;
+	for (int l = 0; l < d->n_layers; l++) {
+		const struct model_layer *L = &m->layers[l];
+		if (L->attn != ATTN_GQA || L->mlp != MLP_DENSE)
+			return ts_errf(e, E_UNSUPPORTED, "gpu backend: layer %d is %s attention with a %s MLP; the GPU kernels run gqa attention with dense MLPs so far (MoE and MLA run on the CPU backend: [device] backend = cpu)",
+				       l, model_attn_name(L->attn), model_mlp_name(L->mlp));
+	}
+	if (d->head_dim != 64 && d->head_dim != 128)
+		return ts_errf(e, E_UNSUPPORTED, "gpu backend: %s head_dim %d: the attention kernels take head_dim 64, 128",
+			       m->arch_name, d->head_dim);
+	if (d->rope == ROPE_YARN)
+		return ts_errf(e, E_UNSUPPORTED, "gpu backend: rope_scaling yarn is not in the GPU RoPE kernel yet (supported there: default, linear, llama3)");
+	if (d->ffn_dim % 8)
+		return ts_errf(e, E_UNSUPPORTED, "gpu backend: intermediate_size %d: the fused gate/up GEMM needs a multiple of 8",
+			       d->ffn_dim);
+	return 0;
+}
+
 static int gpu_init(struct backend *b, const struct model *m, const struct backend_limits *l, struct ts_err *e)
 {
 	struct gpub *p = ts_alloc(sizeof(*p));
@@ -713,6 +736,7 @@ fail:
 
 const struct backend_ops gpu_backend_ops = {
 	.name = "gpu",
+	.check = gpu_check,
 	.kv_bytes_per_token = gpu_kv_bytes_per_token,
 	.mem_available = gpu_mem_available,
 	.init = gpu_init,

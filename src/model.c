@@ -9,58 +9,143 @@
 /* ------------------------------------------------------------ architectures */
 
 enum bias_rule { BIAS_NONE, BIAS_QKV, BIAS_FROM_CONFIG /* attention_bias: q, k, v and o */ };
-enum window_rule { WINDOW_NONE, WINDOW_KEY /* sliding_window, default 4096 */, WINDOW_REFUSE_USE };
+enum window_rule { WINDOW_NONE, WINDOW_KEY /* sliding_window, default window_default */, WINDOW_REFUSE_USE };
+/* Which layers are MoE and how the config spells it. */
+enum moe_rule {
+	MOE_NONE,
+	MOE_QWEN,     /* num_experts, moe_intermediate_size; not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0 */
+	MOE_MIXTRAL,  /* num_local_experts, intermediate_size; every layer */
+	MOE_DEEPSEEK, /* n_routed_experts, moe_intermediate_size; l >= first_k_dense_replace */
+};
+enum expert_names { EXPERT_HF /* gate_proj, up_proj, down_proj */, EXPERT_W123 /* w1 gate, w3 up, w2 down */ };
+/* DeepSeek generation: what transformers' two MLA/MoE implementations differ in. */
+enum ds_rule {
+	DS_NONE,
+	DS_V2, /* softmax router, greedy or group_limited_greedy (group max), no renormalisation; rope on
+	        * interleaved pairs; softmax scale qk_head_dim^-0.5 */
+	DS_V3, /* sigmoid router + e_score_correction_bias, groups scored by their best two, norm_topk_prob;
+	        * rope_interleave; softmax scale times YaRN mscale(mscale_all_dim)^2 */
+};
 
 struct model_arch {
 	const char *name;        /* HF "architectures" entry */
+	enum attn_kind attn;
 	enum bias_rule bias;
 	int qk_norm;             /* per-head RMSNorm of q and k before RoPE */
 	enum window_rule window;
+	int window_default;      /* WINDOW_KEY: the config class's default when the key is absent */
+	enum moe_rule moe;
+	const char *moe_prefix;  /* module of a MoE layer's MLP, after "model.layers.<i>." */
+	enum expert_names experts;
+	enum ds_rule ds;
 };
 
 static const struct model_arch archs[] = {
-	{"LlamaForCausalLM", BIAS_FROM_CONFIG, 0, WINDOW_NONE},
-	{"MistralForCausalLM", BIAS_NONE, 0, WINDOW_KEY},
-	{"Qwen2ForCausalLM", BIAS_QKV, 0, WINDOW_REFUSE_USE},
-	{"Qwen3ForCausalLM", BIAS_FROM_CONFIG, 1, WINDOW_REFUSE_USE},
+	{"LlamaForCausalLM", ATTN_GQA, BIAS_FROM_CONFIG, 0, WINDOW_NONE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE},
+	{"MistralForCausalLM", ATTN_GQA, BIAS_NONE, 0, WINDOW_KEY, 4096, MOE_NONE, NULL, EXPERT_HF, DS_NONE},
+	{"Qwen2ForCausalLM", ATTN_GQA, BIAS_QKV, 0, WINDOW_REFUSE_USE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE},
+	{"Qwen3ForCausalLM", ATTN_GQA, BIAS_FROM_CONFIG, 1, WINDOW_REFUSE_USE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE},
+	{"Qwen3MoeForCausalLM", ATTN_GQA, BIAS_FROM_CONFIG, 1, WINDOW_REFUSE_USE, 0, MOE_QWEN, "mlp", EXPERT_HF,
+	 DS_NONE},
+	{"MixtralForCausalLM", ATTN_GQA, BIAS_NONE, 0, WINDOW_KEY, 0, MOE_MIXTRAL, "block_sparse_moe", EXPERT_W123,
+	 DS_NONE},
+	{"DeepseekV2ForCausalLM", ATTN_MLA, BIAS_NONE, 0, WINDOW_NONE, 0, MOE_DEEPSEEK, "mlp", EXPERT_HF, DS_V2},
+	{"DeepseekV3ForCausalLM", ATTN_MLA, BIAS_NONE, 0, WINDOW_NONE, 0, MOE_DEEPSEEK, "mlp", EXPERT_HF, DS_V3},
 };
 
 const char *model_supported(void)
 {
-	return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
+	return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, "
+	       "MixtralForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM";
+}
+
+const char *model_attn_name(enum attn_kind k)
+{
+	static const char *const n[ATTN_KIND_N] = {"gqa", "mla", "linear"};
+	return (unsigned)k < ATTN_KIND_N ? n[k] : "?";
+}
+
+const char *model_mlp_name(enum mlp_kind k)
+{
+	static const char *const n[MLP_KIND_N] = {"dense", "moe"};
+	return (unsigned)k < MLP_KIND_N ? n[k] : "?";
 }
 
 /* ------------------------------------------------------------ the layer plan */
 
-enum dim_ref { D_ONE, D_DIM, D_Q, D_KV, D_FFN, D_HEAD, D_VOCAB };
-enum when { W_ALWAYS, W_QKV_BIAS, W_O_BIAS, W_QK_NORM };
+enum dim_ref {
+	D_ONE, D_DIM, D_Q, D_KV, D_FFN, D_HEAD, D_VOCAB,
+	D_QH,     /* MLA: n_heads * (nope + rope) */
+	D_QLORA, D_KVLORA,
+	D_KVA,    /* kv_lora_rank + qk_rope_dim */
+	D_KVB,    /* n_heads * (nope + v) */
+	D_VO,     /* n_heads * v_head_dim */
+	D_E,      /* routed experts */
+	D_SHARED, /* shared experts' intermediate size */
+};
+enum when { W_ALWAYS, W_QKV_BIAS, W_O_BIAS, W_QK_NORM, W_NO_QLORA, W_QLORA, W_ROUTER_BIAS, W_SHARED };
 
 struct plan_row {
-	const char *suffix;      /* after "model.layers.<i>." */
+	const char *suffix;      /* after "model.layers.<i>." (after "<moe_prefix>." in moe_plan) */
 	size_t off;              /* of the struct model_w in struct model_layer */
 	enum dim_ref rows, cols; /* rows D_ONE = a 1-D tensor of cols elements */
 	enum when when;
 };
 
 #define L(f) offsetof(struct model_layer, f)
-static const struct plan_row layer_plan[] = {
+static const struct plan_row common_plan[] = {
 	{"input_layernorm.weight", L(attn_norm), D_ONE, D_DIM, W_ALWAYS},
-	{"self_attn.q_proj.weight", L(wq), D_Q, D_DIM, W_ALWAYS},
-	{"self_attn.k_proj.weight", L(wk), D_KV, D_DIM, W_ALWAYS},
-	{"self_attn.v_proj.weight", L(wv), D_KV, D_DIM, W_ALWAYS},
-	{"self_attn.q_proj.bias", L(bq), D_ONE, D_Q, W_QKV_BIAS},
-	{"self_attn.k_proj.bias", L(bk), D_ONE, D_KV, W_QKV_BIAS},
-	{"self_attn.v_proj.bias", L(bv), D_ONE, D_KV, W_QKV_BIAS},
-	{"self_attn.q_norm.weight", L(q_norm), D_ONE, D_HEAD, W_QK_NORM},
-	{"self_attn.k_norm.weight", L(k_norm), D_ONE, D_HEAD, W_QK_NORM},
-	{"self_attn.o_proj.weight", L(wo), D_DIM, D_Q, W_ALWAYS},
-	{"self_attn.o_proj.bias", L(bo), D_ONE, D_DIM, W_O_BIAS},
 	{"post_attention_layernorm.weight", L(ffn_norm), D_ONE, D_DIM, W_ALWAYS},
-	{"mlp.gate_proj.weight", L(w_gate), D_FFN, D_DIM, W_ALWAYS},
-	{"mlp.up_proj.weight", L(w_up), D_FFN, D_DIM, W_ALWAYS},
-	{"mlp.down_proj.weight", L(w_down), D_DIM, D_FFN, W_ALWAYS},
+};
+static const struct plan_row gqa_plan[] = {
+	{"self_attn.q_proj.weight", L(gqa.wq), D_Q, D_DIM, W_ALWAYS},
+	{"self_attn.k_proj.weight", L(gqa.wk), D_KV, D_DIM, W_ALWAYS},
+	{"self_attn.v_proj.weight", L(gqa.wv), D_KV, D_DIM, W_ALWAYS},
+	{"self_attn.q_proj.bias", L(gqa.bq), D_ONE, D_Q, W_QKV_BIAS},
+	{"self_attn.k_proj.bias", L(gqa.bk), D_ONE, D_KV, W_QKV_BIAS},
+	{"self_attn.v_proj.bias", L(gqa.bv), D_ONE, D_KV, W_QKV_BIAS},
+	{"self_attn.q_norm.weight", L(gqa.q_norm), D_ONE, D_HEAD, W_QK_NORM},
+	{"self_attn.k_norm.weight", L(gqa.k_norm), D_ONE, D_HEAD, W_QK_NORM},
+	{"self_attn.o_proj.weight", L(gqa.wo), D_DIM, D_Q, W_ALWAYS},
+	{"self_attn.o_proj.bias", L(gqa.bo), D_ONE, D_DIM, W_O_BIAS},
+};
+static const struct plan_row mla_plan[] = {
+	{"self_attn.q_proj.weight", L(mla.wq), D_QH, D_DIM, W_NO_QLORA},
+	{"self_attn.q_a_proj.weight", L(mla.wq_a), D_QLORA, D_DIM, W_QLORA},
+	{"self_attn.q_a_layernorm.weight", L(mla.q_a_norm), D_ONE, D_QLORA, W_QLORA},
+	{"self_attn.q_b_proj.weight", L(mla.wq_b), D_QH, D_QLORA, W_QLORA},
+	{"self_attn.kv_a_proj_with_mqa.weight", L(mla.wkv_a), D_KVA, D_DIM, W_ALWAYS},
+	{"self_attn.kv_a_layernorm.weight", L(mla.kv_a_norm), D_ONE, D_KVLORA, W_ALWAYS},
+	{"self_attn.kv_b_proj.weight", L(mla.wkv_b), D_KVB, D_KVLORA, W_ALWAYS},
+	{"self_attn.o_proj.weight", L(mla.wo), D_DIM, D_VO, W_ALWAYS},
+};
+static const struct plan_row dense_plan[] = {
+	{"mlp.gate_proj.weight", L(ffn.w_gate), D_FFN, D_DIM, W_ALWAYS},
+	{"mlp.up_proj.weight", L(ffn.w_up), D_FFN, D_DIM, W_ALWAYS},
+	{"mlp.down_proj.weight", L(ffn.w_down), D_DIM, D_FFN, W_ALWAYS},
+};
+static const struct plan_row moe_plan[] = { /* the routed experts are bound by bind_experts */
+	{"gate.weight", L(moe.router), D_E, D_DIM, W_ALWAYS},
+	{"gate.e_score_correction_bias", L(moe.router_bias), D_ONE, D_E, W_ROUTER_BIAS},
+	{"shared_experts.gate_proj.weight", L(moe.shared.w_gate), D_SHARED, D_DIM, W_SHARED},
+	{"shared_experts.up_proj.weight", L(moe.shared.w_up), D_SHARED, D_DIM, W_SHARED},
+	{"shared_experts.down_proj.weight", L(moe.shared.w_down), D_DIM, D_SHARED, W_SHARED},
 };
 #undef L
+
+struct kind_plan {
+	const struct plan_row *rows;
+	size_t n;
+};
+static const struct kind_plan attn_plans[ATTN_KIND_N] = {
+	[ATTN_GQA] = {gqa_plan, TS_ARRAY_LEN(gqa_plan)},
+	[ATTN_MLA] = {mla_plan, TS_ARRAY_LEN(mla_plan)},
+	[ATTN_LINEAR] = {NULL, 0},
+};
+static const struct kind_plan mlp_plans[MLP_KIND_N] = {
+	[MLP_DENSE] = {dense_plan, TS_ARRAY_LEN(dense_plan)},
+	[MLP_MOE] = {moe_plan, TS_ARRAY_LEN(moe_plan)},
+};
 
 static int64_t dim_of(const struct model_dims *d, enum dim_ref r)
 {
@@ -79,8 +164,47 @@ static int64_t dim_of(const struct model_dims *d, enum dim_ref r)
 		return d->head_dim;
 	case D_VOCAB:
 		return d->vocab;
+	case D_QH:
+		return (int64_t)d->n_heads * (d->qk_nope_dim + d->qk_rope_dim);
+	case D_QLORA:
+		return d->q_lora_rank;
+	case D_KVLORA:
+		return d->kv_lora_rank;
+	case D_KVA:
+		return (int64_t)d->kv_lora_rank + d->qk_rope_dim;
+	case D_KVB:
+		return (int64_t)d->n_heads * (d->qk_nope_dim + d->v_head_dim);
+	case D_VO:
+		return (int64_t)d->n_heads * d->v_head_dim;
+	case D_E:
+		return d->n_experts;
+	case D_SHARED:
+		return d->shared_ffn_dim;
 	}
 	return -1;
+}
+
+int model_kv_width(const struct model *m, int l)
+{
+	const struct model_dims *d = &m->d;
+	switch (m->layers[l].attn) {
+	case ATTN_GQA:
+		return 2 * d->kv_dim;
+	case ATTN_MLA:
+		return d->kv_lora_rank + d->qk_rope_dim;
+	case ATTN_LINEAR:
+	case ATTN_KIND_N:
+		break;
+	}
+	return 0;
+}
+
+uint64_t model_kv_elems_per_token(const struct model *m)
+{
+	uint64_t n = 0;
+	for (int l = 0; l < m->d.n_layers; l++)
+		n += (uint64_t)model_kv_width(m, l);
+	return n;
 }
 
 /* ------------------------------------------------------------ config.json */
@@ -147,6 +271,12 @@ static const char *get_str(const struct json_val *obj, const char *key)
 	return json_str(json_get(obj, key), NULL);
 }
 
+/* YaRN's attention magnitude correction (transformers' get_mscale). */
+static double yarn_mscale(double scale, double mscale)
+{
+	return scale <= 1.0 ? 1.0 : 0.1 * mscale * fm_log(scale) + 1.0;
+}
+
 /* RoPE: rope_theta + rope_scaling (transformers 4 spelling) or rope_parameters (5). */
 static int parse_rope(struct cfgctx *c, struct model_dims *d)
 {
@@ -163,6 +293,7 @@ static int parse_rope(struct cfgctx *c, struct model_dims *d)
 	if ((r = get_float(c, theta_obj, "rope_theta", 10000.0, 1.0, 1e12, &d->rope_theta)) < 0)
 		return r;
 	d->rope = ROPE_DEFAULT;
+	d->rope_attn_factor = 1.0f;
 	if (!sc || json_type(sc) == JSON_NULL)
 		return 0;
 	if (json_type(sc) != JSON_OBJ)
@@ -191,7 +322,39 @@ static int parse_rope(struct cfgctx *c, struct model_dims *d)
 				       c->file, d->rope_high_freq_factor, d->rope_low_freq_factor);
 		return 0;
 	}
-	return ts_errf(c->e, E_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported (supported: default, linear, llama3)",
+	if (!strcmp(type, "yarn")) {
+		/* transformers' _compute_yarn_parameters: factor (else max_position_embeddings /
+		 * original), attention_factor (else mscale / mscale_all_dim, else 0.1 ln(factor) + 1),
+		 * beta_fast 32, beta_slow 1 (0 or null take the default), truncate true. */
+		float mscale, mscale_all, attn;
+		int truncate;
+		d->rope = ROPE_YARN;
+		if ((r = get_int(c, sc, "original_max_position_embeddings", d->max_pos, 1, 1 << 30,
+				 &d->rope_orig_max_pos)) < 0 ||
+		    (r = get_float(c, sc, "factor", (double)d->max_pos / d->rope_orig_max_pos, 1e-6, 1e6,
+				   &d->rope_factor)) < 0 ||
+		    (r = get_float(c, sc, "beta_fast", 0, -1e6, 1e6, &d->rope_beta_fast)) < 0 ||
+		    (r = get_float(c, sc, "beta_slow", 0, -1e6, 1e6, &d->rope_beta_slow)) < 0 ||
+		    (r = get_float(c, sc, "mscale", 0, -1e6, 1e6, &mscale)) < 0 ||
+		    (r = get_float(c, sc, "mscale_all_dim", 0, -1e6, 1e6, &mscale_all)) < 0 ||
+		    (r = get_float(c, sc, "attention_factor", -1, -1, 1e6, &attn)) < 0 ||
+		    (r = get_bool(c, sc, "truncate", 1, &truncate)) < 0)
+			return r;
+		if (d->rope_beta_fast == 0)
+			d->rope_beta_fast = 32;
+		if (d->rope_beta_slow == 0)
+			d->rope_beta_slow = 1;
+		d->rope_truncate = truncate;
+		if (attn >= 0)
+			d->rope_attn_factor = attn;
+		else if (mscale != 0 && mscale_all != 0)
+			d->rope_attn_factor = (float)(yarn_mscale(d->rope_factor, mscale) /
+						      yarn_mscale(d->rope_factor, mscale_all));
+		else
+			d->rope_attn_factor = (float)yarn_mscale(d->rope_factor, 1.0);
+		return 0;
+	}
+	return ts_errf(c->e, E_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported (supported: default, linear, llama3, yarn)",
 		       c->file, type);
 }
 
@@ -217,8 +380,216 @@ static int parse_eos(struct cfgctx *c, struct model_dims *d)
 	return 0;
 }
 
+/* Integer list key (absent or null: empty); each element in [lo, hi]. Sets
+ * bit i of *mask for every element i (so 0 <= lo, hi < 64 * n_words). */
+static int get_layer_set(struct cfgctx *c, const char *key, int n_layers, uint64_t *mask, int n_words)
+{
+	const struct json_val *v = json_get(c->root, key);
+	int64_t x;
+	memset(mask, 0, (size_t)n_words * sizeof(*mask));
+	if (!v || json_type(v) == JSON_NULL)
+		return 0;
+	if (json_type(v) != JSON_ARR)
+		return ts_errf(c->e, E_FORMAT, "%s: \"%s\" must be a list of layer indices", c->file, key);
+	for (int i = 0; i < json_len(v); i++) {
+		if (json_int64(json_at(v, i), &x) < 0 || x < 0 || x >= n_layers)
+			return ts_errf(c->e, E_FORMAT, "%s: \"%s\"[%d] must be a layer index below num_hidden_layers %d",
+				       c->file, key, i, n_layers);
+		mask[x / 64] |= 1ull << (x % 64);
+	}
+	return 0;
+}
+
+/* GQA heads, biases, window. */
+static int parse_gqa(struct cfgctx *c, struct model *m, int *qkv_bias, int *o_bias)
+{
+	struct model_dims *d = &m->d;
+	int r, b;
+	int def_head = d->dim % d->n_heads ? -1 : d->dim / d->n_heads;
+	if ((r = get_int(c, c->root, "num_key_value_heads", d->n_heads, 1, d->n_heads, &d->n_kv_heads)) < 0 ||
+	    (r = get_int(c, c->root, "head_dim", def_head, 1, 1024, &d->head_dim)) < 0)
+		return r;
+	if (d->n_heads % d->n_kv_heads)
+		return ts_errf(c->e, E_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+			       c->file, d->n_heads, d->n_kv_heads);
+	if (d->head_dim % 2)
+		return ts_errf(c->e, E_UNSUPPORTED, "%s: head_dim %d must be even for RoPE", c->file, d->head_dim);
+	d->q_dim = d->n_heads * d->head_dim;
+	d->kv_dim = d->n_kv_heads * d->head_dim;
+	d->rope_dim = d->head_dim;
+	d->attn_scale = 1.0f / fm_sqrtf((float)d->head_dim);
+	*qkv_bias = *o_bias = 0;
+	if (m->arch->bias == BIAS_QKV) {
+		*qkv_bias = 1;
+	} else if (m->arch->bias == BIAS_FROM_CONFIG) {
+		if ((r = get_bool(c, c->root, "attention_bias", 0, &b)) < 0)
+			return r;
+		*qkv_bias = *o_bias = b;
+	}
+	d->sliding_window = 0;
+	if (m->arch->window == WINDOW_KEY) {
+		const struct json_val *w = json_get(c->root, "sliding_window");
+		if (!w)
+			d->sliding_window = m->arch->window_default;
+		else if (json_type(w) != JSON_NULL &&
+			 (r = get_int(c, c->root, "sliding_window", 0, 1, 1 << 30, &d->sliding_window)) < 0)
+			return r;
+	} else if (m->arch->window == WINDOW_REFUSE_USE) {
+		if ((r = get_bool(c, c->root, "use_sliding_window", 0, &b)) < 0)
+			return r;
+		if (b)
+			return ts_errf(c->e, E_UNSUPPORTED, "%s: \"use_sliding_window\": true (per-layer windows) is not supported",
+				       c->file);
+	}
+	return 0;
+}
+
+/* MLA ranks and head dims (DeepseekV2/V3Config). */
+static int parse_mla(struct cfgctx *c, struct model *m)
+{
+	struct model_dims *d = &m->d;
+	int r, b, kvh;
+	const struct json_val *ql = json_get(c->root, "q_lora_rank");
+	d->q_lora_rank = 0;
+	if (ql && json_type(ql) != JSON_NULL && (r = get_int(c, c->root, "q_lora_rank", 0, 1, 1 << 20, &d->q_lora_rank)) < 0)
+		return r;
+	if ((r = get_int(c, c->root, "kv_lora_rank", -1, 1, 1 << 20, &d->kv_lora_rank)) < 0 ||
+	    (r = get_int(c, c->root, "qk_nope_head_dim", -1, 1, 4096, &d->qk_nope_dim)) < 0 ||
+	    (r = get_int(c, c->root, "qk_rope_head_dim", -1, 2, 4096, &d->qk_rope_dim)) < 0 ||
+	    (r = get_int(c, c->root, "v_head_dim", -1, 1, 4096, &d->v_head_dim)) < 0 ||
+	    (r = get_int(c, c->root, "num_key_value_heads", d->n_heads, 1, 1 << 20, &kvh)) < 0 ||
+	    (r = get_bool(c, c->root, "attention_bias", 0, &b)) < 0)
+		return r;
+	if (kvh != d->n_heads)
+		return ts_errf(c->e, E_UNSUPPORTED, "%s: num_key_value_heads %d differs from num_attention_heads %d: MLA layers take one latent per token for all heads",
+			       c->file, kvh, d->n_heads);
+	if (d->qk_rope_dim % 2)
+		return ts_errf(c->e, E_UNSUPPORTED, "%s: qk_rope_head_dim %d must be even for RoPE", c->file, d->qk_rope_dim);
+	if (b)
+		return ts_errf(c->e, E_UNSUPPORTED, "%s: \"attention_bias\": true is not supported for %s", c->file,
+			       m->arch_name);
+	d->n_kv_heads = d->n_heads;
+	d->head_dim = d->qk_nope_dim + d->qk_rope_dim;
+	d->q_dim = d->n_heads * d->head_dim;
+	d->kv_dim = 0;
+	d->rope_dim = d->qk_rope_dim;
+	d->rope_interleaved = 1; /* V2: complex pairs; V3: rope_interleave, checked below */
+	if (m->arch->ds == DS_V3) {
+		if ((r = get_bool(c, c->root, "rope_interleave", 1, &b)) < 0)
+			return r;
+		d->rope_interleaved = b;
+	}
+	/* transformers: scaling = qk_head_dim^-0.5, and DeepseekV3Attention multiplies it by
+	 * yarn_get_mscale(factor, mscale_all_dim)^2 when rope_scaling has mscale_all_dim. */
+	double scale = fm_exp(-0.5 * fm_log((double)d->head_dim));
+	if (m->arch->ds == DS_V3 && d->rope == ROPE_YARN) {
+		const struct json_val *p = json_get(c->root, "rope_parameters");
+		const struct json_val *sc = p && json_type(p) == JSON_OBJ ? p : json_get(c->root, "rope_scaling");
+		float all;
+		if ((r = get_float(c, sc, "mscale_all_dim", 0, -1e6, 1e6, &all)) < 0)
+			return r;
+		if (all != 0) {
+			double ms = yarn_mscale(d->rope_factor, all);
+			scale = scale * ms * ms;
+		}
+	}
+	d->attn_scale = (float)scale;
+	return 0;
+}
+
+/* Which layers are MoE, the experts' dims and the router. Fills *moe_layers
+ * (bit per layer). */
+static int parse_moe(struct cfgctx *c, struct model *m, uint64_t *moe_layers, int n_words)
+{
+	struct model_dims *d = &m->d;
+	const struct model_arch *a = m->arch;
+	int r, shared = 0, step = 1, first_dense = 0, freq = 1, norm = 0;
+	memset(moe_layers, 0, (size_t)n_words * sizeof(*moe_layers));
+	d->routed_scale = 1.0f;
+	d->moe_score = MOE_SOFTMAX;
+	d->moe_group = MOE_GROUP_NONE;
+	d->n_group = d->topk_group = 1;
+	switch (a->moe) {
+	case MOE_NONE:
+		return 0;
+	case MOE_QWEN:
+		if ((r = get_int(c, c->root, "num_experts", 0, 0, 1 << 16, &d->n_experts)) < 0 ||
+		    (r = get_int(c, c->root, "moe_intermediate_size", d->n_experts ? -1 : 0, 0, 1 << 22, &d->moe_ffn_dim)) < 0 ||
+		    (r = get_int(c, c->root, "decoder_sparse_step", 1, 1, 1 << 16, &step)) < 0 ||
+		    (r = get_bool(c, c->root, "norm_topk_prob", 0, &norm)) < 0 ||
+		    (r = get_layer_set(c, "mlp_only_layers", d->n_layers, moe_layers, n_words)) < 0)
+			return r;
+		for (int l = 0; l < d->n_layers; l++) { /* mlp_only_layers -> its complement, then the step */
+			int dense_only = (moe_layers[l / 64] >> (l % 64)) & 1;
+			int moe = !dense_only && d->n_experts > 0 && (l + 1) % step == 0;
+			moe_layers[l / 64] = (moe_layers[l / 64] & ~(1ull << (l % 64))) | ((uint64_t)moe << (l % 64));
+		}
+		d->norm_topk = norm;
+		break;
+	case MOE_MIXTRAL:
+		if ((r = get_int(c, c->root, "num_local_experts", 8, 1, 1 << 16, &d->n_experts)) < 0)
+			return r;
+		d->moe_ffn_dim = d->ffn_dim;
+		d->norm_topk = 1;
+		for (int l = 0; l < d->n_layers; l++)
+			moe_layers[l / 64] |= 1ull << (l % 64);
+		break;
+	case MOE_DEEPSEEK: {
+		if ((r = get_int(c, c->root, "n_routed_experts", -1, 1, 1 << 16, &d->n_experts)) < 0 ||
+		    (r = get_int(c, c->root, "moe_intermediate_size", -1, 1, 1 << 22, &d->moe_ffn_dim)) < 0 ||
+		    (r = get_int(c, c->root, "n_shared_experts", 0, 0, 1 << 10, &shared)) < 0 ||
+		    (r = get_int(c, c->root, "first_k_dense_replace", 0, 0, d->n_layers, &first_dense)) < 0 ||
+		    (r = get_int(c, c->root, "moe_layer_freq", 1, 1, 1 << 16, &freq)) < 0 ||
+		    (r = get_float(c, c->root, "routed_scaling_factor", 1.0, 0.0, 1e6, &d->routed_scale)) < 0 ||
+		    (r = get_int(c, c->root, "n_group", 1, 1, TS_MIN(d->n_experts, MODEL_MAX_GROUPS), &d->n_group)) < 0 ||
+		    (r = get_int(c, c->root, "topk_group", 1, 1, d->n_group, &d->topk_group)) < 0)
+			return r;
+		if (freq != 1)
+			return ts_errf(c->e, E_UNSUPPORTED, "%s: \"moe_layer_freq\" = %d is not supported (transformers builds a MoE layer at every layer from first_k_dense_replace on; 1 is the only value it honours)",
+				       c->file, freq);
+		if (d->n_experts % d->n_group)
+			return ts_errf(c->e, E_FORMAT, "%s: n_routed_experts %d is not a multiple of n_group %d", c->file,
+				       d->n_experts, d->n_group);
+		d->shared_ffn_dim = shared * d->moe_ffn_dim;
+		for (int l = first_dense; l < d->n_layers; l++)
+			moe_layers[l / 64] |= 1ull << (l % 64);
+		if (a->ds == DS_V2) {
+			const char *method = get_str(c->root, "topk_method");
+			if (!method || !strcmp(method, "greedy"))
+				d->moe_group = MOE_GROUP_NONE;
+			else if (!strcmp(method, "group_limited_greedy"))
+				d->moe_group = MOE_GROUP_MAX;
+			else
+				return ts_errf(c->e, E_UNSUPPORTED, "%s: topk_method \"%s\" is not supported for %s (supported: greedy, group_limited_greedy)",
+					       c->file, method, a->name);
+		} else {
+			if ((r = get_bool(c, c->root, "norm_topk_prob", 1, &norm)) < 0)
+				return r;
+			d->norm_topk = norm;
+			d->moe_score = MOE_SIGMOID;
+			d->moe_group = MOE_GROUP_TOP2;
+			if (d->n_experts / d->n_group < 2)
+				return ts_errf(c->e, E_FORMAT, "%s: %d experts in %d groups: groups of one expert cannot be scored by their best two",
+					       c->file, d->n_experts, d->n_group);
+		}
+		break;
+	}
+	}
+	int def_k = a->moe == MOE_MIXTRAL ? 2 : -1;
+	if ((r = get_int(c, c->root, "num_experts_per_tok", d->n_experts ? def_k : 0, 0, MODEL_MAX_TOPK, &d->n_experts_tok)) < 0)
+		return r;
+	if (d->n_experts && (d->n_experts_tok < 1 || d->n_experts_tok > d->n_experts))
+		return ts_errf(c->e, E_FORMAT, "%s: num_experts_per_tok %d must be between 1 and the %d experts", c->file,
+			       d->n_experts_tok, d->n_experts);
+	if (d->moe_group != MOE_GROUP_NONE &&
+	    d->n_experts_tok > d->topk_group * (d->n_experts / d->n_group))
+		return ts_errf(c->e, E_FORMAT, "%s: num_experts_per_tok %d exceeds the %d experts of topk_group %d groups",
+			       c->file, d->n_experts_tok, d->topk_group * (d->n_experts / d->n_group), d->topk_group);
+	return 0;
+}
+
 static int parse_config(struct model *m, const struct ckpt *ck, char *file, struct ts_err *e, int *qkv_bias,
-			int *o_bias)
+			int *o_bias, uint64_t *moe_layers, int n_words)
 {
 	struct cfgctx c = {json_root(ck->config), file, e};
 	struct model_dims *d = &m->d;
@@ -252,23 +623,15 @@ static int parse_config(struct model *m, const struct ckpt *ck, char *file, stru
 	if ((r = get_int(&c, c.root, "hidden_size", -1, 1, 1 << 20, &d->dim)) < 0 ||
 	    (r = get_int(&c, c.root, "num_hidden_layers", -1, 1, 4096, &d->n_layers)) < 0 ||
 	    (r = get_int(&c, c.root, "num_attention_heads", -1, 1, 4096, &d->n_heads)) < 0 ||
-	    (r = get_int(&c, c.root, "num_key_value_heads", d->n_heads, 1, d->n_heads, &d->n_kv_heads)) < 0 ||
 	    (r = get_int(&c, c.root, "intermediate_size", -1, 1, 1 << 22, &d->ffn_dim)) < 0 ||
 	    (r = get_int(&c, c.root, "vocab_size", -1, 1, 1 << 24, &d->vocab)) < 0 ||
 	    (r = get_int(&c, c.root, "max_position_embeddings", 2048, 1, 1 << 30, &d->max_pos)) < 0 ||
 	    (r = get_float(&c, c.root, "rms_norm_eps", 1e-6, 0.0, 1.0, &d->rms_eps)) < 0)
 		return r;
-	int def_head = d->dim % d->n_heads ? -1 : d->dim / d->n_heads;
-	if ((r = get_int(&c, c.root, "head_dim", def_head, 1, 1024, &d->head_dim)) < 0)
-		return r;
-	if (d->n_heads % d->n_kv_heads)
-		return ts_errf(e, E_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
-			       file, d->n_heads, d->n_kv_heads);
-	if (d->head_dim % 2)
-		return ts_errf(e, E_UNSUPPORTED, "%s: head_dim %d must be even for RoPE", file, d->head_dim);
-	d->q_dim = d->n_heads * d->head_dim;
-	d->kv_dim = d->n_kv_heads * d->head_dim;
 	if ((r = parse_rope(&c, d)) < 0 || (r = parse_eos(&c, d)) < 0)
+		return r;
+	*qkv_bias = *o_bias = 0;
+	if ((r = m->arch->attn == ATTN_MLA ? parse_mla(&c, m) : parse_gqa(&c, m, qkv_bias, o_bias)) < 0)
 		return r;
 	int bos;
 	if ((r = get_int(&c, c.root, "bos_token_id", -1, -1, d->vocab - 1, &bos)) < 0)
@@ -282,30 +645,7 @@ static int parse_config(struct model *m, const struct ckpt *ck, char *file, stru
 		return r;
 	if (b)
 		return ts_errf(e, E_UNSUPPORTED, "%s: \"mlp_bias\": true is not supported", file);
-	*qkv_bias = *o_bias = 0;
-	if (m->arch->bias == BIAS_QKV) {
-		*qkv_bias = 1;
-	} else if (m->arch->bias == BIAS_FROM_CONFIG) {
-		if ((r = get_bool(&c, c.root, "attention_bias", 0, &b)) < 0)
-			return r;
-		*qkv_bias = *o_bias = b;
-	}
-	d->sliding_window = 0;
-	if (m->arch->window == WINDOW_KEY) {
-		const struct json_val *w = json_get(c.root, "sliding_window");
-		if (!w)
-			d->sliding_window = 4096; /* MistralConfig's default */
-		else if (json_type(w) != JSON_NULL &&
-			 (r = get_int(&c, c.root, "sliding_window", 0, 1, 1 << 30, &d->sliding_window)) < 0)
-			return r;
-	} else if (m->arch->window == WINDOW_REFUSE_USE) {
-		if ((r = get_bool(&c, c.root, "use_sliding_window", 0, &b)) < 0)
-			return r;
-		if (b)
-			return ts_errf(e, E_UNSUPPORTED, "%s: \"use_sliding_window\": true (per-layer windows) is not supported",
-				       file);
-	}
-	return 0;
+	return parse_moe(&c, m, moe_layers, n_words);
 }
 
 /* ------------------------------------------------------------ binding */
@@ -349,21 +689,139 @@ static int bind(struct model *m, const struct ckpt *ck, const char *name, int64_
 	return 0;
 }
 
+/* A fused 3-D expert tensor [E, rows, cols]: checked like bind, returned for views. */
+static int bind3(struct model *m, const struct ckpt *ck, const char *name, int64_t n, int64_t rows, int64_t cols,
+		 const struct ckpt_tensor **out, struct ts_err *e)
+{
+	const struct ckpt_tensor *t = ckpt_find(ck, name);
+	char got[160];
+	if (!t)
+		return ts_errf(e, E_FORMAT, "%s: tensor \"%s\" is missing (architecture %s); the checkpoint is incomplete or of another architecture",
+			       ck->dir, name, m->arch_name);
+	if (t->n_dims != 3 || t->shape[0] != n || t->shape[1] != rows || t->shape[2] != cols) {
+		shape_str(got, sizeof(got), t);
+		return ts_errf(e, E_FORMAT, "%s: tensor \"%s\" has shape %s, config.json implies [%lld, %lld, %lld]",
+			       ck->shards[t->shard].path, name, got, (long long)n, (long long)rows, (long long)cols);
+	}
+	m->weight_bytes += t->bytes;
+	*out = t;
+	return 0;
+}
+
+static struct model_w view(const struct ckpt_tensor *t, int64_t elem_off, int64_t rows, int64_t cols)
+{
+	struct model_w w = {(const uint8_t *)t->data + (size_t)elem_off * ts_dtype_size(t->dtype), t->dtype, rows, cols};
+	return w;
+}
+
+/* The routed experts of one MoE layer: per-expert tensors
+ * (<prefix>.experts.<j>.gate_proj/up_proj/down_proj or .w1/.w3/.w2) or, when
+ * the checkpoint has them, fused 3-D ones (<prefix>.experts.gate_up_proj
+ * [E, 2F, D], gate rows first; <prefix>.experts.down_proj [E, D, F]). */
+static int bind_experts(struct model *m, const struct ckpt *ck, int l, struct model_mlp *ex, struct ts_err *e)
+{
+	const struct model_dims *d = &m->d;
+	const char *pre = m->arch->moe_prefix;
+	const int64_t E = d->n_experts, F = d->moe_ffn_dim, D = d->dim;
+	char name[256];
+	int r;
+
+	snprintf(name, sizeof(name), "model.layers.%d.%s.experts.gate_up_proj", l, pre);
+	if (ckpt_find(ck, name)) {
+		const struct ckpt_tensor *gu, *dn;
+		if ((r = bind3(m, ck, name, E, 2 * F, D, &gu, e)) < 0)
+			return r;
+		snprintf(name, sizeof(name), "model.layers.%d.%s.experts.down_proj", l, pre);
+		if ((r = bind3(m, ck, name, E, D, F, &dn, e)) < 0)
+			return r;
+		for (int64_t j = 0; j < E; j++) {
+			ex[j].w_gate = view(gu, j * 2 * F * D, F, D);
+			ex[j].w_up = view(gu, (j * 2 * F + F) * D, F, D);
+			ex[j].w_down = view(dn, j * D * F, D, F);
+		}
+		m->fused_experts = 1;
+		return 0;
+	}
+	static const char *const names[2][3] = {{"gate_proj", "up_proj", "down_proj"}, {"w1", "w3", "w2"}};
+	const char *const *nm = names[m->arch->experts == EXPERT_W123];
+	for (int j = 0; j < E; j++) {
+		struct model_w *w[3] = {&ex[j].w_gate, &ex[j].w_up, &ex[j].w_down};
+		for (int k = 0; k < 3; k++) {
+			snprintf(name, sizeof(name), "model.layers.%d.%s.experts.%d.%s.weight", l, pre, j, nm[k]);
+			if ((r = bind(m, ck, name, k == 2 ? D : F, k == 2 ? F : D, 0, w[k], e)) < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static int plan_wants(enum when w, const struct model *m, int qkv_bias, int o_bias)
+{
+	const struct model_dims *d = &m->d;
+	switch (w) {
+	case W_ALWAYS:
+		return 1;
+	case W_QKV_BIAS:
+		return qkv_bias;
+	case W_O_BIAS:
+		return o_bias;
+	case W_QK_NORM:
+		return m->arch->qk_norm;
+	case W_NO_QLORA:
+		return d->q_lora_rank == 0;
+	case W_QLORA:
+		return d->q_lora_rank > 0;
+	case W_ROUTER_BIAS:
+		return m->arch->ds == DS_V3;
+	case W_SHARED:
+		return d->shared_ffn_dim > 0;
+	}
+	return 0;
+}
+
+/* Binds the rows of one kind's plan for layer l; prefix (or NULL) goes
+ * between "model.layers.<l>." and the row's suffix. */
+static int bind_plan(struct model *m, const struct ckpt *ck, int l, const struct kind_plan *p, const char *prefix,
+		     int qkv_bias, int o_bias, struct ts_err *e)
+{
+	char name[256];
+	for (size_t i = 0; i < p->n; i++) {
+		const struct plan_row *row = &p->rows[i];
+		if (!plan_wants(row->when, m, qkv_bias, o_bias))
+			continue;
+		snprintf(name, sizeof(name), "model.layers.%d.%s%s%s", l, prefix ? prefix : "", prefix ? "." : "",
+			 row->suffix);
+		struct model_w *w = (struct model_w *)((char *)&m->layers[l] + row->off);
+		int r = bind(m, ck, name, dim_of(&m->d, row->rows), dim_of(&m->d, row->cols), 0, w, e);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+#define MOE_WORDS 64 /* layer bit set: 4096 layers */
+
 int model_load(struct model *m, const struct ckpt *ck, struct ts_err *e)
 {
-	char file[4200], name[256];
+	char file[4200];
+	uint64_t moe_layers[MOE_WORDS];
 	int qkv_bias = 0, o_bias = 0, r;
 
 	memset(m, 0, sizeof(*m));
 	snprintf(file, sizeof(file), "%s/config.json", ck->dir);
-	if ((r = parse_config(m, ck, file, e, &qkv_bias, &o_bias)) < 0)
+	if ((r = parse_config(m, ck, file, e, &qkv_bias, &o_bias, moe_layers, MOE_WORDS)) < 0)
 		goto fail;
 	struct model_dims *d = &m->d;
+	for (int l = 0; l < d->n_layers; l++)
+		d->n_moe_layers += (int)((moe_layers[l / 64] >> (l % 64)) & 1);
 	m->layers = ts_alloc((size_t)d->n_layers * sizeof(*m->layers));
-	if (!m->layers) {
+	m->experts = d->n_moe_layers ? ts_alloc((size_t)d->n_moe_layers * (size_t)d->n_experts * sizeof(*m->experts))
+				     : NULL;
+	if (!m->layers || (d->n_moe_layers && !m->experts)) {
 		r = ts_errf(e, E_NOMEM, "out of memory for %d layers", d->n_layers);
 		goto fail;
 	}
+	memset(m->layers, 0, (size_t)d->n_layers * sizeof(*m->layers));
 	if ((r = bind(m, ck, "model.embed_tokens.weight", d->vocab, d->dim, 0, &m->embed, e)) < 0 ||
 	    (r = bind(m, ck, "model.norm.weight", 1, d->dim, 0, &m->final_norm, e)) < 0)
 		goto fail;
@@ -372,16 +830,19 @@ int model_load(struct model *m, const struct ckpt *ck, struct ts_err *e)
 	} else if ((r = bind(m, ck, "lm_head.weight", d->vocab, d->dim, 0, &m->lm_head, e)) < 0) {
 		goto fail;
 	}
-	for (int l = 0; l < d->n_layers; l++) {
-		for (size_t i = 0; i < TS_ARRAY_LEN(layer_plan); i++) {
-			const struct plan_row *p = &layer_plan[i];
-			int want = p->when == W_ALWAYS || (p->when == W_QKV_BIAS && qkv_bias) ||
-				   (p->when == W_O_BIAS && o_bias) || (p->when == W_QK_NORM && m->arch->qk_norm);
-			if (!want)
-				continue;
-			snprintf(name, sizeof(name), "model.layers.%d.%s", l, p->suffix);
-			struct model_w *w = (struct model_w *)((char *)&m->layers[l] + p->off);
-			if ((r = bind(m, ck, name, dim_of(d, p->rows), dim_of(d, p->cols), 0, w, e)) < 0)
+	const struct kind_plan common = {common_plan, TS_ARRAY_LEN(common_plan)};
+	for (int l = 0, im = 0; l < d->n_layers; l++) {
+		struct model_layer *L = &m->layers[l];
+		L->attn = m->arch->attn;
+		L->mlp = (moe_layers[l / 64] >> (l % 64)) & 1 ? MLP_MOE : MLP_DENSE;
+		if ((r = bind_plan(m, ck, l, &common, NULL, qkv_bias, o_bias, e)) < 0 ||
+		    (r = bind_plan(m, ck, l, &attn_plans[L->attn], NULL, qkv_bias, o_bias, e)) < 0 ||
+		    (r = bind_plan(m, ck, l, &mlp_plans[L->mlp], L->mlp == MLP_MOE ? m->arch->moe_prefix : NULL,
+				   qkv_bias, o_bias, e)) < 0)
+			goto fail;
+		if (L->mlp == MLP_MOE) {
+			L->moe.experts = m->experts + (size_t)im++ * (size_t)d->n_experts;
+			if ((r = bind_experts(m, ck, l, L->moe.experts, e)) < 0)
 				goto fail;
 		}
 	}
@@ -394,25 +855,53 @@ fail:
 void model_free(struct model *m)
 {
 	ts_free(m->layers);
+	ts_free(m->experts);
 	memset(m, 0, sizeof(*m));
+}
+
+static uint64_t w_bytes(const struct model_w *w)
+{
+	return w->data ? (uint64_t)w->rows * (uint64_t)w->cols * ts_dtype_size(w->dtype) : 0;
 }
 
 uint64_t model_step_bytes(const struct model *m)
 {
+	const struct model_dims *d = &m->d;
 	uint64_t b = m->weight_bytes;
-	uint64_t embed = (uint64_t)m->embed.rows * (uint64_t)m->embed.cols * ts_dtype_size(m->embed.dtype);
-	if (!m->d.tied) /* the embedding table is read one row a token */
-		b -= embed - (uint64_t)m->embed.cols * ts_dtype_size(m->embed.dtype);
+	if (!d->tied) /* the embedding table is read one row a token */
+		b -= w_bytes(&m->embed) - (uint64_t)m->embed.cols * ts_dtype_size(m->embed.dtype);
+	for (int l = 0; l < d->n_layers; l++) { /* n_experts_tok of the routed experts */
+		const struct model_layer *L = &m->layers[l];
+		if (L->mlp != MLP_MOE)
+			continue;
+		const struct model_mlp *x = &L->moe.experts[0];
+		uint64_t one = w_bytes(&x->w_gate) + w_bytes(&x->w_up) + w_bytes(&x->w_down);
+		b -= one * (uint64_t)(d->n_experts - d->n_experts_tok);
+	}
 	return b;
 }
 
 /* ------------------------------------------------------------ RoPE */
 
+/* floor and ceil of a double without libm (|x| < 2^62). */
+static double dfloor(double x)
+{
+	double t = (double)(long long)x;
+	return t > x ? t - 1.0 : t;
+}
+
+static double dceil(double x)
+{
+	double t = (double)(long long)x;
+	return t < x ? t + 1.0 : t;
+}
+
 /* RoPE inverse frequencies, computed in float32 in the order HF's
- * _compute_default_rope_parameters / _compute_llama3_parameters use. */
+ * _compute_default_rope_parameters / _compute_llama3_parameters /
+ * _compute_yarn_parameters use, over rope_dim dims. */
 void model_rope_freqs(const struct model_dims *d, float *inv)
 {
-	const int hd = d->head_dim;
+	const int hd = d->rope_dim;
 	for (int i = 0; i < hd / 2; i++)
 		inv[i] = 1.0f / fm_powf(d->rope_theta, (float)(2 * i) / (float)hd);
 	if (d->rope == ROPE_LINEAR) {
@@ -430,6 +919,27 @@ void model_rope_freqs(const struct model_dims *d, float *inv)
 			if (!(wl < high_wl) && !(wl > low_wl))
 				v = smoothed;
 			inv[i] = v;
+		}
+	} else if (d->rope == ROPE_YARN) {
+		/* correction range in double (Python math), the ramp and the blend in float32 */
+		const double two_pi = 2.0 * 3.14159265358979323846, lb = fm_log((double)d->rope_theta);
+		double lo = (hd * fm_log(d->rope_orig_max_pos / (d->rope_beta_fast * two_pi))) / (2.0 * lb);
+		double hi = (hd * fm_log(d->rope_orig_max_pos / (d->rope_beta_slow * two_pi))) / (2.0 * lb);
+		if (d->rope_truncate) {
+			lo = dfloor(lo);
+			hi = dceil(hi);
+		}
+		lo = lo > 0 ? lo : 0;
+		hi = hi < hd - 1 ? hi : hd - 1;
+		if (lo == hi)
+			hi += 0.001;
+		for (int i = 0; i < hd / 2; i++) {
+			float pos_freq = fm_powf(d->rope_theta, (float)(2 * i) / (float)hd);
+			float extra = 1.0f / pos_freq, inter = 1.0f / (d->rope_factor * pos_freq);
+			float ramp = ((float)i - (float)lo) / (float)(hi - lo);
+			ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+			float ef = 1.0f - ramp;
+			inv[i] = inter * (1.0f - ef) + extra * ef;
 		}
 	}
 }

@@ -685,6 +685,7 @@ int sched_step(struct sched *s, const struct sched_events *ev)
 			any_prefill = 1;
 		s->b_seqs[n_seqs].blocks = kv_seq_table(&s->kv, slot);
 		s->b_seqs[n_seqs].n_blocks = kv_seq_blocks(&s->kv, slot);
+		s->b_seqs[n_seqs].state = -1;
 		n_seqs++;
 		/* All known tokens in: sample the next (a parked turn only stores). */
 		if (r->n_computed + n == r->n_tokens && r->state != REQ_PARKED) {

@@ -78,7 +78,7 @@ static void check_preset(const char *preset)
 			seq[i] = 0;
 		}
 		T_CHECK(kv_seq_reserve(&s->kv, slot, n) == 0, "%s: kv reserve", preset);
-		struct batch_seq bs = {kv_seq_table(&s->kv, slot), kv_seq_blocks(&s->kv, slot)};
+		struct batch_seq bs = {kv_seq_table(&s->kv, slot), kv_seq_blocks(&s->kv, slot), -1};
 		double prompt_err = 0, gen_err = 0;
 		for (int done = 0; done < (int)gp->n_prompt;) {
 			int k = TS_MIN((int)gp->n_prompt - done, 8);

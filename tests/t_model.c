@@ -73,9 +73,10 @@ int main(void)
 	T_HAS(e.msg, "LlamaForCausalLM");
 
 	/* a RoPE scaling we do not implement */
-	d = broken("llama3-mini", CFG_SED("s/\"llama3\"/\"yarn\"/"));
-	T_CHECK(boot_err(d, &e) == -E_UNSUPPORTED, "yarn rope accepted");
-	T_HAS(e.msg, "yarn");
+	d = broken("llama3-mini", CFG_SED("s/\"llama3\"/\"dynamic\"/"));
+	T_CHECK(boot_err(d, &e) == -E_UNSUPPORTED, "dynamic rope accepted");
+	T_HAS(e.msg, "dynamic");
+	T_HAS(e.msg, "yarn"); /* the supported list */
 
 	/* invalid JSON in config.json */
 	d = broken("llama2-mini", "printf '{\"hidden_size\": 256,,}' > config.json");

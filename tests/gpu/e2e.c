@@ -81,7 +81,7 @@ static void check(const char *preset)
 			pos[i] = i;
 		}
 		T_CHECK(kv_seq_reserve(&en.s.kv, 0, n) == 0, "kv");
-		struct batch_seq bs = {kv_seq_table(&en.s.kv, 0), kv_seq_blocks(&en.s.kv, 0)};
+		struct batch_seq bs = {kv_seq_table(&en.s.kv, 0), kv_seq_blocks(&en.s.kv, 0), -1};
 		for (int done = 0; done < (int)gp->n_prompt;) { /* prefill chunks of 8 */
 			int k = TS_MIN((int)gp->n_prompt - done, 8);
 			for (int i = 0; i < k; i++)
