@@ -22,9 +22,9 @@ enum expert_names { EXPERT_HF /* gate_proj, up_proj, down_proj */, EXPERT_W123 /
 enum ds_rule {
 	DS_NONE,
 	DS_V2, /* softmax router, greedy or group_limited_greedy (group max), no renormalisation; rope on
-	        * interleaved pairs; softmax scale qk_head_dim^-0.5 */
+	        * interleaved pairs (complex form) */
 	DS_V3, /* sigmoid router + e_score_correction_bias, groups scored by their best two, norm_topk_prob;
-	        * rope_interleave; softmax scale times YaRN mscale(mscale_all_dim)^2 */
+	        * rope_interleave (default true) */
 };
 
 struct model_arch {
@@ -479,10 +479,12 @@ static int parse_mla(struct cfgctx *c, struct model *m)
 			return r;
 		d->rope_interleaved = b;
 	}
-	/* transformers: scaling = qk_head_dim^-0.5, and DeepseekV3Attention multiplies it by
-	 * yarn_get_mscale(factor, mscale_all_dim)^2 when rope_scaling has mscale_all_dim. */
+	/* transformers: scaling = qk_head_dim^-0.5, times yarn_get_mscale(factor,
+	 * mscale_all_dim)^2 when the rope is scaled and has mscale_all_dim
+	 * (DeepseekV3Attention; DeepseekV2Attention since transformers PR #47435,
+	 * 2026-07-20, as DeepSeek's own V2 code does). */
 	double scale = fm_exp(-0.5 * fm_log((double)d->head_dim));
-	if (m->arch->ds == DS_V3 && d->rope == ROPE_YARN) {
+	if (d->rope == ROPE_YARN) {
 		const struct json_val *p = json_get(c->root, "rope_parameters");
 		const struct json_val *sc = p && json_type(p) == JSON_OBJ ? p : json_get(c->root, "rope_scaling");
 		float all;

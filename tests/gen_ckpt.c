@@ -1,6 +1,7 @@
 /* gen_ckpt: tiny random-weight Hugging Face checkpoints with real structure.
  *
  *   gen_ckpt --preset NAME --out DIR [--seed N] [--tokenizer] [--no-weights]
+ *   gen_ckpt --preset NAME --tensors
  *   gen_ckpt --list
  *
  * Writes DIR/config.json and the safetensors file(s) (model.safetensors, or
@@ -8,6 +9,18 @@
  * of the presets below, then prints one summary line and the checkpoint hash
  * (FNV-1a 64 over the directory, see tests/golden.h), which tests/hf_golden.py
  * records next to the golden logits it computes with transformers.
+ *
+ * Families: Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, Mixtral, DeepSeek V2 and
+ * V3 (multi-head latent attention, routed plus shared experts). Names, shapes
+ * and dtypes are what transformers 5.17's save_pretrained writes: it fuses
+ * the experts in memory (mlp.experts.gate_up_proj) but reverts that when
+ * saving, so the files hold one tensor per expert and matrix
+ * (mlp.experts.N.gate_proj.weight; Mixtral block_sparse_moe.experts.N.w1.weight).
+ * qwen3moe-fused-mini stores them fused instead, as Qwen3.5's checkpoints do
+ * and transformers loads unchanged: gate_up_proj (experts, 2 * ffn, hidden),
+ * gate rows first, and down_proj (experts, hidden, ffn). DeepSeek V3's
+ * e_score_correction_bias is F32 in a BF16 model, as transformers keeps it
+ * (_keep_in_fp32_modules_strict).
  *
  * Determinism: the bytes depend on the preset and the seed only. Every tensor
  * has its own generator (splitmix64 seeded from the seed and the FNV-1a 64 of
@@ -19,9 +32,10 @@
  * JSON numbers use fixed formats. ISO C mode keeps GCC from contracting a*b+c
  * into fma, which would change the last bits of the doubles.
  *
- * Init: linear weights ~ N(0, 1/sqrt(in_features)); embeddings (and so a tied
- * lm_head) ~ N(0, 1/sqrt(hidden)); RMSNorm and q/k-norm weights ~ 1 + N(0, 0.1);
- * biases ~ N(0, 0.1).
+ * Init: linear weights ~ N(0, 1/sqrt(in_features)) (router weights are linear;
+ * a 3-D expert tensor's in_features is its last dim); embeddings (and so a
+ * tied lm_head) ~ N(0, 1/sqrt(hidden)); RMSNorm and q/k-norm weights
+ * ~ 1 + N(0, 0.1); biases and e_score_correction_bias ~ N(0, 0.1).
  *
  * --tokenizer also writes DIR/tokenizer.json and DIR/tokenizer_config.json
  * (Llama 3 and Qwen presets only; see the tokenizer section) and prints a
@@ -30,6 +44,9 @@
  * --no-weights writes no safetensors and prints no hash: with --tokenizer it
  * adds a tokenizer to a checkpoint made before, or makes one for the 16 GB
  * llama31-8b without its weights.
+ * --tensors writes nothing and prints the tensor table instead (file, name,
+ * dtype, shape, in the index's order): the layout of a benchmark preset
+ * without its tens of gigabytes.
  *
  * Errors (bad flag, unknown preset, no tokenizer for the preset, cannot
  * write) print one line and exit 2.
@@ -50,53 +67,236 @@
 
 /* ---------------------------------------------------------------- presets */
 
-enum family { FAM_LLAMA, FAM_MISTRAL, FAM_QWEN2, FAM_QWEN3 };
+enum family {
+	FAM_LLAMA,
+	FAM_MISTRAL,
+	FAM_QWEN2,
+	FAM_QWEN3,
+	FAM_QWEN3_MOE,
+	FAM_MIXTRAL,
+	FAM_DEEPSEEK_V2,
+	FAM_DEEPSEEK_V3,
+};
 /* The tokenizer family of a preset (see the tokenizer section). */
 enum tok_kind { TK_NONE, TK_LLAMA3, TK_QWEN2, TK_QWEN3 };
+
+/* Llama 3 rope scaling ("rope_type": "llama3"); factor 0 = none. */
+struct rope_llama3 {
+	double factor, low, high;
+	int orig;
+};
+
+/* YaRN rope scaling as DeepSeek's configs spell it; factor 0 = none. */
+struct rope_yarn {
+	double factor, beta_fast, beta_slow, mscale, mscale_all_dim;
+	int orig;
+};
+
+/* Routed experts (MoE families). Which layers have them is the family's
+ * rule, layer_is_moe(). */
+struct moe {
+	int n_experts, top_k;
+	int ffn;                     /* moe_intermediate_size (Mixtral: unused, its experts are intermediate_size wide) */
+	int norm_topk;               /* norm_topk_prob */
+	double aux_coef;             /* router_aux_loss_coef (Qwen3-MoE, Mixtral) */
+	/* Qwen3-MoE */
+	int sparse_step;             /* decoder_sparse_step */
+	int mlp_only[4], n_mlp_only; /* mlp_only_layers */
+	int fused;                   /* experts as 3-D gate_up_proj and down_proj */
+	/* DeepSeek */
+	int n_shared;                /* n_shared_experts: one MLP n_shared * ffn wide */
+	int first_dense;             /* first_k_dense_replace */
+	int n_group, topk_group;
+	double routed_scale;         /* routed_scaling_factor */
+	const char *topk_method, *scoring_func;
+};
+
+/* Multi-head latent attention (DeepSeek). */
+struct mla {
+	int q_lora;                  /* q_lora_rank; 0 = null: one q_proj */
+	int kv_lora, nope, rope, v;  /* kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim */
+};
 
 struct preset {
 	const char *name;
 	const char *help;
 	enum family fam;
-	int hidden, layers, heads, kv_heads, head_dim, ffn, vocab;
+	int hidden, layers, heads, kv_heads;
+	int head_dim;                /* not with MLA (struct mla has the head dims) */
+	int ffn;                     /* intermediate_size: the dense MLP layers */
+	int vocab;
+	int max_pos;                 /* max_position_embeddings */
 	double rope_theta, eps;
 	int tied;
 	enum ts_dtype dtype;
 	int n_shards;
-	int sliding_window;           /* 0 = none (Mistral only) */
-	/* llama3 rope scaling; factor 0 = none */
-	double l3_factor, l3_low, l3_high;
-	int l3_orig;
+	int sliding_window;          /* 0 = none (Mistral only) */
+	struct rope_llama3 l3;
+	struct rope_yarn yarn;
+	struct moe moe;
+	struct mla mla;
 	/* Benchmark presets: linear and embedding weights N(0, init_std) instead
 	 * of the fan-in scaled init, filled by threads in 1 Mi-element chunks
 	 * each with its own stream (0 = the default, single-stream init). */
 	double init_std;
-	enum tok_kind tok;            /* what --tokenizer writes; TK_NONE: refused */
+	enum tok_kind tok;           /* what --tokenizer writes; TK_NONE: refused */
 };
 
 static const struct preset presets[] = {
-	{ "llama2-mini", "Llama 2 layout, GQA 4/2, untied, BF16, one file", FAM_LLAMA,
-	  256, 2, 4, 2, 64, 512, 512, 10000.0, 1e-5, 0, TS_BF16, 1, 0, 0, 0, 0, 0, 0, TK_NONE },
-	{ "llama3-mini", "Llama 3.1 layout, llama3 rope scaling (orig 32), tied, BF16, 2 shards",
-	  FAM_LLAMA, 256, 2, 2, 1, 128, 384, 640, 500000.0, 1e-5, 1, TS_BF16, 2, 0,
-	  8.0, 1.0, 4.0, 32, 0, TK_LLAMA3 },
-	{ "mistral-mini", "Mistral, sliding window 16, untied, F16, one file", FAM_MISTRAL,
-	  192, 2, 3, 1, 64, 384, 512, 1000000.0, 1e-5, 0, TS_F16, 1, 16, 0, 0, 0, 0, 0, TK_NONE },
-	{ "qwen2-mini", "Qwen2, QKV bias, tied, F32, 3 shards", FAM_QWEN2,
-	  128, 2, 2, 1, 64, 256, 512, 1000000.0, 1e-6, 1, TS_F32, 3, 0, 0, 0, 0, 0, 0, TK_QWEN2 },
-	{ "qwen3-mini", "Qwen3, q/k norm, head_dim 128 (q dim 512 != hidden 192), untied, BF16, 2 shards",
-	  FAM_QWEN3, 192, 2, 4, 2, 128, 384, 512, 1000000.0, 1e-6, 0, TS_BF16, 2, 0, 0, 0, 0, 0, 0, TK_QWEN3 },
-	{ "llama3-small", "Llama 3.1 layout, 4 layers, hidden 512, vocab 2048, tied, BF16, one file",
-	  FAM_LLAMA, 512, 4, 8, 2, 64, 1376, 2048, 500000.0, 1e-5, 1, TS_BF16, 1, 0,
-	  8.0, 1.0, 4.0, 8192, 0, TK_LLAMA3 },
-	{ "llama31-8b", "Llama 3.1 8B shape (hidden 4096, 32 layers, GQA 32/8, ffn 14336, vocab 128256), N(0, 0.02) weights, untied, BF16, 4 shards (16 GB)",
-	  FAM_LLAMA, 4096, 32, 32, 8, 128, 14336, 128256, 500000.0, 1e-5, 0, TS_BF16, 4, 0,
-	  8.0, 1.0, 4.0, 8192, 0.02, TK_LLAMA3 },
+	{ .name = "llama2-mini", .help = "Llama 2 layout, GQA 4/2, untied, BF16, one file",
+	  .fam = FAM_LLAMA, .hidden = 256, .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 64,
+	  .ffn = 512, .vocab = 512, .max_pos = 4096, .rope_theta = 10000.0, .eps = 1e-5,
+	  .dtype = TS_BF16, .n_shards = 1 },
+	{ .name = "llama3-mini", .help = "Llama 3.1 layout, llama3 rope scaling (orig 32), tied, BF16, 2 shards",
+	  .fam = FAM_LLAMA, .hidden = 256, .layers = 2, .heads = 2, .kv_heads = 1, .head_dim = 128,
+	  .ffn = 384, .vocab = 640, .max_pos = 4096, .rope_theta = 500000.0, .eps = 1e-5, .tied = 1,
+	  .dtype = TS_BF16, .n_shards = 2, .l3 = { 8.0, 1.0, 4.0, 32 }, .tok = TK_LLAMA3 },
+	{ .name = "mistral-mini", .help = "Mistral, sliding window 16, untied, F16, one file",
+	  .fam = FAM_MISTRAL, .hidden = 192, .layers = 2, .heads = 3, .kv_heads = 1, .head_dim = 64,
+	  .ffn = 384, .vocab = 512, .max_pos = 4096, .rope_theta = 1000000.0, .eps = 1e-5,
+	  .dtype = TS_F16, .n_shards = 1, .sliding_window = 16 },
+	{ .name = "qwen2-mini", .help = "Qwen2, QKV bias, tied, F32, 3 shards",
+	  .fam = FAM_QWEN2, .hidden = 128, .layers = 2, .heads = 2, .kv_heads = 1, .head_dim = 64,
+	  .ffn = 256, .vocab = 512, .max_pos = 4096, .rope_theta = 1000000.0, .eps = 1e-6, .tied = 1,
+	  .dtype = TS_F32, .n_shards = 3, .tok = TK_QWEN2 },
+	{ .name = "qwen3-mini", .help = "Qwen3, q/k norm, head_dim 128 (q dim 512 != hidden 192), untied, BF16, 2 shards",
+	  .fam = FAM_QWEN3, .hidden = 192, .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 128,
+	  .ffn = 384, .vocab = 512, .max_pos = 4096, .rope_theta = 1000000.0, .eps = 1e-6,
+	  .dtype = TS_BF16, .n_shards = 2, .tok = TK_QWEN3 },
+	{ .name = "qwen3moe-mini",
+	  .help = "Qwen3-MoE, 8 experts top-2 normalised, layer 0 dense (mlp_only_layers), q/k norm, tied, BF16, 2 shards",
+	  .fam = FAM_QWEN3_MOE, .hidden = 128, .layers = 3, .heads = 4, .kv_heads = 2, .head_dim = 64,
+	  .ffn = 256, .vocab = 512, .max_pos = 4096, .rope_theta = 1000000.0, .eps = 1e-6, .tied = 1,
+	  .dtype = TS_BF16, .n_shards = 2,
+	  .moe = { .n_experts = 8, .top_k = 2, .ffn = 64, .norm_topk = 1, .aux_coef = 0.001,
+		   .sparse_step = 1, .mlp_only = { 0 }, .n_mlp_only = 1 },
+	  .tok = TK_QWEN3 },
+	{ .name = "qwen3moe-fused-mini",
+	  .help = "Qwen3-MoE, experts fused 3-D (gate_up_proj, down_proj), 8 experts top-3, MoE every 2nd layer, untied, BF16, one file",
+	  .fam = FAM_QWEN3_MOE, .hidden = 128, .layers = 4, .heads = 4, .kv_heads = 2, .head_dim = 64,
+	  .ffn = 256, .vocab = 512, .max_pos = 4096, .rope_theta = 1000000.0, .eps = 1e-6,
+	  .dtype = TS_BF16, .n_shards = 1,
+	  .moe = { .n_experts = 8, .top_k = 3, .ffn = 64, .aux_coef = 0.001, .sparse_step = 2, .fused = 1 },
+	  .tok = TK_QWEN3 },
+	{ .name = "mixtral-mini", .help = "Mixtral, 4 experts top-2 (w1/w2/w3), GQA 4/1, untied, F16, one file",
+	  .fam = FAM_MIXTRAL, .hidden = 256, .layers = 2, .heads = 4, .kv_heads = 1, .head_dim = 64,
+	  .ffn = 128, .vocab = 512, .max_pos = 4096, .rope_theta = 1000000.0, .eps = 1e-5,
+	  .dtype = TS_F16, .n_shards = 1,
+	  .moe = { .n_experts = 4, .top_k = 2, .aux_coef = 0.02 } },
+	{ .name = "dsv2lite-mini",
+	  .help = "DeepSeek-V2-Lite layout: MLA (no q LoRA), 8 routed top-2 + 2 shared experts, layer 0 dense, yarn, untied, BF16, 2 shards",
+	  .fam = FAM_DEEPSEEK_V2, .hidden = 128, .layers = 3, .heads = 4, .kv_heads = 4,
+	  .ffn = 256, .vocab = 512, .max_pos = 4096, .rope_theta = 10000.0, .eps = 1e-6,
+	  .dtype = TS_BF16, .n_shards = 2,
+	  .yarn = { .factor = 32.0, .beta_fast = 32.0, .beta_slow = 1.0, .mscale = 0.707,
+		    .mscale_all_dim = 0.707, .orig = 128 },
+	  .moe = { .n_experts = 8, .top_k = 2, .ffn = 48, .n_shared = 2, .first_dense = 1, .n_group = 1,
+		   .topk_group = 1, .routed_scale = 1.0, .topk_method = "greedy", .scoring_func = "softmax" },
+	  .mla = { .kv_lora = 64, .nope = 32, .rope = 16, .v = 32 } },
+	{ .name = "dsv3-mini",
+	  .help = "DeepSeek-V3 layout: MLA with q LoRA, 16 routed top-4 in 4 groups (sigmoid, F32 score bias) + 1 shared, yarn, untied, BF16, 3 shards",
+	  .fam = FAM_DEEPSEEK_V3, .hidden = 128, .layers = 3, .heads = 4, .kv_heads = 4,
+	  .ffn = 256, .vocab = 512, .max_pos = 4096, .rope_theta = 10000.0, .eps = 1e-6,
+	  .dtype = TS_BF16, .n_shards = 3,
+	  .yarn = { .factor = 40.0, .beta_fast = 32.0, .beta_slow = 1.0, .mscale = 1.0,
+		    .mscale_all_dim = 1.0, .orig = 128 },
+	  .moe = { .n_experts = 16, .top_k = 4, .ffn = 48, .norm_topk = 1, .n_shared = 1, .first_dense = 1,
+		   .n_group = 4, .topk_group = 2, .routed_scale = 2.5, .topk_method = "noaux_tc",
+		   .scoring_func = "sigmoid" },
+	  .mla = { .q_lora = 96, .kv_lora = 64, .nope = 32, .rope = 16, .v = 32 } },
+	{ .name = "llama3-small", .help = "Llama 3.1 layout, 4 layers, hidden 512, vocab 2048, tied, BF16, one file",
+	  .fam = FAM_LLAMA, .hidden = 512, .layers = 4, .heads = 8, .kv_heads = 2, .head_dim = 64,
+	  .ffn = 1376, .vocab = 2048, .max_pos = 4096, .rope_theta = 500000.0, .eps = 1e-5, .tied = 1,
+	  .dtype = TS_BF16, .n_shards = 1, .l3 = { 8.0, 1.0, 4.0, 8192 }, .tok = TK_LLAMA3 },
+	{ .name = "llama31-8b",
+	  .help = "Llama 3.1 8B shape (hidden 4096, 32 layers, GQA 32/8, ffn 14336, vocab 128256), N(0, 0.02) weights, untied, BF16, 4 shards (16 GB)",
+	  .fam = FAM_LLAMA, .hidden = 4096, .layers = 32, .heads = 32, .kv_heads = 8, .head_dim = 128,
+	  .ffn = 14336, .vocab = 128256, .max_pos = 4096, .rope_theta = 500000.0, .eps = 1e-5,
+	  .dtype = TS_BF16, .n_shards = 4, .l3 = { 8.0, 1.0, 4.0, 8192 }, .init_std = 0.02,
+	  .tok = TK_LLAMA3 },
+	{ .name = "qwen3moe-30b-a3b",
+	  .help = "Qwen3-30B-A3B shape (hidden 2048, 48 layers, GQA 32/4, 128 experts top-8 of 768, vocab 151936), N(0, 0.02) weights, untied, BF16, 16 shards (61 GB)",
+	  .fam = FAM_QWEN3_MOE, .hidden = 2048, .layers = 48, .heads = 32, .kv_heads = 4, .head_dim = 128,
+	  .ffn = 6144, .vocab = 151936, .max_pos = 40960, .rope_theta = 1000000.0, .eps = 1e-6,
+	  .dtype = TS_BF16, .n_shards = 16,
+	  .moe = { .n_experts = 128, .top_k = 8, .ffn = 768, .norm_topk = 1, .aux_coef = 0.001, .sparse_step = 1 },
+	  .init_std = 0.02, .tok = TK_QWEN3 },
+	{ .name = "dsv2lite",
+	  .help = "DeepSeek-V2-Lite shape (hidden 2048, 27 layers, MLA 16 heads kv_lora 512, 64 experts top-6 of 1408 + 2 shared, vocab 102400), N(0, 0.02) weights, untied, BF16, 8 shards (31 GB)",
+	  .fam = FAM_DEEPSEEK_V2, .hidden = 2048, .layers = 27, .heads = 16, .kv_heads = 16,
+	  .ffn = 10944, .vocab = 102400, .max_pos = 163840, .rope_theta = 10000.0, .eps = 1e-6,
+	  .dtype = TS_BF16, .n_shards = 8,
+	  .yarn = { .factor = 40.0, .beta_fast = 32.0, .beta_slow = 1.0, .mscale = 0.707,
+		    .mscale_all_dim = 0.707, .orig = 4096 },
+	  .moe = { .n_experts = 64, .top_k = 6, .ffn = 1408, .n_shared = 2, .first_dense = 1, .n_group = 1,
+		   .topk_group = 1, .routed_scale = 1.0, .topk_method = "greedy", .scoring_func = "softmax" },
+	  .mla = { .kv_lora = 512, .nope = 128, .rope = 64, .v = 128 },
+	  .init_std = 0.02 },
 };
 
-static const char *const fam_arch[] = { "LlamaForCausalLM", "MistralForCausalLM",
-					"Qwen2ForCausalLM", "Qwen3ForCausalLM" };
-static const char *const fam_type[] = { "llama", "mistral", "qwen2", "qwen3" };
+/* ---------------------------------------------------------------- families */
+
+/* How a family names its MoE tensors and which layers have experts. */
+enum moe_style {
+	MOE_NONE,
+	MOE_QWEN,     /* mlp.gate, mlp.experts.N.{gate,up,down}_proj; MoE unless in mlp_only_layers, every sparse_step-th */
+	MOE_MIXTRAL,  /* block_sparse_moe.gate, block_sparse_moe.experts.N.w1/w2/w3; every layer */
+	MOE_DEEPSEEK, /* as MOE_QWEN plus mlp.shared_experts; layers from first_k_dense_replace on */
+};
+
+struct sbuf;
+
+struct family_info {
+	const char *arch, *type;     /* config.json's architectures[0] and model_type */
+	int qkv_bias;                /* q/k/v_proj.bias */
+	int qk_norm;                 /* self_attn.q_norm / k_norm over head_dim */
+	int mla;                     /* multi-head latent attention instead of q/k/v_proj */
+	int score_bias;              /* mlp.gate.e_score_correction_bias, F32 */
+	enum moe_style moe;
+	void (*config)(const struct preset *p, struct sbuf *b); /* the family's own config.json keys */
+};
+
+static void cfg_llama(const struct preset *p, struct sbuf *b);
+static void cfg_mistral(const struct preset *p, struct sbuf *b);
+static void cfg_qwen2(const struct preset *p, struct sbuf *b);
+static void cfg_qwen3(const struct preset *p, struct sbuf *b);
+static void cfg_qwen3_moe(const struct preset *p, struct sbuf *b);
+static void cfg_mixtral(const struct preset *p, struct sbuf *b);
+static void cfg_deepseek(const struct preset *p, struct sbuf *b);
+
+static const struct family_info families[] = {
+	[FAM_LLAMA] = { "LlamaForCausalLM", "llama", .config = cfg_llama },
+	[FAM_MISTRAL] = { "MistralForCausalLM", "mistral", .config = cfg_mistral },
+	[FAM_QWEN2] = { "Qwen2ForCausalLM", "qwen2", .qkv_bias = 1, .config = cfg_qwen2 },
+	[FAM_QWEN3] = { "Qwen3ForCausalLM", "qwen3", .qk_norm = 1, .config = cfg_qwen3 },
+	[FAM_QWEN3_MOE] = { "Qwen3MoeForCausalLM", "qwen3_moe", .qk_norm = 1, .moe = MOE_QWEN,
+			    .config = cfg_qwen3_moe },
+	[FAM_MIXTRAL] = { "MixtralForCausalLM", "mixtral", .moe = MOE_MIXTRAL, .config = cfg_mixtral },
+	[FAM_DEEPSEEK_V2] = { "DeepseekV2ForCausalLM", "deepseek_v2", .mla = 1, .moe = MOE_DEEPSEEK,
+			      .config = cfg_deepseek },
+	[FAM_DEEPSEEK_V3] = { "DeepseekV3ForCausalLM", "deepseek_v3", .mla = 1, .score_bias = 1,
+			      .moe = MOE_DEEPSEEK, .config = cfg_deepseek },
+};
+
+/* Whether layer i has routed experts (else a dense MLP), as transformers
+ * decides when it builds the decoder layers. */
+static int layer_is_moe(const struct preset *p, int i)
+{
+	switch (families[p->fam].moe) {
+	case MOE_NONE:
+		return 0;
+	case MOE_QWEN:
+		for (int k = 0; k < p->moe.n_mlp_only; k++)
+			if (p->moe.mlp_only[k] == i)
+				return 0;
+		return (i + 1) % p->moe.sparse_step == 0;
+	case MOE_MIXTRAL:
+		return 1;
+	case MOE_DEEPSEEK:
+		return i >= p->moe.first_dense;
+	}
+	return 0;
+}
 
 static const char *dtype_torch_name(enum ts_dtype t)
 {
@@ -189,10 +389,11 @@ enum init { INIT_LINEAR, INIT_EMBED, INIT_NORM, INIT_BIAS };
 
 struct tensor {
 	char name[96];
-	int n_dims;
-	int64_t shape[2];
+	int n_dims;            /* 1..3 */
+	int64_t shape[3];      /* (n_dims) */
+	enum ts_dtype dtype;   /* the preset's, but F32 for e_score_correction_bias */
 	enum init init;
-	int64_t fan_in;        /* INIT_LINEAR: in_features */
+	int64_t fan_in;        /* INIT_LINEAR: in_features, the last dim */
 	uint64_t bytes;
 	int shard;             /* 0-based */
 	uint64_t off;          /* data offset inside its shard */
@@ -201,64 +402,164 @@ struct tensor {
 struct model {
 	const struct preset *p;
 	uint64_t seed;
-	int n;
-	struct tensor t[512];
+	struct tensor *t;      /* (n), in module order */
+	int n, cap;
 	uint64_t total_bytes, n_params;
 };
 
-static void add_tensor(struct model *m, enum init init, int64_t d0, int64_t d1, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static void add_tensor(struct model *m, enum init init, int64_t d0, int64_t d1, const char *fmt, ...)
+static int64_t tensor_numel(const struct tensor *t)
 {
-	if (m->n >= (int)TS_ARRAY_LEN(m->t))
-		die("internal: too many tensors");
+	int64_t n = 1;
+	for (int k = 0; k < t->n_dims; k++)
+		n *= t->shape[k];
+	return n;
+}
+
+/* Appends a tensor of shape (d0), (d0, d1) or (d0, d1, d2): trailing zero
+ * dims are absent. The pointer is valid until the next add_tensor. */
+static struct tensor *add_tensor(struct model *m, enum init init, int64_t d0, int64_t d1, int64_t d2,
+				 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static struct tensor *add_tensor(struct model *m, enum init init, int64_t d0, int64_t d1, int64_t d2,
+				 const char *fmt, ...)
+{
+	if (m->n == m->cap) {
+		int cap = m->cap ? 2 * m->cap : 256;
+		struct tensor *t = ts_realloc(m->t, (size_t)cap * sizeof(*t));
+		if (!t)
+			die("out of memory for %d tensors", cap);
+		m->t = t;
+		m->cap = cap;
+	}
 	struct tensor *t = &m->t[m->n++];
+	memset(t, 0, sizeof(*t));
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(t->name, sizeof(t->name), fmt, ap);
+	int len = vsnprintf(t->name, sizeof(t->name), fmt, ap);
 	va_end(ap);
+	if (len < 0 || (size_t)len >= sizeof(t->name))
+		die("internal: tensor name too long: %s...", t->name);
 	t->init = init;
 	t->shape[0] = d0;
 	t->shape[1] = d1;
-	t->n_dims = d1 ? 2 : 1;
-	t->fan_in = d1;
-	int64_t n = d1 ? d0 * d1 : d0;
-	t->bytes = (uint64_t)n * ts_dtype_size(m->p->dtype);
-	m->total_bytes += t->bytes;
-	m->n_params += (uint64_t)n;
+	t->shape[2] = d2;
+	t->n_dims = d2 ? 3 : d1 ? 2 : 1;
+	t->fan_in = t->shape[t->n_dims - 1];
+	t->dtype = m->p->dtype;
+	return t;
 }
 
-/* The HF tensor list in module order (the order sharding follows). */
+/* self_attn of layer L ("model.layers.N"). */
+static void add_attention(struct model *m, const char *L)
+{
+	const struct preset *p = m->p;
+	const struct family_info *f = &families[p->fam];
+	int64_t h = p->hidden;
+	if (f->mla) {
+		const struct mla *a = &p->mla;
+		int64_t qd = (int64_t)p->heads * (a->nope + a->rope);
+		if (a->q_lora) {
+			add_tensor(m, INIT_LINEAR, a->q_lora, h, 0, "%s.self_attn.q_a_proj.weight", L);
+			add_tensor(m, INIT_NORM, a->q_lora, 0, 0, "%s.self_attn.q_a_layernorm.weight", L);
+			add_tensor(m, INIT_LINEAR, qd, a->q_lora, 0, "%s.self_attn.q_b_proj.weight", L);
+		} else {
+			add_tensor(m, INIT_LINEAR, qd, h, 0, "%s.self_attn.q_proj.weight", L);
+		}
+		add_tensor(m, INIT_LINEAR, a->kv_lora + a->rope, h, 0, "%s.self_attn.kv_a_proj_with_mqa.weight", L);
+		add_tensor(m, INIT_NORM, a->kv_lora, 0, 0, "%s.self_attn.kv_a_layernorm.weight", L);
+		add_tensor(m, INIT_LINEAR, (int64_t)p->heads * (a->nope + a->v), a->kv_lora, 0,
+			   "%s.self_attn.kv_b_proj.weight", L);
+		add_tensor(m, INIT_LINEAR, h, (int64_t)p->heads * a->v, 0, "%s.self_attn.o_proj.weight", L);
+		return;
+	}
+	int64_t qd = (int64_t)p->heads * p->head_dim, kvd = (int64_t)p->kv_heads * p->head_dim;
+	add_tensor(m, INIT_LINEAR, qd, h, 0, "%s.self_attn.q_proj.weight", L);
+	if (f->qkv_bias)
+		add_tensor(m, INIT_BIAS, qd, 0, 0, "%s.self_attn.q_proj.bias", L);
+	add_tensor(m, INIT_LINEAR, kvd, h, 0, "%s.self_attn.k_proj.weight", L);
+	if (f->qkv_bias)
+		add_tensor(m, INIT_BIAS, kvd, 0, 0, "%s.self_attn.k_proj.bias", L);
+	add_tensor(m, INIT_LINEAR, kvd, h, 0, "%s.self_attn.v_proj.weight", L);
+	if (f->qkv_bias)
+		add_tensor(m, INIT_BIAS, kvd, 0, 0, "%s.self_attn.v_proj.bias", L);
+	add_tensor(m, INIT_LINEAR, h, qd, 0, "%s.self_attn.o_proj.weight", L);
+	if (f->qk_norm) {
+		add_tensor(m, INIT_NORM, p->head_dim, 0, 0, "%s.self_attn.q_norm.weight", L);
+		add_tensor(m, INIT_NORM, p->head_dim, 0, 0, "%s.self_attn.k_norm.weight", L);
+	}
+}
+
+/* A SwiGLU MLP ffn wide: L.mlp (dense layer), L.mlp.experts.N or L.mlp.shared_experts. */
+static void add_mlp(struct model *m, const char *L, const char *mlp, int64_t ffn)
+{
+	int64_t h = m->p->hidden;
+	add_tensor(m, INIT_LINEAR, ffn, h, 0, "%s.%s.gate_proj.weight", L, mlp);
+	add_tensor(m, INIT_LINEAR, ffn, h, 0, "%s.%s.up_proj.weight", L, mlp);
+	add_tensor(m, INIT_LINEAR, h, ffn, 0, "%s.%s.down_proj.weight", L, mlp);
+}
+
+/* The MoE block of layer L: router, routed experts, shared experts. */
+static void add_moe(struct model *m, const char *L)
+{
+	const struct preset *p = m->p;
+	const struct family_info *f = &families[p->fam];
+	const struct moe *e = &p->moe;
+	int64_t h = p->hidden, ne = e->n_experts;
+	if (f->moe == MOE_MIXTRAL) {
+		add_tensor(m, INIT_LINEAR, ne, h, 0, "%s.block_sparse_moe.gate.weight", L);
+		for (int x = 0; x < e->n_experts; x++) {
+			const char *X = "block_sparse_moe.experts";
+			add_tensor(m, INIT_LINEAR, p->ffn, h, 0, "%s.%s.%d.w1.weight", L, X, x); /* gate */
+			add_tensor(m, INIT_LINEAR, h, p->ffn, 0, "%s.%s.%d.w2.weight", L, X, x); /* down */
+			add_tensor(m, INIT_LINEAR, p->ffn, h, 0, "%s.%s.%d.w3.weight", L, X, x); /* up */
+		}
+		return;
+	}
+	add_tensor(m, INIT_LINEAR, ne, h, 0, "%s.mlp.gate.weight", L);
+	if (f->score_bias)
+		add_tensor(m, INIT_BIAS, ne, 0, 0, "%s.mlp.gate.e_score_correction_bias", L)->dtype = TS_F32;
+	if (e->fused) {
+		add_tensor(m, INIT_LINEAR, ne, 2 * (int64_t)e->ffn, h, "%s.mlp.experts.gate_up_proj", L);
+		add_tensor(m, INIT_LINEAR, ne, h, e->ffn, "%s.mlp.experts.down_proj", L);
+	} else {
+		for (int x = 0; x < e->n_experts; x++) {
+			char mlp[32];
+			snprintf(mlp, sizeof(mlp), "mlp.experts.%d", x);
+			add_mlp(m, L, mlp, e->ffn);
+		}
+	}
+	if (e->n_shared)
+		add_mlp(m, L, "mlp.shared_experts", (int64_t)e->ffn * e->n_shared);
+}
+
+/* The HF tensor list in module order (the order sharding follows), then
+ * bytes and shards. */
 static void model_build(struct model *m)
 {
 	const struct preset *p = m->p;
-	int64_t h = p->hidden, qd = (int64_t)p->heads * p->head_dim, kvd = (int64_t)p->kv_heads * p->head_dim;
-	add_tensor(m, INIT_EMBED, p->vocab, h, "model.embed_tokens.weight");
+	int64_t h = p->hidden;
+	add_tensor(m, INIT_EMBED, p->vocab, h, 0, "model.embed_tokens.weight");
 	for (int i = 0; i < p->layers; i++) {
-		const char *L = "model.layers";
-		add_tensor(m, INIT_NORM, h, 0, "%s.%d.input_layernorm.weight", L, i);
-		add_tensor(m, INIT_LINEAR, qd, h, "%s.%d.self_attn.q_proj.weight", L, i);
-		if (p->fam == FAM_QWEN2)
-			add_tensor(m, INIT_BIAS, qd, 0, "%s.%d.self_attn.q_proj.bias", L, i);
-		add_tensor(m, INIT_LINEAR, kvd, h, "%s.%d.self_attn.k_proj.weight", L, i);
-		if (p->fam == FAM_QWEN2)
-			add_tensor(m, INIT_BIAS, kvd, 0, "%s.%d.self_attn.k_proj.bias", L, i);
-		add_tensor(m, INIT_LINEAR, kvd, h, "%s.%d.self_attn.v_proj.weight", L, i);
-		if (p->fam == FAM_QWEN2)
-			add_tensor(m, INIT_BIAS, kvd, 0, "%s.%d.self_attn.v_proj.bias", L, i);
-		add_tensor(m, INIT_LINEAR, h, qd, "%s.%d.self_attn.o_proj.weight", L, i);
-		if (p->fam == FAM_QWEN3) {
-			add_tensor(m, INIT_NORM, p->head_dim, 0, "%s.%d.self_attn.q_norm.weight", L, i);
-			add_tensor(m, INIT_NORM, p->head_dim, 0, "%s.%d.self_attn.k_norm.weight", L, i);
-		}
-		add_tensor(m, INIT_NORM, h, 0, "%s.%d.post_attention_layernorm.weight", L, i);
-		add_tensor(m, INIT_LINEAR, p->ffn, h, "%s.%d.mlp.gate_proj.weight", L, i);
-		add_tensor(m, INIT_LINEAR, p->ffn, h, "%s.%d.mlp.up_proj.weight", L, i);
-		add_tensor(m, INIT_LINEAR, h, p->ffn, "%s.%d.mlp.down_proj.weight", L, i);
+		char L[32];
+		snprintf(L, sizeof(L), "model.layers.%d", i);
+		add_tensor(m, INIT_NORM, h, 0, 0, "%s.input_layernorm.weight", L);
+		add_attention(m, L);
+		add_tensor(m, INIT_NORM, h, 0, 0, "%s.post_attention_layernorm.weight", L);
+		if (layer_is_moe(p, i))
+			add_moe(m, L);
+		else
+			add_mlp(m, L, "mlp", p->ffn);
 	}
-	add_tensor(m, INIT_NORM, h, 0, "model.norm.weight");
+	add_tensor(m, INIT_NORM, h, 0, 0, "model.norm.weight");
 	if (!p->tied)
-		add_tensor(m, INIT_LINEAR, p->vocab, h, "lm_head.weight");
+		add_tensor(m, INIT_LINEAR, p->vocab, h, 0, "lm_head.weight");
+
+	for (int i = 0; i < m->n; i++) {
+		struct tensor *t = &m->t[i];
+		int64_t n = tensor_numel(t);
+		t->bytes = (uint64_t)n * ts_dtype_size(t->dtype);
+		m->total_bytes += t->bytes;
+		m->n_params += (uint64_t)n;
+	}
 
 	/* Whole tensors to shards in module order: a tensor goes to the shard in
 	 * which its first byte falls when the total is cut into n equal parts. */
@@ -390,6 +691,19 @@ static void sb_num(struct sbuf *b, double v)
 		sb_printf(b, "%.9g", v);
 }
 
+/* One config line "  \"key\": <number>,". */
+static void sb_key_num(struct sbuf *b, const char *key, double v)
+{
+	sb_printf(b, "  \"%s\": ", key);
+	sb_num(b, v);
+	sb_printf(b, ",\n");
+}
+
+static const char *json_bool(int v)
+{
+	return v ? "true" : "false";
+}
+
 struct out {
 	const char *dir;
 	char path[4096];
@@ -418,58 +732,144 @@ static void out_close(struct out *o)
 	o->f = NULL;
 }
 
+/* ---------------------------------------------------------------- config.json
+ *
+ * The keys transformers' config class for the model_type takes (rope in the
+ * transformers 4 spelling rope_theta + rope_scaling, which transformers 5
+ * still reads and the hub's checkpoints use), in a fixed order: the common
+ * head, the family's own keys, the common tail. */
+
+static void cfg_llama(const struct preset *p, struct sbuf *b)
+{
+	sb_printf(b, "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
+		     "  \"pretraining_tp\": 1,\n");
+}
+
+static void cfg_mistral(const struct preset *p, struct sbuf *b)
+{
+	if (p->sliding_window)
+		sb_printf(b, "  \"sliding_window\": %d,\n", p->sliding_window);
+	else
+		sb_printf(b, "  \"sliding_window\": null,\n");
+}
+
+static void cfg_qwen2(const struct preset *p, struct sbuf *b)
+{
+	sb_printf(b, "  \"use_sliding_window\": false,\n  \"sliding_window\": null,\n"
+		     "  \"max_window_layers\": %d,\n", p->layers);
+}
+
+static void cfg_qwen3(const struct preset *p, struct sbuf *b)
+{
+	sb_printf(b, "  \"attention_bias\": false,\n  \"use_sliding_window\": false,\n"
+		     "  \"sliding_window\": null,\n  \"max_window_layers\": %d,\n", p->layers);
+}
+
+static void cfg_qwen3_moe(const struct preset *p, struct sbuf *b)
+{
+	const struct moe *e = &p->moe;
+	sb_printf(b, "  \"attention_bias\": false,\n  \"use_sliding_window\": false,\n"
+		     "  \"sliding_window\": null,\n");
+	sb_printf(b, "  \"decoder_sparse_step\": %d,\n  \"mlp_only_layers\": [", e->sparse_step);
+	for (int k = 0; k < e->n_mlp_only; k++)
+		sb_printf(b, "%s%d", k ? ", " : "", e->mlp_only[k]);
+	sb_printf(b, "],\n  \"moe_intermediate_size\": %d,\n  \"num_experts\": %d,\n"
+		     "  \"num_experts_per_tok\": %d,\n  \"norm_topk_prob\": %s,\n"
+		     "  \"output_router_logits\": false,\n",
+		  e->ffn, e->n_experts, e->top_k, json_bool(e->norm_topk));
+	sb_key_num(b, "router_aux_loss_coef", e->aux_coef);
+}
+
+static void cfg_mixtral(const struct preset *p, struct sbuf *b)
+{
+	const struct moe *e = &p->moe;
+	sb_printf(b, "  \"sliding_window\": null,\n  \"num_local_experts\": %d,\n"
+		     "  \"num_experts_per_tok\": %d,\n  \"output_router_logits\": false,\n",
+		  e->n_experts, e->top_k);
+	sb_key_num(b, "router_aux_loss_coef", e->aux_coef);
+	sb_printf(b, "  \"router_jitter_noise\": 0.0,\n");
+}
+
+/* DeepSeek V2 and V3. topk_method, scoring_func and moe_layer_freq are not
+ * fields of transformers' classes (V2 routes by softmax, V3 by sigmoid with
+ * the score bias), but the hub's configs carry them and engines read them. */
+static void cfg_deepseek(const struct preset *p, struct sbuf *b)
+{
+	const struct moe *e = &p->moe;
+	const struct mla *a = &p->mla;
+	int v3 = p->fam == FAM_DEEPSEEK_V3;
+	sb_printf(b, "  \"attention_bias\": false,\n");
+	if (!v3)
+		sb_printf(b, "  \"mlp_bias\": false,\n");
+	sb_printf(b, "  \"pretraining_tp\": 1,\n");
+	if (a->q_lora)
+		sb_printf(b, "  \"q_lora_rank\": %d,\n", a->q_lora);
+	else
+		sb_printf(b, "  \"q_lora_rank\": null,\n");
+	sb_printf(b, "  \"kv_lora_rank\": %d,\n  \"qk_nope_head_dim\": %d,\n  \"qk_rope_head_dim\": %d,\n"
+		     "  \"v_head_dim\": %d,\n",
+		  a->kv_lora, a->nope, a->rope, a->v);
+	if (v3)
+		sb_printf(b, "  \"rope_interleave\": true,\n");
+	sb_printf(b, "  \"moe_intermediate_size\": %d,\n  \"n_routed_experts\": %d,\n  \"n_shared_experts\": %d,\n"
+		     "  \"num_experts_per_tok\": %d,\n  \"first_k_dense_replace\": %d,\n  \"moe_layer_freq\": 1,\n"
+		     "  \"topk_method\": \"%s\",\n  \"n_group\": %d,\n  \"topk_group\": %d,\n"
+		     "  \"norm_topk_prob\": %s,\n",
+		  e->ffn, e->n_experts, e->n_shared, e->top_k, e->first_dense, e->topk_method, e->n_group,
+		  e->topk_group, json_bool(e->norm_topk));
+	sb_key_num(b, "routed_scaling_factor", e->routed_scale);
+	sb_printf(b, "  \"scoring_func\": \"%s\",\n", e->scoring_func);
+}
+
 static void write_config(const struct model *m, const char *dir)
 {
 	const struct preset *p = m->p;
+	const struct family_info *f = &families[p->fam];
 	struct sbuf b = { 0 };
 	sb_printf(&b, "{\n");
-	sb_printf(&b, "  \"architectures\": [\"%s\"],\n", fam_arch[p->fam]);
-	sb_printf(&b, "  \"model_type\": \"%s\",\n", fam_type[p->fam]);
+	sb_printf(&b, "  \"architectures\": [\"%s\"],\n", f->arch);
+	sb_printf(&b, "  \"model_type\": \"%s\",\n", f->type);
 	sb_printf(&b, "  \"hidden_size\": %d,\n", p->hidden);
 	sb_printf(&b, "  \"intermediate_size\": %d,\n", p->ffn);
 	sb_printf(&b, "  \"num_hidden_layers\": %d,\n", p->layers);
 	sb_printf(&b, "  \"num_attention_heads\": %d,\n", p->heads);
 	sb_printf(&b, "  \"num_key_value_heads\": %d,\n", p->kv_heads);
-	sb_printf(&b, "  \"head_dim\": %d,\n", p->head_dim);
+	if (!f->mla) /* DeepSeek's classes set head_dim = qk_rope_head_dim themselves */
+		sb_printf(&b, "  \"head_dim\": %d,\n", p->head_dim);
 	sb_printf(&b, "  \"vocab_size\": %d,\n", p->vocab);
-	sb_printf(&b, "  \"max_position_embeddings\": 4096,\n");
+	sb_printf(&b, "  \"max_position_embeddings\": %d,\n", p->max_pos);
 	sb_printf(&b, "  \"rms_norm_eps\": ");
 	sb_num(&b, p->eps);
 	sb_printf(&b, ",\n  \"rope_theta\": ");
 	sb_num(&b, p->rope_theta);
 	sb_printf(&b, ",\n");
-	if (p->l3_factor > 0) {
+	if (p->l3.factor > 0) {
 		sb_printf(&b, "  \"rope_scaling\": {\n    \"rope_type\": \"llama3\",\n    \"factor\": ");
-		sb_num(&b, p->l3_factor);
+		sb_num(&b, p->l3.factor);
 		sb_printf(&b, ",\n    \"low_freq_factor\": ");
-		sb_num(&b, p->l3_low);
+		sb_num(&b, p->l3.low);
 		sb_printf(&b, ",\n    \"high_freq_factor\": ");
-		sb_num(&b, p->l3_high);
-		sb_printf(&b, ",\n    \"original_max_position_embeddings\": %d\n  },\n", p->l3_orig);
+		sb_num(&b, p->l3.high);
+		sb_printf(&b, ",\n    \"original_max_position_embeddings\": %d\n  },\n", p->l3.orig);
+	} else if (p->yarn.factor > 0) {
+		const struct rope_yarn *y = &p->yarn;
+		sb_printf(&b, "  \"rope_scaling\": {\n    \"type\": \"yarn\",\n    \"rope_type\": \"yarn\",\n"
+			      "    \"factor\": ");
+		sb_num(&b, y->factor);
+		sb_printf(&b, ",\n    \"original_max_position_embeddings\": %d,\n    \"beta_fast\": ", y->orig);
+		sb_num(&b, y->beta_fast);
+		sb_printf(&b, ",\n    \"beta_slow\": ");
+		sb_num(&b, y->beta_slow);
+		sb_printf(&b, ",\n    \"mscale\": ");
+		sb_num(&b, y->mscale);
+		sb_printf(&b, ",\n    \"mscale_all_dim\": ");
+		sb_num(&b, y->mscale_all_dim);
+		sb_printf(&b, "\n  },\n");
 	} else {
 		sb_printf(&b, "  \"rope_scaling\": null,\n");
 	}
-	sb_printf(&b, "  \"tie_word_embeddings\": %s,\n", p->tied ? "true" : "false");
-	switch (p->fam) {
-	case FAM_LLAMA:
-		sb_printf(&b, "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
-			      "  \"pretraining_tp\": 1,\n");
-		break;
-	case FAM_MISTRAL:
-		if (p->sliding_window)
-			sb_printf(&b, "  \"sliding_window\": %d,\n", p->sliding_window);
-		else
-			sb_printf(&b, "  \"sliding_window\": null,\n");
-		break;
-	case FAM_QWEN2:
-		sb_printf(&b, "  \"use_sliding_window\": false,\n  \"sliding_window\": null,\n"
-			      "  \"max_window_layers\": %d,\n", p->layers);
-		break;
-	case FAM_QWEN3:
-		sb_printf(&b, "  \"attention_bias\": false,\n  \"use_sliding_window\": false,\n"
-			      "  \"sliding_window\": null,\n  \"max_window_layers\": %d,\n", p->layers);
-		break;
-	}
+	sb_printf(&b, "  \"tie_word_embeddings\": %s,\n", json_bool(p->tied));
+	f->config(p, &b);
 	sb_printf(&b, "  \"attention_dropout\": 0.0,\n");
 	sb_printf(&b, "  \"hidden_act\": \"silu\",\n");
 	sb_printf(&b, "  \"initializer_range\": 0.02,\n");
@@ -486,10 +886,39 @@ static void write_config(const struct model *m, const char *dir)
 	ts_free(b.p);
 }
 
+/* ---------------------------------------------------------------- safetensors */
+
 static int cmp_tensor_name(const void *a, const void *b)
 {
 	const struct tensor *x = *(const struct tensor *const *)a, *y = *(const struct tensor *const *)b;
 	return strcmp(x->name, y->name);
+}
+
+/* The safetensors writer's order inside a file: wider dtypes first (F32,
+ * BF16, F16: its Dtype enum, descending), then by name. */
+static int dtype_rank(enum ts_dtype t)
+{
+	return t == TS_F32 ? 2 : t == TS_BF16 ? 1 : 0;
+}
+
+static int cmp_tensor_file(const void *a, const void *b)
+{
+	const struct tensor *x = *(const struct tensor *const *)a, *y = *(const struct tensor *const *)b;
+	int d = dtype_rank(y->dtype) - dtype_rank(x->dtype);
+	return d ? d : strcmp(x->name, y->name);
+}
+
+/* The model's tensors (shard s only, or all for s < 0) sorted by cmp;
+ * *n gets the count. Free with ts_free. */
+static struct tensor **tensor_list(struct model *m, int s, int (*cmp)(const void *, const void *), int *n)
+{
+	struct tensor **list = xalloc((size_t)(m->n ? m->n : 1) * sizeof(*list));
+	*n = 0;
+	for (int i = 0; i < m->n; i++)
+		if (s < 0 || m->t[i].shard == s)
+			list[(*n)++] = &m->t[i];
+	qsort(list, (size_t)*n, sizeof(list[0]), cmp);
+	return list;
 }
 
 static void shard_name(const struct model *m, int s, char *buf, size_t n)
@@ -508,16 +937,12 @@ static void put_u16le(uint8_t *q, uint16_t v)
 
 /* One safetensors file: u64 LE header length, the JSON header padded with
  * spaces to a multiple of 8 (as the reference writer does), then the tensors
- * of this shard sorted by name, back to back. */
+ * of this shard in cmp_tensor_file order, back to back. */
 static void write_shard(struct model *m, int s, const char *dir)
 {
 	const struct preset *p = m->p;
-	struct tensor *list[512];
-	int n = 0;
-	for (int i = 0; i < m->n; i++)
-		if (m->t[i].shard == s)
-			list[n++] = &m->t[i];
-	qsort(list, (size_t)n, sizeof(list[0]), cmp_tensor_name);
+	int n;
+	struct tensor **list = tensor_list(m, s, cmp_tensor_file, &n);
 
 	struct sbuf h = { 0 };
 	uint64_t off = 0;
@@ -525,10 +950,10 @@ static void write_shard(struct model *m, int s, const char *dir)
 	for (int i = 0; i < n; i++) {
 		struct tensor *t = list[i];
 		t->off = off;
-		sb_printf(&h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%" PRId64, t->name,
-			  ts_dtype_name(p->dtype), t->shape[0]);
-		if (t->n_dims == 2)
-			sb_printf(&h, ",%" PRId64, t->shape[1]);
+		sb_printf(&h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%" PRId64, t->name, ts_dtype_name(t->dtype),
+			  t->shape[0]);
+		for (int k = 1; k < t->n_dims; k++)
+			sb_printf(&h, ",%" PRId64, t->shape[k]);
 		sb_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + t->bytes);
 		off += t->bytes;
 	}
@@ -549,7 +974,7 @@ static void write_shard(struct model *m, int s, const char *dir)
 
 	for (int i = 0; i < n; i++) {
 		const struct tensor *t = list[i];
-		int64_t numel = t->n_dims == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
+		int64_t numel = tensor_numel(t);
 		float *v = xalloc((size_t)numel * sizeof(float));
 		uint8_t *bytes = xalloc((size_t)t->bytes);
 		if (p->init_std > 0)
@@ -558,7 +983,7 @@ static void write_shard(struct model *m, int s, const char *dir)
 			tensor_fill(m, t, v, numel);
 		for (int64_t j = 0; j < numel; j++) {
 			uint32_t u;
-			switch (p->dtype) {
+			switch (t->dtype) {
 			case TS_F32:
 				memcpy(&u, &v[j], 4);
 				for (int k = 0; k < 4; k++)
@@ -578,23 +1003,22 @@ static void write_shard(struct model *m, int s, const char *dir)
 		ts_free(v);
 	}
 	out_close(&o);
+	ts_free(list);
 }
 
 /* model.safetensors.index.json as transformers writes it: metadata.total_size
  * (sum of tensor bytes) and weight_map with sorted keys. */
 static void write_index(struct model *m, const char *dir)
 {
-	struct tensor *list[512];
-	for (int i = 0; i < m->n; i++)
-		list[i] = &m->t[i];
-	qsort(list, (size_t)m->n, sizeof(list[0]), cmp_tensor_name);
+	int n;
+	struct tensor **list = tensor_list(m, -1, cmp_tensor_name, &n);
 	struct sbuf b = { 0 };
 	sb_printf(&b, "{\n  \"metadata\": {\n    \"total_size\": %" PRIu64 "\n  },\n  \"weight_map\": {\n",
 		  m->total_bytes);
-	for (int i = 0; i < m->n; i++) {
+	for (int i = 0; i < n; i++) {
 		char name[64];
 		shard_name(m, list[i]->shard, name, sizeof(name));
-		sb_printf(&b, "    \"%s\": \"%s\"%s\n", list[i]->name, name, i + 1 < m->n ? "," : "");
+		sb_printf(&b, "    \"%s\": \"%s\"%s\n", list[i]->name, name, i + 1 < n ? "," : "");
 	}
 	sb_printf(&b, "  }\n}\n");
 	struct out o = { .dir = dir };
@@ -602,7 +1026,26 @@ static void write_index(struct model *m, const char *dir)
 	out_write(&o, b.p, b.len);
 	out_close(&o);
 	ts_free(b.p);
+	ts_free(list);
 }
+
+/* --tensors: one line per tensor in the index's order, "FILE NAME DTYPE [SHAPE]". */
+static void print_tensors(struct model *m)
+{
+	int n;
+	struct tensor **list = tensor_list(m, -1, cmp_tensor_name, &n);
+	for (int i = 0; i < n; i++) {
+		const struct tensor *t = list[i];
+		char file[64];
+		shard_name(m, t->shard, file, sizeof(file));
+		printf("%s %s %s [%" PRId64, file, t->name, ts_dtype_name(t->dtype), t->shape[0]);
+		for (int k = 1; k < t->n_dims; k++)
+			printf(", %" PRId64, t->shape[k]);
+		printf("]\n");
+	}
+	ts_free(list);
+}
+
 
 /* ---------------------------------------------------------------- tokenizer
  *
@@ -1507,6 +1950,7 @@ static void check_no_foreign(const struct model *m, const char *dir)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: gen_ckpt --preset NAME --out DIR [--seed N] [--tokenizer] [--no-weights]\n"
+		   "       gen_ckpt --preset NAME --tensors\n"
 		   "       gen_ckpt --list\n");
 }
 
@@ -1514,16 +1958,21 @@ int main(int argc, char **argv)
 {
 	const char *preset = NULL, *dir = NULL;
 	uint64_t seed = 1;
-	int want_tok = 0, no_weights = 0;
+	int want_tok = 0, no_weights = 0, list_tensors = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--tokenizer")) {
 			want_tok = 1;
 		} else if (!strcmp(a, "--no-weights")) {
 			no_weights = 1;
+		} else if (!strcmp(a, "--tensors")) {
+			list_tensors = 1;
 		} else if (!strcmp(a, "--list")) {
+			int w = 0;
 			for (size_t k = 0; k < TS_ARRAY_LEN(presets); k++)
-				printf("%-14s %s\n", presets[k].name, presets[k].help);
+				w = TS_MAX(w, (int)strlen(presets[k].name));
+			for (size_t k = 0; k < TS_ARRAY_LEN(presets); k++)
+				printf("%-*s %s\n", w, presets[k].name, presets[k].help);
 			return 0;
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
@@ -1548,7 +1997,7 @@ int main(int argc, char **argv)
 			die("unknown argument '%s' (try --help)", a);
 		}
 	}
-	if (!preset || !dir)
+	if (!preset || (!dir && !list_tensors))
 		die("need --preset NAME and --out DIR (try --help; --list shows the presets)");
 
 	struct model *m = xalloc(sizeof(*m));
@@ -1561,6 +2010,14 @@ int main(int argc, char **argv)
 		die("--tokenizer: preset %s has no tokenizer (Llama 3 and Qwen presets only)", preset);
 	m->seed = seed;
 	model_build(m);
+	if (list_tensors) {
+		print_tensors(m);
+		printf("gen_ckpt: %s: %d file(s), %d tensors, %" PRIu64 " params, %" PRIu64 " tensor bytes\n",
+		       m->p->name, m->p->n_shards, m->n, m->n_params, m->total_bytes);
+		ts_free(m->t);
+		ts_free(m);
+		return 0;
+	}
 
 	mkdir_p(dir);
 	check_no_foreign(m, dir);
@@ -1575,7 +2032,7 @@ int main(int argc, char **argv)
 		struct bpe t;
 		bpe_train(&t, spec, m->p->vocab);
 		write_tokenizer(spec, &t, dir);
-		write_tokenizer_config(spec, dir, 4096 /* config.json's max_position_embeddings */);
+		write_tokenizer_config(spec, dir, m->p->max_pos /* config.json's max_position_embeddings */);
 		int k = snprintf(tok_line, sizeof(tok_line),
 				 "gen_ckpt: %s tokenizer: ids 0..%d: %d added, 256 bytes, %d merged (%d merges)",
 				 spec->name, t.n_ids - 1, t.n_added, t.n_ids - t.first_merged, t.n_merges);
@@ -1589,6 +2046,7 @@ int main(int argc, char **argv)
 		       want_tok ? ", tokenizer.json, tokenizer_config.json" : "");
 		if (want_tok)
 			printf("%s\n", tok_line);
+		ts_free(m->t);
 		ts_free(m);
 		return 0;
 	}
@@ -1603,6 +2061,7 @@ int main(int argc, char **argv)
 	if (want_tok)
 		printf("%s\n", tok_line);
 	printf("ckpt_hash 0x%016" PRIx64 "\n", hash);
+	ts_free(m->t);
 	ts_free(m);
 	return 0;
 }

@@ -1,7 +1,9 @@
 /* t_batch: the same requests give the same tokens alone or batched: under
  * chunked prefill mixed with decodes, a queue longer than max_running, a KV
  * pool so small that requests are preempted and recomputed, and a cancel in
- * the middle. No allocation happens after boot, and every block returns. */
+ * the middle, for a dense model and for each MoE / MLA layer plan (a token's
+ * experts and its latent attention must not depend on its batch-mates). No
+ * allocation happens after boot, and every block returns. */
 #include "t.h"
 #include "tutil.h"
 
@@ -91,30 +93,28 @@ static void boot(struct engine *en, const char *dir, int max_running, int max_ba
 	c.engine.kv_block_tokens = 16;
 	c.engine.max_seq_len = 128;
 	if (engine_boot(en, &c, &e) < 0) {
-		fprintf(stderr, "boot: %s\n", e.msg);
+		fprintf(stderr, "boot %s: %s\n", dir, e.msg);
 		exit(1);
 	}
 }
+
+static const char *preset;
 
 static void compare(const struct run *u, const char *what)
 {
 	for (int i = 0; i < NP; i++)
 		T_CHECK(u->n[i] == n_alone[i] && !memcmp(u->toks[i], alone[i], (size_t)n_alone[i] * 4),
-			"%s: request %d (prompt %d tokens) differs from its run alone", what, i, plen[i]);
+			"%s %s: request %d (prompt %d tokens) differs from its run alone", preset, what, i, plen[i]);
 }
 
-int main(void)
-{
-	static struct engine en;
-	static struct run u;
-	const char *dir = t_ckpt("llama3-mini");
-	uint64_t x = 42;
+static struct engine en;
+static struct run u;
 
-	for (int i = 0; i < NP; i++)
-		for (int j = 0; j < plen[i]; j++) {
-			x = x * 6364136223846793005ull + 1442695040888963407ull;
-			prompts[i][j] = (int32_t)(3 + (x >> 33) % 600);
-		}
+/* Alone, batched with chunked prefill, under preemption, with a cancel. */
+static void batching(const char *name)
+{
+	const char *dir = t_ckpt(name);
+	preset = name;
 
 	/* one at a time */
 	boot(&en, dir, 8, 128, 8 * 128);
@@ -151,7 +151,7 @@ int main(void)
 	T_CHECK(en.s.st.preemptions > 0, "no preemption happened: the test did not test it");
 	T_CHECK(allocs == 0, "%llu allocations after ready", (unsigned long long)allocs);
 	T_CHECK(en.s.kv.n_free == en.s.kv.n_blocks, "blocks leaked: %d of %d free", en.s.kv.n_free, en.s.kv.n_blocks);
-	printf("preemptions=%llu steps=%llu\n", (unsigned long long)en.s.st.preemptions,
+	printf("%s preemptions=%llu steps=%llu\n", name, (unsigned long long)en.s.st.preemptions,
 	       (unsigned long long)en.s.st.steps);
 	T_CHECK(en.s.st.transitions[REQ_DECODE][REQ_PREEMPTED] + en.s.st.transitions[REQ_PREFILL][REQ_PREEMPTED] ==
 			en.s.st.preemptions,
@@ -184,8 +184,22 @@ int main(void)
 				"request %d changed by another's cancel", i);
 	T_CHECK(en.s.kv.n_free == en.s.kv.n_blocks, "blocks leaked after cancel: %d of %d free", en.s.kv.n_free,
 		en.s.kv.n_blocks);
-
 	engine_stop(&en);
+}
+
+int main(void)
+{
+	static const char *const plans[] = {"llama3-mini", "qwen3moe-mini", "mixtral-mini", "dsv2lite-mini", "dsv3-mini"};
+	uint64_t x = 42;
+
+	for (int i = 0; i < NP; i++) /* ids below every preset's vocab (512) */
+		for (int j = 0; j < plen[i]; j++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			prompts[i][j] = (int32_t)(3 + (x >> 33) % 500);
+		}
+	for (size_t i = 0; i < TS_ARRAY_LEN(plans); i++)
+		batching(plans[i]);
+	const char *dir = t_ckpt("llama3-mini");
 
 	/* priority classes, first come first served within a class: with one
 	 * running slot, the order of completion is B (class 0), then A and C

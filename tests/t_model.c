@@ -1,7 +1,11 @@
-/* t_model: every supported architecture boots; each way a checkpoint can be
- * wrong stops boot with a message naming the file and the tensor or key. */
+/* t_model: every supported architecture boots with the layer plan its
+ * config implies; each way a checkpoint can be wrong stops boot with a
+ * message naming the file and the tensor or key; a shape or layer kind the
+ * GPU kernels lack is refused when config.json is read (boot and
+ * --check-config), naming the dim and what is supported. */
 #include "t.h"
 #include "tutil.h"
+#include "fwd.h"
 
 static char scratch[256];
 
@@ -37,16 +41,111 @@ static int boot_err(const char *dir, struct ts_err *e)
 int main(void)
 {
 	static const char *const presets[] = {"llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini",
-					      "qwen3-mini", "llama3-small"};
+					      "qwen3-mini", "llama3-small", "qwen3moe-mini", "qwen3moe-fused-mini",
+					      "mixtral-mini", "dsv2lite-mini", "dsv3-mini"};
+	/* the plan each implies: attention kind, MoE layers, kv elements per token */
+	static const struct {
+		const char *preset;
+		enum attn_kind attn;
+		const char *moe; /* '1' = MoE layer */
+		uint64_t kv;
+		int fused;
+	} plans[] = {
+		{"llama2-mini", ATTN_GQA, "00", 2 * 2 * 128, 0},
+		{"qwen3moe-mini", ATTN_GQA, "011", 3 * 2 * 128, 0},
+		{"qwen3moe-fused-mini", ATTN_GQA, "0101", 4 * 2 * 128, 1},
+		{"mixtral-mini", ATTN_GQA, "11", 2 * 2 * 64, 0},
+		{"dsv2lite-mini", ATTN_MLA, "011", 3 * (64 + 16), 0},
+		{"dsv3-mini", ATTN_MLA, "011", 3 * (64 + 16), 0},
+	};
 	struct ts_err e;
 
 	for (size_t i = 0; i < TS_ARRAY_LEN(presets); i++) {
 		const char *dir = t_ckpt(presets[i]);
 		T_CHECK(boot_err(dir, &e) == 0, "%s does not boot: %s", presets[i], e.msg);
 	}
+	for (size_t i = 0; i < TS_ARRAY_LEN(plans); i++) {
+		struct ckpt ck;
+		struct model m;
+		const char *dir = t_ckpt(plans[i].preset);
+		T_CHECK(ckpt_open(&ck, dir, &e) == 0 && model_load(&m, &ck, &e) == 0, "%s: %s", plans[i].preset, e.msg);
+		int ok = m.d.n_layers == (int)strlen(plans[i].moe);
+		for (int l = 0; ok && l < m.d.n_layers; l++)
+			ok = m.layers[l].attn == plans[i].attn &&
+			     m.layers[l].mlp == (plans[i].moe[l] == '1' ? MLP_MOE : MLP_DENSE);
+		T_CHECK(ok, "%s: layer plan is not %s attention with MoE layers %s", plans[i].preset,
+			model_attn_name(plans[i].attn), plans[i].moe);
+		T_CHECK(model_kv_elems_per_token(&m) == plans[i].kv, "%s: kv elements per token %llu, want %llu",
+			plans[i].preset, (unsigned long long)model_kv_elems_per_token(&m), (unsigned long long)plans[i].kv);
+		T_CHECK(m.fused_experts == plans[i].fused, "%s: fused_experts %d", plans[i].preset, m.fused_experts);
+		/* the GPU kernels run dense GQA layers only so far: refused by name */
+		int gr = gpu_backend_ops.check(&m, &e);
+		if (plans[i].attn == ATTN_GQA && !strchr(plans[i].moe, '1')) {
+			T_CHECK(gr == 0, "%s: gpu check refused: %s", plans[i].preset, e.msg);
+		} else {
+			T_CHECK(gr == -E_UNSUPPORTED, "%s: the gpu backend accepted a MoE/MLA model", plans[i].preset);
+			T_HAS(e.msg, plans[i].attn == ATTN_MLA ? "mla" : "moe");
+		}
+		model_free(&m);
+		ckpt_close(&ck);
+	}
+
+	/* MoE / MLA checkpoints that do not match their config */
+	const char *d = broken("dsv3-mini", "sed -i 's/experts\\.3\\.up_proj/experts.3.up_prxj/' *.safetensors model.safetensors.index.json");
+	T_CHECK(boot_err(d, &e) == -E_FORMAT, "missing expert tensor accepted");
+	T_HAS(e.msg, "model.layers.1.mlp.experts.3.up_proj.weight");
+	T_HAS(e.msg, "missing");
+	d = broken("dsv3-mini", CFG_SED("s/\"num_experts_per_tok\": *4/\"num_experts_per_tok\": 17/"));
+	T_CHECK(boot_err(d, &e) == -E_FORMAT, "top-k above the expert count accepted");
+	T_HAS(e.msg, "num_experts_per_tok 17");
+	T_HAS(e.msg, "16 experts");
+	d = broken("dsv3-mini", CFG_SED("s/\"topk_group\": *2/\"topk_group\": 5/"));
+	T_CHECK(boot_err(d, &e) == -E_RANGE, "topk_group above n_group accepted");
+	T_HAS(e.msg, "topk_group");
+	d = broken("dsv3-mini", CFG_SED("s/\"kv_lora_rank\": *64/\"kv_lora_rank\": 32/"));
+	T_CHECK(boot_err(d, &e) == -E_FORMAT, "kv_lora_rank mismatch accepted");
+	T_HAS(e.msg, "self_attn.kv_a_proj_with_mqa.weight");
+	T_HAS(e.msg, "[80, 128]");
+	T_HAS(e.msg, "[48, 128]");
+	T_HAS(e.msg, ".safetensors");
+	d = broken("qwen3moe-fused-mini", CFG_SED("s/\"moe_intermediate_size\": *64/\"moe_intermediate_size\": 32/"));
+	T_CHECK(boot_err(d, &e) == -E_FORMAT, "fused experts of the wrong width accepted");
+	T_HAS(e.msg, "model.layers.1.mlp.experts.gate_up_proj");
+	T_HAS(e.msg, "[8, 128, 128]");
+	T_HAS(e.msg, "[8, 64, 128]");
+	d = broken("dsv2lite-mini", CFG_SED("s/\"topk_method\": *\"greedy\"/\"topk_method\": \"fancy\"/"));
+	T_CHECK(boot_err(d, &e) == -E_UNSUPPORTED, "unknown topk_method accepted");
+	T_HAS(e.msg, "fancy");
+	T_HAS(e.msg, "group_limited_greedy");
+	d = broken("qwen3moe-mini", CFG_SED("s/\"mlp_only_layers\": *\\[0\\]/\"mlp_only_layers\": [7]/"));
+	T_CHECK(boot_err(d, &e) == -E_FORMAT, "mlp_only_layers past the last layer accepted");
+	T_HAS(e.msg, "mlp_only_layers");
+
+	/* a head size the GPU attention kernels lack: refused when config.json is
+	 * read (head_dim 32: 8 heads of 32 over the same q/k/v tensors), at boot
+	 * and by --check-config with backend = gpu; the CPU backend runs it */
+	d = broken("llama2-mini", CFG_SED("s/\"num_attention_heads\": *4/\"num_attention_heads\": 8/;"
+					   "s/\"num_key_value_heads\": *2/\"num_key_value_heads\": 4/;"
+					   "s/\"head_dim\": *64/\"head_dim\": 32/"));
+	T_CHECK(boot_err(d, &e) == 0, "head_dim 32 on the CPU backend: %s", e.msg);
+	{
+		struct cfg gc;
+		char note[1024];
+		t_cfg(&gc, d);
+		gc.device.backend = CFG_BACKEND_GPU;
+		T_CHECK(engine_check_model(&gc, note, sizeof(note), &e) == -E_UNSUPPORTED, "gpu: head_dim 32 accepted");
+		T_HAS(e.msg, "head_dim 32");
+		T_HAS(e.msg, "the attention kernels take head_dim 64");
+		gc.device.backend = CFG_BACKEND_AUTO;
+		T_CHECK(engine_check_model(&gc, note, sizeof(note), &e) == 0, "auto: %s", e.msg);
+		T_HAS(note, "head_dim 32");
+		gc.device.backend = CFG_BACKEND_CPU;
+		T_CHECK(engine_check_model(&gc, note, sizeof(note), &e) == 0, "cpu: %s", e.msg);
+		T_HAS(note, "LlamaForCausalLM");
+	}
 
 	/* a layer more than the checkpoint has: the first missing tensor is named */
-	const char *d = broken("llama2-mini", CFG_SED("s/\"num_hidden_layers\": *2/\"num_hidden_layers\": 3/"));
+	d = broken("llama2-mini", CFG_SED("s/\"num_hidden_layers\": *2/\"num_hidden_layers\": 3/"));
 	T_CHECK(boot_err(d, &e) == -E_FORMAT, "missing tensor accepted");
 	T_HAS(e.msg, "model.layers.2.input_layernorm.weight");
 	T_HAS(e.msg, "missing");
