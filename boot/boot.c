@@ -352,8 +352,9 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 	};
 	if ((r = sched_init(&en->s, &sl, &en->m, &en->be, e)) < 0)
 		goto fail;
-	log_info("stage=kv ms=%.1f blocks=%d block_tokens=%d tokens=%lld max_seq_len=%d", (ts_now() - t) * 1e3,
-		 lim.n_blocks, lim.block_tokens, (long long)en->kv_tokens, en->max_seq_len);
+	log_info("stage=kv ms=%.1f blocks=%d block_tokens=%d tokens=%lld bytes_per_token=%llu max_seq_len=%d",
+		 (ts_now() - t) * 1e3, lim.n_blocks, lim.block_tokens, (long long)en->kv_tokens,
+		 (unsigned long long)ops->kv_bytes_per_token(&en->m), en->max_seq_len);
 	t = ts_now();
 	if ((r = selftest(en, e)) < 0)
 		goto fail;

@@ -7,11 +7,21 @@
 For every preset (llama3-small excepted) it generates the checkpoint with our
 C program, loads it with AutoModelForCausalLM (float32, eager attention, CPU),
 checks that HF read exactly what we wrote (no missing or unexpected keys, every
-parameter equal to the safetensors value), and for three fixed prompts records
+parameter equal to the safetensors value; MoE experts are compared through the
+per-expert <-> fused 3-D mapping transformers 5 applies at load time), and for
+three fixed prompts records
 the greedy continuation of 32 tokens (full forward passes without a cache, no
 stop at EOS), the top-1/top-2 margin at each step and the logits of one forward
 over prompt + continuation. It writes tests/data/golden/<preset>.bin (format in
-tests/data/README.md, reader in tests/golden.h) and VERSIONS.txt.
+tests/data/README.md, reader in tests/golden.h) and VERSIONS.txt. Each preset's
+features (sliding window, rope scaling, MoE routing options, DeepSeek group
+limit and rope interleave) are switched in turn in config.json to check that
+transformers applies them (feature_variants), and for DeepSeek the MLA softmax
+scale HF uses is printed against tests/ref_golden.py's assumption.
+
+Until this has run for the MoE/MLA presets (qwen3moe-mini, qwen3moe-fused-mini,
+mixtral-mini, dsv2lite-mini, dsv3-mini), tests/ref_golden.py writes numpy
+stand-ins for them into tests/data/ref/.
 
 --check-only needs no torch/numpy: it checks each checkpoint's structure
 (safetensors headers, offsets, index, tensor names and shapes against
@@ -28,13 +38,15 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 
-PRESETS = ["llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini"]
+PRESETS = ["llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini",
+           "qwen3moe-mini", "qwen3moe-fused-mini", "mixtral-mini", "dsv2lite-mini", "dsv3-mini"]
 ALL_PRESETS = PRESETS + ["llama3-small"]
 PROMPT_LENS = (1, 9, 41)
 N_GEN = 32
@@ -50,6 +62,19 @@ FNV_PRIME = 0x100000001B3
 MASK64 = (1 << 64) - 1
 
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
+# Keys a config.json of that model_type must spell out: their HF defaults are
+# those of the big models (DeepseekV3Config: 256 experts, n_group 8, first 3
+# layers dense, ...), so a missing one would silently give another model.
+_MLA_KEYS = ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+             "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "moe_intermediate_size",
+             "first_k_dense_replace", "routed_scaling_factor", "norm_topk_prob")
+FAMILY_KEYS = {
+    "qwen3_moe": ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob",
+                  "decoder_sparse_step", "mlp_only_layers"),
+    "mixtral": ("num_local_experts", "num_experts_per_tok"),
+    "deepseek_v2": _MLA_KEYS + ("topk_method",),
+    "deepseek_v3": _MLA_KEYS + ("n_group", "topk_group", "rope_interleave"),
+}
 TORCH_DTYPE_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 
@@ -139,14 +164,44 @@ def read_st_header(path):
     return hdr, 8 + n, size
 
 
-def expected_tensors(cfg):
-    """name -> shape from config.json, as HF's modeling code lays the model out."""
+def moe_layers(cfg):
+    """Indices of the MoE layers, as the HF decoder layers decide: Qwen3-MoE
+    (Qwen2MoeDecoderLayer) iff not in mlp_only_layers and (i + 1) %
+    decoder_sparse_step == 0; DeepSeek V2/V3 iff i >= first_k_dense_replace
+    (moe_layer_freq is not read); Mixtral every layer."""
+    mt, L = cfg["model_type"], cfg["num_hidden_layers"]
+    if mt == "qwen3_moe":
+        only = cfg.get("mlp_only_layers") or []
+        step = cfg.get("decoder_sparse_step", 1)
+        return [i for i in range(L) if i not in only and cfg.get("num_experts", 0) > 0 and (i + 1) % step == 0]
+    if mt == "mixtral":
+        return list(range(L))
+    if mt in ("deepseek_v2", "deepseek_v3"):
+        return [i for i in range(L) if i >= cfg.get("first_k_dense_replace", 0)]
+    return []
+
+
+def n_experts(cfg):
+    return cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts")
+
+
+def expected_tensors(cfg, fused=False):
+    """name -> shape from config.json, as HF's modeling code lays the model out.
+    fused: the checkpoint stores each MoE layer's experts as two 3-D tensors,
+    experts.gate_up_proj (E, 2F, D) (gate rows first) and experts.down_proj
+    (E, D, F), the way transformers 5 holds them in memory, instead of one
+    gate/up/down (Mixtral: w1/w3/w2) triple per expert."""
     mt = cfg["model_type"]
     h, L = cfg["hidden_size"], cfg["num_hidden_layers"]
-    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    nh, nkv = cfg["num_attention_heads"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
     hd = cfg.get("head_dim") or h // nh
     ffn, V = cfg["intermediate_size"], cfg["vocab_size"]
-    qkv_bias = mt == "qwen2" or cfg.get("attention_bias", False)
+    mla = mt in ("deepseek_v2", "deepseek_v3")
+    # Qwen2: q/k/v biases always; Llama and Qwen3(-MoE): q/k/v/o iff
+    # attention_bias; Mistral and Mixtral: none; DeepSeek: see below.
+    o_bias = mt in ("llama", "qwen3", "qwen3_moe") and cfg.get("attention_bias", False)
+    qkv_bias = mt == "qwen2" or o_bias
+    moe = set(moe_layers(cfg))
     t = {"model.embed_tokens.weight": [V, h], "model.norm.weight": [h]}
     if not cfg.get("tie_word_embeddings", False):
         t["lm_head.weight"] = [V, h]
@@ -154,20 +209,64 @@ def expected_tensors(cfg):
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = [h]
         t[p + "post_attention_layernorm.weight"] = [h]
-        t[p + "self_attn.q_proj.weight"] = [nh * hd, h]
-        t[p + "self_attn.k_proj.weight"] = [nkv * hd, h]
-        t[p + "self_attn.v_proj.weight"] = [nkv * hd, h]
-        t[p + "self_attn.o_proj.weight"] = [h, nh * hd]
-        if qkv_bias:
-            t[p + "self_attn.q_proj.bias"] = [nh * hd]
-            t[p + "self_attn.k_proj.bias"] = [nkv * hd]
-            t[p + "self_attn.v_proj.bias"] = [nkv * hd]
-        if mt == "qwen3":
-            t[p + "self_attn.q_norm.weight"] = [hd]
-            t[p + "self_attn.k_norm.weight"] = [hd]
-        t[p + "mlp.gate_proj.weight"] = [ffn, h]
-        t[p + "mlp.up_proj.weight"] = [ffn, h]
-        t[p + "mlp.down_proj.weight"] = [h, ffn]
+        a = p + "self_attn."
+        if mla:
+            nope, rope, vd = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
+            kvr, qlr = cfg["kv_lora_rank"], cfg.get("q_lora_rank")
+            if qlr is None:
+                t[a + "q_proj.weight"] = [nh * (nope + rope), h]
+            else:
+                t[a + "q_a_proj.weight"] = [qlr, h]
+                t[a + "q_a_layernorm.weight"] = [qlr]
+                t[a + "q_b_proj.weight"] = [nh * (nope + rope), qlr]
+            t[a + "kv_a_proj_with_mqa.weight"] = [kvr + rope, h]
+            t[a + "kv_a_layernorm.weight"] = [kvr]
+            t[a + "kv_b_proj.weight"] = [nh * (nope + vd), kvr]
+            t[a + "o_proj.weight"] = [h, nh * vd]
+            if cfg.get("attention_bias", False):
+                if qlr is not None:
+                    t[a + "q_a_proj.bias"] = [qlr]
+                t[a + "kv_a_proj_with_mqa.bias"] = [kvr + rope]
+                t[a + "o_proj.bias"] = [h]
+        else:
+            t[a + "q_proj.weight"] = [nh * hd, h]
+            t[a + "k_proj.weight"] = [nkv * hd, h]
+            t[a + "v_proj.weight"] = [nkv * hd, h]
+            t[a + "o_proj.weight"] = [h, nh * hd]
+            if qkv_bias:
+                t[a + "q_proj.bias"] = [nh * hd]
+                t[a + "k_proj.bias"] = [nkv * hd]
+                t[a + "v_proj.bias"] = [nkv * hd]
+            if o_bias:
+                t[a + "o_proj.bias"] = [h]
+            if mt in ("qwen3", "qwen3_moe"):
+                t[a + "q_norm.weight"] = [hd]
+                t[a + "k_norm.weight"] = [hd]
+        if i not in moe:
+            t[p + "mlp.gate_proj.weight"] = [ffn, h]
+            t[p + "mlp.up_proj.weight"] = [ffn, h]
+            t[p + "mlp.down_proj.weight"] = [h, ffn]
+            continue
+        E = n_experts(cfg)
+        F = ffn if mt == "mixtral" else cfg["moe_intermediate_size"]
+        m = p + ("block_sparse_moe." if mt == "mixtral" and not fused else "mlp.")
+        t[m + "gate.weight"] = [E, h]
+        if mt == "deepseek_v3":
+            t[m + "gate.e_score_correction_bias"] = [E]
+        if fused:
+            t[m + "experts.gate_up_proj"] = [E, 2 * F, h]
+            t[m + "experts.down_proj"] = [E, h, F]
+        else:
+            names = ("w1", "w3", "w2") if mt == "mixtral" else ("gate_proj", "up_proj", "down_proj")
+            for e in range(E):
+                t[f"{m}experts.{e}.{names[0]}.weight"] = [F, h]
+                t[f"{m}experts.{e}.{names[1]}.weight"] = [F, h]
+                t[f"{m}experts.{e}.{names[2]}.weight"] = [h, F]
+        if mla and cfg.get("n_shared_experts"):
+            fs = cfg["moe_intermediate_size"] * cfg["n_shared_experts"]
+            t[m + "shared_experts.gate_proj.weight"] = [fs, h]
+            t[m + "shared_experts.up_proj.weight"] = [fs, h]
+            t[m + "shared_experts.down_proj.weight"] = [h, fs]
     return t
 
 
@@ -192,11 +291,11 @@ def init_target(name, shape, cfg):
     """(mean, std) that gen_ckpt draws this tensor from."""
     if name.endswith("norm.weight"):
         return 1.0, 0.1
-    if name.endswith(".bias"):
+    if name.endswith(".bias") or name.endswith(".e_score_correction_bias"):
         return 0.0, 0.1
     if name == "model.embed_tokens.weight":
         return 0.0, 1.0 / math.sqrt(cfg["hidden_size"])
-    return 0.0, 1.0 / math.sqrt(shape[1])
+    return 0.0, 1.0 / math.sqrt(shape[-1])  # fan-in: the last dim, also of (E, out, in) experts
 
 
 def check_structure(d):
@@ -207,7 +306,7 @@ def check_structure(d):
     for k in ("architectures", "model_type", "hidden_size", "intermediate_size",
               "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
               "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
-              "hidden_act", "torch_dtype", "bos_token_id", "eos_token_id"):
+              "hidden_act", "torch_dtype", "bos_token_id", "eos_token_id") + FAMILY_KEYS.get(cfg.get("model_type"), ()):
         if k not in cfg:
             raise CheckError(f"{cfg_path}: missing key {k}")
     want_dtype = TORCH_DTYPE_ST[cfg["torch_dtype"]]
@@ -234,8 +333,9 @@ def check_structure(d):
             b, e = t["data_offsets"]
             if b != end:
                 raise CheckError(f"{path}: {name} starts at {b}, previous tensor ended at {end}")
-            if t["dtype"] != want_dtype:
-                raise CheckError(f"{path}: {name} dtype {t['dtype']}, config says {want_dtype}")
+            dt_ok = want_dtype if not name.endswith("e_score_correction_bias") else "F32"  # as DeepSeek-V3 ships it
+            if t["dtype"] != dt_ok:
+                raise CheckError(f"{path}: {name} dtype {t['dtype']}, expected {dt_ok}")
             nbytes = DTYPE_BYTES[t["dtype"]] * math.prod(t["shape"])
             if e - b != nbytes:
                 raise CheckError(f"{path}: {name} spans {e - b} bytes, shape needs {nbytes}")
@@ -246,7 +346,8 @@ def check_structure(d):
         if data_start + end != size:
             raise CheckError(f"{path}: data ends at {data_start + end}, file is {size} bytes")
 
-    exp = expected_tensors(cfg)
+    fused = any(n.endswith(".experts.gate_up_proj") for n in tensors)
+    exp = expected_tensors(cfg, fused)
     if set(exp) != set(tensors):
         raise CheckError(f"{d}: tensors missing {sorted(set(exp) - set(tensors))}, "
                          f"unexpected {sorted(set(tensors) - set(exp))}")
@@ -308,9 +409,9 @@ def check_only(args, presets):
                 ok = False
                 rows.append((p, "FAIL", "-", "-", "-", "-"))
                 print(f"hf_golden: {p}: FAIL: {ex}", file=sys.stderr)
-    print(f"\n{'preset':<14} {'check':<5} {'files':>5} {'tensors':>7} {'bytes':>10}  ckpt_hash")
+    print(f"\n{'preset':<20} {'check':<5} {'files':>5} {'tensors':>7} {'bytes':>10}  ckpt_hash")
     for r in rows:
-        print(f"{r[0]:<14} {r[1]:<5} {r[2]:>5} {r[3]:>7} {r[4]:>10}  {r[5]}")
+        print(f"{r[0]:<20} {r[1]:<5} {r[2]:>5} {r[3]:>7} {r[4]:>10}  {r[5]}")
     return 0 if ok else 1
 
 
@@ -367,35 +468,98 @@ def loading_problems(info):
     return bad
 
 
-def param_diff(model, tensors, d, torch):
-    """max |model parameter - safetensors value| over every tensor we wrote, and
-    the check that a tied lm_head is the embedding."""
+_EXPERT_NAMES = {"gate": ("gate_proj", "w1"), "up": ("up_proj", "w3"), "down": ("down_proj", "w2")}
+
+
+def param_source(name, cfg, ckpt):
+    """How the checkpoint makes up model parameter `name`: (checkpoint names,
+    build) where build(list of tensors) gives the value, or None. Besides the
+    same name, it knows the MoE layouts transformers 5 may convert between
+    at load time: per-expert gate/up/down (Mixtral w1/w3/w2, under
+    block_sparse_moe.) <-> fused experts.gate_up_proj (E, 2F, D), gate rows
+    first, and experts.down_proj (E, D, F); block_sparse_moe.gate ->
+    mlp.gate."""
+    import torch
+
+    if name in ckpt:
+        return [name], lambda ts: ts[0]
+    m = re.fullmatch(r"(model\.layers\.\d+\.)(mlp|block_sparse_moe)\.(.+)", name)
+    if not m:
+        return None
+    lay, rest = m.group(1), m.group(3)
+    for blk in ("mlp.", "block_sparse_moe."):
+        if rest == "gate.weight" and lay + blk + "gate.weight" in ckpt:
+            return [lay + blk + "gate.weight"], lambda ts: ts[0]
+        E = n_experts(cfg)
+        # fused model parameter from per-expert checkpoint tensors
+        for part, pieces in (("gate_up_proj", ("gate", "up")), ("down_proj", ("down",))):
+            if rest != "experts." + part:
+                continue
+            for style in (0, 1):
+                names = [[f"{lay}{blk}experts.{e}.{_EXPERT_NAMES[pc][style]}.weight" for pc in pieces]
+                         for e in range(E)]
+                flat = [n for per in names for n in per]
+                if all(n in ckpt for n in flat):
+                    k = len(pieces)
+                    return flat, lambda ts, k=k: torch.stack(
+                        [torch.cat(ts[e * k:(e + 1) * k], 0) for e in range(len(ts) // k)])
+        # per-expert model parameter from fused checkpoint tensors
+        pe = re.fullmatch(r"experts\.(\d+)\.(\w+)\.weight", rest)
+        if pe:
+            e, w = int(pe.group(1)), pe.group(2)
+            piece = next((pc for pc, alts in _EXPERT_NAMES.items() if w in alts), None)
+            if piece in ("gate", "up") and lay + blk + "experts.gate_up_proj" in ckpt:
+                half = 0 if piece == "gate" else 1
+                return [lay + blk + "experts.gate_up_proj"], lambda ts, e=e, half=half: \
+                    ts[0][e].chunk(2, 0)[half]
+            if piece == "down" and lay + blk + "experts.down_proj" in ckpt:
+                return [lay + blk + "experts.down_proj"], lambda ts, e=e: ts[0][e]
+    return None
+
+
+def param_diff(model, tensors, d, cfg, torch):
+    """max |model parameter - safetensors value| over every parameter and
+    persistent buffer of the model, each built from the checkpoint tensors
+    it came from (param_source: transformers 5 may hold MoE experts fused
+    while the checkpoint stores them per expert, or the reverse); fails on a
+    model tensor with no source, a checkpoint tensor no model tensor used, a
+    shape mismatch, and a tied lm_head that is not the embedding."""
     from safetensors import safe_open
 
     sd = model.state_dict()
-    worst = 0.0
-    by_file = {}
-    for name, t in tensors.items():
-        by_file.setdefault(t[0], []).append(name)
-    for fn, names in by_file.items():
-        with safe_open(os.path.join(d, fn), framework="pt") as f:
-            for name in names:
-                want = f.get_tensor(name).to(torch.float32)
-                if name not in sd:
-                    raise CheckError(f"model has no parameter {name}")
-                got = sd[name]
-                if tuple(got.shape) != tuple(want.shape):
-                    raise CheckError(f"{name}: model shape {tuple(got.shape)}, file {tuple(want.shape)}")
-                if got.dtype != torch.float32:
-                    raise CheckError(f"{name}: model dtype {got.dtype}, asked for float32")
-                worst = max(worst, float((got - want).abs().max()))
-    extra = sorted(set(sd) - set(tensors))
-    for name in extra:
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            with safe_open(os.path.join(d, tensors[name][0]), framework="pt") as f:
+                cache[name] = f.get_tensor(name).to(torch.float32)
+        return cache[name]
+
+    worst, used, notes = 0.0, set(), []
+    for name, got in sd.items():
         if name == "lm_head.weight" and "lm_head.weight" not in tensors:
-            if not torch.equal(sd["lm_head.weight"], sd["model.embed_tokens.weight"]):
+            if not torch.equal(got, sd["model.embed_tokens.weight"]):
                 raise CheckError("tied lm_head.weight differs from model.embed_tokens.weight")
-        else:
-            raise CheckError(f"model state has {name}, which the checkpoint lacks")
+            continue
+        src = param_source(name, cfg, tensors)
+        if src is None:
+            raise CheckError(f"model tensor {name} {tuple(got.shape)} has no source in the checkpoint")
+        names, build = src
+        want = build([get(n) for n in names])
+        if got.dtype != torch.float32:
+            raise CheckError(f"{name}: model dtype {got.dtype}, asked for float32")
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckError(f"{name}: model shape {tuple(got.shape)}, built from {names[:2]}... "
+                             f"as {tuple(want.shape)}")
+        if names != [name]:
+            notes.append(f"{name} <- {names[0]}{' ... ' + names[-1] if len(names) > 1 else ''}")
+        used.update(names)
+        worst = max(worst, float((got - want).abs().max()))
+    unused = sorted(set(tensors) - used)
+    if unused:
+        raise CheckError(f"checkpoint tensors no model tensor took: {unused[:6]}{' ...' if len(unused) > 6 else ''}")
+    if notes:
+        print(f"  {len(notes)} model tensors built from other checkpoint names, e.g. {notes[0]}", flush=True)
     return worst
 
 
@@ -406,28 +570,76 @@ def hf_view(model):
     rp = getattr(c, "rope_parameters", None) or getattr(c, "rope_scaling", None)
     parts.append(f"rope={rp}")
     for k in ("sliding_window", "use_sliding_window", "head_dim", "tie_word_embeddings",
-              "_attn_implementation"):
+              "_attn_implementation", "_experts_implementation", "num_experts_per_tok", "norm_topk_prob",
+              "mlp_only_layers", "decoder_sparse_step", "first_k_dense_replace", "topk_method", "n_group",
+              "topk_group", "routed_scaling_factor", "rope_interleave"):
         if hasattr(c, k):
             parts.append(f"{k}={getattr(c, k)}")
     return " ".join(parts)
 
 
+def feature_variants(cfg):
+    """(what, config.json change, n_same) for each feature the preset
+    exercises: with the change, the logits must stay put before position
+    n_same and move (> 0.01) somewhere after it. tests/ref_golden.py runs the
+    same list on its numpy model to predict the effects."""
+    mt = cfg["model_type"]
+    v = []
+    if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
+        v.append(("sliding_window", {"sliding_window": None}, cfg["sliding_window"]))
+    if cfg.get("rope_scaling"):
+        v.append(("rope_scaling", {"rope_scaling": None}, 1))  # position 0 is unrotated
+    if mt == "qwen3_moe":
+        v.append(("norm_topk_prob", {"norm_topk_prob": not cfg["norm_topk_prob"]}, 0))
+    if mt in ("mixtral", "deepseek_v2") and cfg["num_experts_per_tok"] > 1:
+        v.append(("top-1", {"num_experts_per_tok": 1}, 0))
+    if mt in ("deepseek_v2", "deepseek_v3") and cfg["routed_scaling_factor"] != 1:
+        v.append(("routed_scaling_factor", {"routed_scaling_factor": 1.0}, 0))
+    if mt == "deepseek_v3":
+        if cfg["n_group"] > 1 and cfg["topk_group"] < cfg["n_group"]:
+            v.append(("group_limit", {"n_group": 1, "topk_group": 1}, 0))
+        if cfg.get("rope_interleave"):
+            v.append(("rope_interleave", {"rope_interleave": False}, 1))
+    return v
+
+
+def mla_scale_report(model, cfg):
+    """The softmax scale transformers' MLA attention uses, against both
+    readings: qk_head_dim^-0.5 alone (DeepseekV2 before transformers PR
+    #47435) and times mscale(factor, mscale_all_dim)^2 (DeepseekV3; V2 after
+    the PR). tests/ref_golden.py assumes the latter unless --dsv2-plain-scale."""
+    if cfg["model_type"] not in ("deepseek_v2", "deepseek_v3"):
+        return None
+    plain = (cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"]) ** -0.5
+    rs = cfg.get("rope_scaling") or {}
+    m = 1.0
+    if rs.get("mscale_all_dim") and float(rs.get("factor", 1)) > 1:
+        m = 0.1 * rs["mscale_all_dim"] * math.log(float(rs["factor"])) + 1.0
+    got = float(model.model.layers[0].self_attn.scaling)
+    kind = ("with mscale^2" if abs(got - plain * m * m) < 1e-9 * plain else
+            "plain" if abs(got - plain) < 1e-9 * plain else "UNEXPECTED")
+    msg = (f"  MLA softmax scale: transformers uses {got:.9g} ({kind}; plain {plain:.9g}, "
+           f"with mscale^2 {plain * m * m:.9g})")
+    if kind != "with mscale^2":
+        msg += ("\n  !!!!!!!! tests/ref_golden.py assumed mscale^2: rerun it with --dsv2-plain-scale"
+                if kind == "plain" and cfg["model_type"] == "deepseek_v2" else
+                "\n  !!!!!!!! not what DeepseekV3Attention computes as read for tests/ref_golden.py")
+    print(msg, flush=True)
+    return kind
+
+
 def feature_effects(d, cfg, ids, logits, torch):
-    """Reloads the model with each feature the preset exercises turned off in
-    config.json (sliding window, rope scaling) and checks that this changes the
-    logits over ids only where it should, so that a transformers version that
+    """Reloads the model with each feature the preset exercises changed in
+    config.json (feature_variants) and checks that this changes the logits
+    over ids only where it should, so that a transformers version that
     silently ignored the key could not produce a golden file without it.
     Returns a short text for the summary."""
     from transformers import AutoModelForCausalLM
 
-    variants = []
-    if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
-        variants.append(("sliding_window", {"sliding_window": None}, cfg["sliding_window"]))
-    if cfg.get("rope_scaling"):
-        variants.append(("rope_scaling", {"rope_scaling": None}, 1))  # position 0 is unrotated
+    variants = feature_variants(cfg)
     out = []
     for what, change, n_same in variants:
-        alt = d + "-no-" + what
+        alt = d + "-no-" + what.replace("/", "_")
         os.makedirs(alt)
         for fn in os.listdir(d):
             if fn != "config.json":
@@ -439,16 +651,46 @@ def feature_effects(d, cfg, ids, logits, torch):
         with torch.no_grad():
             lo = m(torch.tensor([ids])).logits[0].float().cpu().numpy()
         row = abs(lo - logits).max(axis=1)
-        d_same, d_diff = float(row[:n_same].max()), float(row[n_same:].max())
+        d_same = float(row[:n_same].max()) if n_same else 0.0
+        d_diff = float(row[n_same:].max())
         first = next((i for i in range(len(row)) if row[i] > 1e-4), None)
         if d_same > 1e-4 or d_diff < 1e-2:
-            raise CheckError(f"turning {what} off changed the logits by {d_same:.3g} at positions "
+            raise CheckError(f"changing {what} ({change}) changed the logits by {d_same:.3g} at positions "
                              f"< {n_same} (want ~0) and {d_diff:.3g} after (want > 0.01): transformers "
                              f"may not apply {what} as config.json asks")
-        print(f"  {what} off: max |dlogit| {d_same:.2g} before position {n_same}, {d_diff:.3g} after; "
+        print(f"  {what} changed {change}: max |dlogit| {d_same:.2g} before position {n_same}, {d_diff:.3g} after; "
               f"first position that changes: {first}", flush=True)
         out.append(f"{what}:{d_diff:.2g}")
     return " ".join(out) or "-"
+
+
+def compare_ref(args, preset, h, records):
+    """Compares what HF computed with tests/ref_golden.py's numpy stand-in
+    for this preset, if there is one: same greedy tokens, and the logits'
+    max |hf - ref| / max(1, |hf|). A large difference means the numpy
+    reference (and every C check made against it) misread transformers."""
+    path = os.path.join(args.ref, preset + ".bin")
+    if not os.path.exists(path):
+        return "ref:-"
+    _, rh, recs = read_golden(path)
+    if rh != h:
+        print(f"  {path}: made from another checkpoint (ckpt_hash {rh:#018x}); not compared", flush=True)
+        return "ref:stale"
+    worst, same = 0.0, True
+    for (pr, ge, _, lo), (rp, rg, _, rl) in zip(records, recs):
+        if list(rp) != list(pr):
+            return "ref:other-prompts"
+        if list(rg) != list(ge):
+            same = False
+            k = next(i for i in range(len(ge)) if rg[i] != ge[i])
+            print(f"  numpy reference's greedy differs from HF at prompt {len(pr)} step {k}", flush=True)
+        n = next((i for i in range(len(ge)) if rg[i] != ge[i]), len(ge))
+        rows = len(pr) + n  # rows whose inputs agree
+        worst = max(worst, float((abs(lo[:rows] - rl[:rows]) / (abs(lo[:rows]).clip(1.0))).max()))
+    bad = worst > 1e-4
+    print(f"  {'!!!!!!!! ' if bad else ''}vs tests/ref_golden.py's {path}: max |hf - ref| / max(1, |hf|) "
+          f"{worst:.2g}, greedy tokens {'equal' if same else 'DIFFER'}", flush=True)
+    return f"ref:{worst:.1g}{'' if same else ',tokens-differ'}{'(BAD)' if bad else ''}"
 
 
 def golden_one(args, preset, tmp, torch):
@@ -470,9 +712,12 @@ def golden_one(args, preset, tmp, torch):
         raise CheckError(f"from_pretrained loading info: {'; '.join(bad)}")
     model.eval()
     print(f"  {hf_view(model)}", flush=True)
-    pdiff = param_diff(model, tensors, d, torch)
+    pdiff = param_diff(model, tensors, d, cfg, torch)
     if pdiff != 0.0:
         raise CheckError(f"parameters differ from the safetensors values: max |diff| {pdiff}")
+    mla_scale = mla_scale_report(model, cfg)
+    if mla_scale == "UNEXPECTED":
+        raise CheckError("MLA softmax scale is neither qk_head_dim^-0.5 nor that times mscale^2")
 
     records, summary = [], []
     with torch.no_grad():
@@ -530,6 +775,9 @@ def golden_one(args, preset, tmp, torch):
         dst = os.path.join(args.keep, preset)
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(d, dst)
+    if mla_scale:
+        effects += f" mla_scale:{mla_scale.replace(' ', '_')}"
+    effects += " " + compare_ref(args, preset, h, records)
     return {"hash": h, "pdiff": pdiff, "prompts": summary, "bytes": os.path.getsize(path),
             "path": path, "effects": effects}
 
@@ -567,18 +815,18 @@ def golden_all(args, presets):
     if any(results.values()):
         write_versions(args, presets, results, torch, transformers, safetensors, numpy)
 
-    print(f"\n{'preset':<14} {'prompts':<9} {'min margin per prompt':<24} {'hf-generate':<11} "
+    print(f"\n{'preset':<20} {'prompts':<9} {'min margin per prompt':<24} {'hf-generate':<11} "
           f"{'flips':>5} {'max|param diff|':>15} {'bytes':>9}  {'ckpt_hash':<18}  feature off: dlogit")
     for p in presets:
         r = results[p]
         if r is None:
-            print(f"{p:<14} FAILED (see above)")
+            print(f"{p:<20} FAILED (see above)")
             continue
         lens = ",".join(str(s[0]) for s in r["prompts"])
         mins = " ".join(f"{s[1]:.4f}" for s in r["prompts"])
         agree = "yes" if all(s[2] for s in r["prompts"]) else "NO!"
         flips = sum(s[3] for s in r["prompts"])
-        print(f"{p:<14} {lens:<9} {mins:<24} {agree:<11} {flips:>5} {r['pdiff']:>15.3g} "
+        print(f"{p:<20} {lens:<9} {mins:<24} {agree:<11} {flips:>5} {r['pdiff']:>15.3g} "
               f"{r['bytes']:>9}  {r['hash']:#018x}  {r['effects']}")
         if agree != "yes":
             ok = False
@@ -619,6 +867,8 @@ def main():
     ap.add_argument("--presets", default=None,
                     help=f"comma-separated subset (default: {','.join(PRESETS)})")
     ap.add_argument("--keep", default=None, help="also copy the checkpoints here")
+    ap.add_argument("--ref", default="tests/data/ref",
+                    help="numpy stand-ins from tests/ref_golden.py to compare with (where present)")
     ap.add_argument("--check-only", action="store_true",
                     help="structure/determinism/hash checks only; needs no torch")
     args = ap.parse_args()
