@@ -7,8 +7,15 @@
  * aim for speed.
  *
  * The math follows Hugging Face transformers' float32 path step by step
- * (RMSNorm, rotate-half RoPE with float32 angles, softmax in float32), so that
- * the tests can hold it to 1e-4 relative error against HF's logits. */
+ * (RMSNorm, rotate-half or interleaved RoPE with float32 angles, softmax in
+ * float32, the MoE routers' scores and masks), so that the tests can hold it
+ * to 1e-4 relative error against HF's logits. Two places reassociate sums:
+ * MLA attention runs absorbed (the query projected into the latent space, as
+ * the GPU kernels will), and MoE adds each token's experts in expert order
+ * as HF's index_add loop does.
+ *
+ * Each layer is one switch on its attention kind (attn_gqa, attn_mla) and one
+ * on its MLP kind (mlp, mlp_moe): a new kind is a new function and a case. */
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
