@@ -60,7 +60,7 @@ static int check_listen(void *field, char *why, size_t why_n);
 
 static const char *const words_dtype[] = {"auto", "bf16", "f16", "f32", NULL};
 static const char *const words_backend[] = {"auto", "cpu", "gpu", NULL};
-static const char *const words_chat[] = {"auto", "none", "chatml", "llama3", "llama2", "mistral", NULL};
+static const char *const words_chat[] = {"auto", "none", "chatml", "llama3", "llama2", "mistral", "deepseek3", NULL};
 static const char *const words_level[] = {"debug", "info", "warn", "error", "off", NULL};
 
 static const char *const cfg_sections[] = {"model", "engine", "device", "server", "log"};

@@ -1,6 +1,7 @@
 /* tok.c: Hugging Face tokenizer.json -- load, encode (byte-level BPE with the
- * Llama 3 / Qwen2 split regex, SentencePiece BPE with byte fallback, added
- * tokens), decode and streaming decode. See tok.h for the contract. */
+ * Llama 3 / Qwen2 split regex or DeepSeek-V3's three splits, SentencePiece BPE
+ * with byte fallback, added tokens), decode and streaming decode. See tok.h
+ * for the contract. */
 #include "tok.h"
 
 #include <fcntl.h>
@@ -336,41 +337,79 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 		t->model = TOK_SP_BPE;
 		t->pre = TOK_PRE_NONE;
 	} else {
+		/* Sequence[Split(Regex, Isolated) x 1..3, ByteLevel]: the Splits' patterns, in order,
+		 * are one of the known lists */
+		static const struct {
+			enum tok_pre pre;
+			int n;
+			const char *pat[3];
+		} known[] = {
+		    {TOK_PRE_LLAMA3, 1, {TOK_PAT_LLAMA3}},
+		    {TOK_PRE_QWEN2, 1, {TOK_PAT_QWEN2}},
+		    {TOK_PRE_DEEPSEEK3, 3, {TOK_PAT_DEEPSEEK3_DIGITS, TOK_PAT_DEEPSEEK3_CJK, TOK_PAT_DEEPSEEK3}},
+		};
 		const struct json_val *ps = json_get(pre, "pretokenizers");
-		const struct json_val *split = json_at(ps, 0);
-		const char *pat = json_str(json_get(json_get(split, "pattern"), "Regex"), NULL);
-		if (!is_str(json_get(pre, "type"), "Sequence") || json_len(ps) != 2 ||
-		    !is_str(json_get(split, "type"), "Split") || !is_str(json_get(split, "behavior"), "Isolated") ||
-		    !is_str(json_get(json_at(ps, 1), "type"), "ByteLevel") || !pat) {
+		int nsplit = json_len(ps) - 1, ok = is_str(json_get(pre, "type"), "Sequence") && nsplit >= 1 &&
+		                                    nsplit <= 3 &&
+		                                    is_str(json_get(json_at(ps, nsplit), "type"), "ByteLevel");
+		const char *pat[3] = {NULL, NULL, NULL};
+		for (int i = 0; ok && i < nsplit; i++) {
+			const struct json_val *split = json_at(ps, i);
+			int invert = 0;
+			json_bool(json_get(split, "invert"), &invert);
+			pat[i] = json_str(json_get(json_get(split, "pattern"), "Regex"), NULL);
+			ok = is_str(json_get(split, "type"), "Split") &&
+			     is_str(json_get(split, "behavior"), "Isolated") && !invert && pat[i];
+		}
+		if (!ok) {
+			rc = ts_errf(
+			    e, E_UNSUPPORTED,
+			    "%s: pre_tokenizer: only Sequence[Split(Regex, Isolated) (1 to 3 of them), ByteLevel] "
+			    "is supported",
+			    path);
+			goto out;
+		}
+		int bad = 0; /* the first pattern that differs from the closest known list */
+		t->pre = TOK_PRE_NONE;
+		for (size_t k = 0; k < sizeof known / sizeof *known && t->pre == TOK_PRE_NONE; k++) {
+			if (known[k].n != nsplit)
+				continue;
+			int i = 0;
+			while (i < nsplit && strcmp(pat[i], known[k].pat[i]) == 0)
+				i++;
+			if (i == nsplit)
+				t->pre = known[k].pre;
+			else if (i > bad)
+				bad = i;
+		}
+		if (t->pre == TOK_PRE_NONE) {
 			rc = ts_errf(e, E_UNSUPPORTED,
-			             "%s: pre_tokenizer: only Sequence[Split(Regex, Isolated), ByteLevel] is supported",
-			             path);
+			             "%s: pre_tokenizer.pretokenizers[%d].pattern.Regex: not the Llama 3, Qwen2 or "
+			             "DeepSeek-V3 pattern (\"%.200s\")",
+			             path, bad, pat[bad]);
 			goto out;
 		}
-		int use_regex = 1;
-		json_bool(json_get(json_at(ps, 1), "use_regex"), &use_regex);
-		if (strcmp(pat, TOK_PAT_LLAMA3) == 0)
-			t->pre = TOK_PRE_LLAMA3;
-		else if (strcmp(pat, TOK_PAT_QWEN2) == 0)
-			t->pre = TOK_PRE_QWEN2;
-		else {
+		int use_regex = 1, prefix = 0;
+		json_bool(json_get(json_at(ps, nsplit), "use_regex"), &use_regex);
+		json_bool(json_get(json_at(ps, nsplit), "add_prefix_space"), &prefix);
+		if (use_regex || prefix) {
 			rc = ts_errf(e, E_UNSUPPORTED,
-			             "%s: pre_tokenizer.pretokenizers[0].pattern.Regex: not the Llama 3 or Qwen2 "
-			             "pattern (\"%.200s\")",
-			             path, pat);
+			             "%s: pre_tokenizer.pretokenizers[%d]: ByteLevel's use_regex and add_prefix_space "
+			             "must be false",
+			             path, nsplit);
 			goto out;
 		}
-		if (use_regex) {
-			rc = ts_errf(e, E_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[1].use_regex: must be false",
-			             path);
+		const struct json_val *nseq = json_get(norm, "normalizers");
+		int no_norm = json_type(norm) == JSON_NULL || (is_str(json_get(norm, "type"), "Sequence") &&
+		                                               json_type(nseq) == JSON_ARR && json_len(nseq) == 0);
+		if (!no_norm && !is_str(json_get(norm, "type"), "NFC")) {
+			rc = ts_errf(
+			    e, E_UNSUPPORTED,
+			    "%s: normalizer: only null, an empty Sequence or NFC with a byte-level pre-tokenizer",
+			    path);
 			goto out;
 		}
-		if (json_type(norm) != JSON_NULL && !is_str(json_get(norm, "type"), "NFC")) {
-			rc = ts_errf(e, E_UNSUPPORTED,
-			             "%s: normalizer: only null or NFC with a byte-level pre-tokenizer", path);
-			goto out;
-		}
-		t->nfc = json_type(norm) != JSON_NULL;
+		t->nfc = !no_norm;
 		t->model = TOK_BYTE_BPE;
 		for (int b = 0; b < 256; b++)
 			inv[tok_byte_cp(b)] = (uint8_t)b;
@@ -411,9 +450,10 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 		json_bool(json_get(a, "rstrip"), &rs);
 		json_bool(json_get(a, "single_word"), &sw);
 		json_bool(json_get(a, "normalized"), &nz);
-		if (ls || rs || sw || nz) {
+		if (ls || rs || sw || (nz && (t->model != TOK_BYTE_BPE || t->nfc))) {
 			rc = ts_errf(e, E_UNSUPPORTED,
-			             "%s: added_tokens[%d]: lstrip/rstrip/single_word/normalized are not supported",
+			             "%s: added_tokens[%d]: lstrip/rstrip/single_word are not supported, nor "
+			             "normalized with a normalizer",
 			             path, i);
 			goto out;
 		}
@@ -450,9 +490,11 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 	/* vocab: keys laid out in id order so key_off[id + 1] ends key id */
 	const char **ktext = ts_alloc((size_t)t->n_ids * sizeof *ktext);
 	size_t *klen = ts_alloc((size_t)t->n_ids * sizeof *klen);
-	if (!ktext || !klen) {
+	uint8_t *is_added = ts_alloc((size_t)t->n_ids);
+	if (!ktext || !klen || !is_added) {
 		ts_free(ktext);
 		ts_free(klen);
+		ts_free(is_added);
 		rc = ts_errf(e, E_NOMEM, "%s: out of memory", path);
 		goto out;
 	}
@@ -462,21 +504,32 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 		ktext[id] = json_key_at(vocab, i, &klen[id]);
 		t->kind[id] = 1;
 	}
+	for (int i = 0; i < na; i++) {
+		int64_t id;
+		json_int64(json_get(json_at(added, i), "id"), &id);
+		is_added[id] = 1;
+	}
 	uint32_t w = 0;
 	for (int id = 0; id < t->n_ids; id++) {
 		t->key_off[id] = w;
 		if (!ktext[id])
 			continue;
 		long k = klen[id] <= 4096 ? to_key(t, inv, ktext[id], klen[id], t->strs + w) : -1;
+		if (k < 0 && is_added[id]) {
+			ktext[id] = NULL; /* the added token stands for it; no byte text reaches it */
+			continue;
+		}
 		if (k < 0) {
 			rc = ts_errf(e, E_FORMAT, "%s: model.vocab: token %d (\"%.100s\") is not byte-level text", path,
 			             id, ktext[id]);
 			ts_free(ktext);
 			ts_free(klen);
+			ts_free(is_added);
 			goto out;
 		}
 		w += (uint32_t)k;
 	}
+	ts_free(is_added);
 	t->key_off[t->n_ids] = w;
 	for (int id = 0; id < t->n_ids; id++) {
 		if (!ktext[id])
@@ -791,6 +844,31 @@ static void bpe(struct enc *en, const uint8_t *w, int m)
 	}
 }
 
+/* End of \s*[\r\n]+|\s+(?!\S)|\s+ at s[i] (a \s character) in s[0..n): the
+ * three regexes' common tail. */
+static size_t ws_next(const uint8_t *s, size_t n, size_t i)
+{
+	size_t last_nl = 0, last_start = i, j = i;
+	int have_nl = 0;
+	while (j < n) {
+		int l;
+		uint32_t c = u8_at(s, n, j, &l);
+		if (cp_class(c) != C_S)
+			break;
+		if (c == '\r' || c == '\n') {
+			last_nl = j;
+			have_nl = 1;
+		}
+		last_start = j;
+		j += (size_t)l;
+	}
+	if (have_nl)
+		return last_nl + 1;
+	if (j == n || last_start == i)
+		return j;
+	return last_start;
+}
+
 /* End of the pre-token that starts at s[i] (Llama 3 / Qwen2 split regex). */
 static size_t pre_next(enum tok_pre pre, const uint8_t *s, size_t n, size_t i)
 {
@@ -844,27 +922,7 @@ static size_t pre_next(enum tok_pre pre, const uint8_t *s, size_t n, size_t i)
 			j++;
 		return j;
 	}
-	/* \s*[\r\n]+ | \s+(?!\S) | \s+ ; here c0 is \s */
-	size_t last_nl = 0, last_start = i;
-	int have_nl = 0;
-	j = i;
-	while (j < n) {
-		int l;
-		uint32_t c = u8_at(s, n, j, &l);
-		if (cp_class(c) != C_S)
-			break;
-		if (c == '\r' || c == '\n') {
-			last_nl = j;
-			have_nl = 1;
-		}
-		last_start = j;
-		j += (size_t)l;
-	}
-	if (have_nl)
-		return last_nl + 1;
-	if (j == n || last_start == i)
-		return j;
-	return last_start;
+	return ws_next(s, n, i); /* here c0 is \s */
 }
 
 static int nfc_stable(const uint8_t *s, size_t n)
@@ -1029,21 +1087,166 @@ static size_t nfc(const uint8_t *s, size_t n, uint32_t *cp, size_t cap, uint8_t 
 	return w;
 }
 
+/* One pre-token w[0..m) of byte-level BPE. */
+static void encode_word(struct enc *en, const uint8_t *w, size_t m)
+{
+	const struct tok *t = en->t;
+	int32_t id;
+	if (t->ignore_merges && (id = vocab_find(t, w, m)) >= 0) {
+		emit(en, id);
+		return;
+	}
+	for (int k = 0; k < (int)m; k++)
+		en->s[k] = (struct sym){t->byte_id[w[k]], k - 1, k + 1 < (int)m ? k + 1 : -1, (uint32_t)k, 1};
+	bpe(en, w, (int)m);
+}
+
+/* DeepSeek-V3's pre-tokenizer: Split \p{N}{1,3}, then Split on runs of the
+ * CJK class below, then Split on its general regex (TOK_PAT_DEEPSEEK3), each
+ * Split (Isolated) cutting every piece of the one before into its matches and
+ * the stretches between them. A piece of the first is all \p{N} (no match of
+ * the later two, as no \p{N} is CJK, \s, L, M, P or S) or has no \p{N}, so
+ * a stretch without digits is cut into CJK / other runs, and each run by the
+ * general regex. Unicode classes here are disjoint: \s first (JS's set, which
+ * holds U+FEFF, a Cf), then L, M, N, P or S (one class: the regex never
+ * separates them), the rest "other" (controls, Cf, Co, unassigned, invalid
+ * bytes). */
+enum { DS_OTHER, DS_WS, DS_L, DS_M, DS_N, DS_PS };
+
+static int ds_class(uint32_t c)
+{
+	if (c < 128) {
+		if ((c | 32) >= 'a' && (c | 32) <= 'z')
+			return DS_L;
+		if (c >= '0' && c <= '9')
+			return DS_N;
+		if (c == ' ' || (c >= 9 && c <= 13))
+			return DS_WS;
+		return c > ' ' && c < 127 ? DS_PS : DS_OTHER;
+	}
+	switch (cp_class(c)) { /* \s, L, N, else one of the rest */
+	case C_S:
+		return DS_WS;
+	case C_L:
+		return DS_L;
+	case C_N:
+		return DS_N;
+	}
+	if (c == UINT32_MAX)
+		return DS_OTHER;
+	if (in_ranges(tok_uc_mark, tok_uc_mark_n, c))
+		return DS_M;
+	if (in_ranges(tok_uc_punct, tok_uc_punct_n, c) || in_ranges(tok_uc_symbol, tok_uc_symbol_n, c))
+		return DS_PS;
+	return DS_OTHER;
+}
+
+/* [\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff] */
+static int ds_cjk(uint32_t c)
+{
+	return (c >= 0x4e00 && c <= 0x9fa5) || (c >= 0x3040 && c <= 0x30ff);
+}
+
+/* End of the general regex's match at s[i] in a piece s[..n) (the piece ends
+ * the text for its lookahead), or i when no match starts there. Alternatives
+ * in order, the first that matches wins (as in a backtracking engine). */
+static size_t ds_match(const uint8_t *s, size_t n, size_t i)
+{
+	int l0, l1 = 0;
+	size_t i1 = i, j;
+	uint32_t c0 = u8_at(s, n, i, &l0), c1 = 0;
+	i1 += (size_t)l0;
+	if (i1 < n)
+		c1 = u8_at(s, n, i1, &l1);
+	int k0 = ds_class(c0), k1 = i1 < n ? ds_class(c1) : -1;
+	/* [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+ : ASCII letters only */
+	if (c0 < 128 && k0 == DS_PS && c1 < 128 && k1 == DS_L) {
+		j = i1 + 1;
+		while (j < n && (s[j] | 32) >= 'a' && (s[j] | 32) <= 'z')
+			j++;
+		return j;
+	}
+	/* [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+ */
+	if (k0 == DS_L || k0 == DS_M || (c0 != '\r' && c0 != '\n' && k0 != DS_PS && (k1 == DS_L || k1 == DS_M))) {
+		for (j = i1; j < n;) {
+			int l, k = ds_class(u8_at(s, n, j, &l));
+			if (k != DS_L && k != DS_M)
+				break;
+			j += (size_t)l;
+		}
+		return j;
+	}
+	/* ' ?[\p{P}\p{S}]+[\r\n]*' */
+	if (k0 == DS_PS || (c0 == ' ' && k1 == DS_PS)) {
+		for (j = k0 == DS_PS ? i : i1; j < n;) {
+			int l;
+			if (ds_class(u8_at(s, n, j, &l)) != DS_PS)
+				break;
+			j += (size_t)l;
+		}
+		while (j < n && (s[j] == '\r' || s[j] == '\n'))
+			j++;
+		return j;
+	}
+	return k0 == DS_WS ? ws_next(s, n, i) : i;
+}
+
+/* The general regex over the piece s[a..n): its matches and the stretches
+ * between them (characters where no match starts). */
+static void ds_split(struct enc *en, const uint8_t *s, size_t a, size_t n)
+{
+	size_t gap = a;
+	for (size_t i = a; i < n;) {
+		size_t j = ds_match(s, n, i);
+		if (j == i) {
+			int l;
+			u8_at(s, n, i, &l);
+			i += (size_t)l;
+			continue;
+		}
+		if (gap < i)
+			encode_word(en, s + gap, i - gap);
+		encode_word(en, s + i, j - i);
+		i = gap = j;
+	}
+	if (gap < n)
+		encode_word(en, s + gap, n - gap);
+}
+
+static void encode_deepseek3(struct enc *en, const uint8_t *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		int l;
+		uint32_t c = u8_at(s, n, i, &l);
+		size_t j = i + (size_t)l;
+		if (ds_class(c) == DS_N) { /* \p{N}{1,3} */
+			for (int r = 1; r < 3 && j < n && ds_class(u8_at(s, n, j, &l)) == DS_N; r++)
+				j += (size_t)l;
+			encode_word(en, s + i, j - i);
+		} else { /* a CJK run, or a run of the rest; neither holds a digit */
+			int cjk = ds_cjk(c);
+			while (j < n) {
+				c = u8_at(s, n, j, &l);
+				if (ds_cjk(c) != cjk || ds_class(c) == DS_N)
+					break;
+				j += (size_t)l;
+			}
+			ds_split(en, s, i, j);
+		}
+		i = j;
+	}
+}
+
 static void encode_bytelevel(struct enc *en, const uint8_t *s, size_t n)
 {
 	const struct tok *t = en->t;
+	if (t->pre == TOK_PRE_DEEPSEEK3) {
+		encode_deepseek3(en, s, n);
+		return;
+	}
 	for (size_t i = 0; i < n;) {
 		size_t e = pre_next(t->pre, s, n, i);
-		int32_t id;
-		if (t->ignore_merges && (id = vocab_find(t, s + i, e - i)) >= 0) {
-			emit(en, id);
-		} else {
-			int m = (int)(e - i);
-			for (int k = 0; k < m; k++)
-				en->s[k] = (struct sym){t->byte_id[s[i + (size_t)k]], k - 1, k + 1 < m ? k + 1 : -1,
-				                        (uint32_t)k, 1};
-			bpe(en, s + i, m);
-		}
+		encode_word(en, s + i, e - i);
 		i = e;
 	}
 }

@@ -5,16 +5,22 @@
  * ids to UTF-8, whole or streaming.
  * Supports exactly:
  *   - byte-level BPE (GPT-2 byte map) with the Split pre-tokenizer regex of
- *     Llama 3 or of Qwen2/Qwen3 (recognised by exact pattern text; a
- *     hand-written matcher, not a regex engine), optional "ignore_merges",
- *     optional "NFC" normalizer (UAX #15, run only on text that the NFC
- *     quick check says may change);
+ *     Llama 3 or of Qwen2/Qwen3, or DeepSeek-V3's three Splits in a row
+ *     (digits, CJK runs, then its general regex, each on the pieces of the
+ *     one before) -- recognised by exact pattern text; hand-written
+ *     matchers, not a regex engine -- optional "ignore_merges", optional
+ *     "NFC" normalizer (UAX #15, run only on text that the NFC quick check
+ *     says may change) or none (null, or an empty Sequence);
  *   - SentencePiece-style BPE (Llama 2): normalizer Prepend("▁") +
  *     Replace(" " -> "▁"), no pre-tokenizer, byte fallback (<0xAB>);
  *   - added tokens (special or not), matched in the raw text before
  *     normalization, leftmost-longest, whatever their "special" flag (as HF
- *     does with split_special_tokens=false). lstrip/rstrip/single_word and
- *     normalized=true are refused at load.
+ *     does with split_special_tokens=false). lstrip/rstrip/single_word are
+ *     refused at load, and so is normalized=true unless there is no
+ *     normalizer (byte-level without NFC: then the raw text is the
+ *     normalized text). A vocab entry that is not byte-level text is
+ *     accepted only when an added token has its id (DeepSeek-V3's
+ *     <｜begin▁of▁sentence｜> is both).
  * Does not: add BOS/EOS or any post-processor tokens (the caller or the chat
  * template does); truncate; pad.
  * Threads: tok_load/tok_free at boot. A loaded tok is read-only: tok_encode and
@@ -32,8 +38,16 @@
 
 enum tok_model { TOK_BYTE_BPE, TOK_SP_BPE };
 /* The chat formats we render (no general template engine): see tok_chat.c. */
-enum tok_chat { TOK_CHAT_NONE, TOK_CHAT_CHATML, TOK_CHAT_LLAMA3, TOK_CHAT_LLAMA2, TOK_CHAT_MISTRAL, TOK_CHAT_N };
-enum tok_pre { TOK_PRE_NONE, TOK_PRE_LLAMA3, TOK_PRE_QWEN2 };
+enum tok_chat {
+	TOK_CHAT_NONE,
+	TOK_CHAT_CHATML,
+	TOK_CHAT_LLAMA3,
+	TOK_CHAT_LLAMA2,
+	TOK_CHAT_MISTRAL,
+	TOK_CHAT_DEEPSEEK3,
+	TOK_CHAT_N
+};
+enum tok_pre { TOK_PRE_NONE, TOK_PRE_LLAMA3, TOK_PRE_QWEN2, TOK_PRE_DEEPSEEK3 };
 
 /* The Split pre-tokenizer regexes we match by hand, as their tokenizer.json
  * spells them (tok_parse recognises them by this exact text). */
@@ -43,6 +57,15 @@ enum tok_pre { TOK_PRE_NONE, TOK_PRE_LLAMA3, TOK_PRE_QWEN2 };
 #define TOK_PAT_QWEN2                                                                                                  \
 	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "                                          \
 	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* DeepSeek-V3's three Splits, in their order: digits in groups of up to 3;
+ * runs of [\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff] (spelled as the characters
+ * themselves); then its general regex, whose [\r\n] are the control characters
+ * themselves (not backslash escapes as in the two above). */
+#define TOK_PAT_DEEPSEEK3_DIGITS "\\p{N}{1,3}"
+#define TOK_PAT_DEEPSEEK3_CJK    "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+"
+#define TOK_PAT_DEEPSEEK3                                                                                              \
+	"[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "            \
+	"?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"
 
 /* GPT-2's byte-level alphabet: the code point that stands for byte b
  * (printable Latin-1 bytes for themselves, the other 68 U+0100.. in order). */
@@ -160,20 +183,35 @@ size_t tok_stream_flush(struct tok_stream *s, char *out);
  *           turns alternate; a system message (our extension: those
  *           templates have none) is put before
  *           the first user message's text, followed by a blank line.
+ *   DEEPSEEK3: DeepSeek-V3's template: BOS, then every system message's
+ *           text (joined by a blank line, wherever the messages are), then
+ *           <｜User｜>text and <｜Assistant｜>text<｜end▁of▁sentence｜> turns;
+ *           tool messages are its <｜tool▁output▁begin｜> blocks, with the
+ *           template's own rules kept (only the conversation's first result
+ *           opens <｜tool▁outputs▁begin｜>; an assistant message after results
+ *           closes them with <｜tool▁outputs▁end｜> instead of its header; a
+ *           user message after them closes nothing; a conversation ending in
+ *           results ends with <｜tool▁outputs▁end｜>, no header). An assistant
+ *           message is text: the template's tool_calls form (content none) has
+ *           no equivalent, so a client passes a generated call back as the
+ *           text the model wrote. No tool definitions (the template has none).
+ *           Detected by <｜User｜> and <｜Assistant｜> in a template without
+ *           </think> (DeepSeek-R1's and V3.1's thinking rules are not ours).
  * Ending: if the last message is the assistant's, its turn is left open for
  * the model to continue (HF continue_final_message: the text ends at the
  * message's content with trailing whitespace removed); otherwise the
  * assistant's header follows (add_generation_prompt). */
 /* TOK_ROLE_TOOLS: a JSON array of tool definitions (HF apply_chat_template's
  * `tools`), written into the system turn as the template's tojson does
- * (ChatML only); such messages come before all the others. */
+ * (ChatML only; the other formats refuse them); such messages come before
+ * all the others. */
 enum tok_role { TOK_ROLE_SYSTEM, TOK_ROLE_USER, TOK_ROLE_ASSISTANT, TOK_ROLE_TOOL, TOK_ROLE_TOOLS, TOK_ROLE_N };
 struct tok_msg {
 	uint32_t role; /* enum tok_role */
 	const char *text;
 	size_t len;
 };
-const char *tok_chat_name(enum tok_chat c); /* "chatml", "llama3", ..., "none" */
+const char *tok_chat_name(enum tok_chat c); /* "chatml", "llama3", ..., "deepseek3", "none" */
 /* From a chat_template's text (NULL: none): the format, and *think for ChatML. */
 enum tok_chat tok_chat_detect(const char *tpl, int *think);
 /* An upper bound of the rendered length. */

@@ -11,7 +11,7 @@
 
 const char *tok_chat_name(enum tok_chat c)
 {
-	static const char *const names[] = {"none", "chatml", "llama3", "llama2", "mistral"};
+	static const char *const names[] = {"none", "chatml", "llama3", "llama2", "mistral", "deepseek3"};
 	return (unsigned)c < TOK_CHAT_N ? names[c] : "?";
 }
 
@@ -28,6 +28,9 @@ enum tok_chat tok_chat_detect(const char *tpl, int *think)
 		return TOK_CHAT_LLAMA3;
 	if (strstr(tpl, "[INST]"))
 		return strstr(tpl, "<<SYS>>") ? TOK_CHAT_LLAMA2 : TOK_CHAT_MISTRAL;
+	/* DeepSeek-V3 (and V3-0324); not R1's or V3.1's, whose </think> rules we do not render */
+	if (strstr(tpl, "<｜User｜>") && strstr(tpl, "<｜Assistant｜>") && !strstr(tpl, "</think>"))
+		return TOK_CHAT_DEEPSEEK3;
 	return TOK_CHAT_NONE;
 }
 
@@ -472,6 +475,51 @@ static int mistral(const struct tok *t, const struct tok_msg *m, int n, int open
 	return 0;
 }
 
+/* DeepSeek-V3's chat_template (tokenizer_config.json of deepseek-ai/DeepSeek-V3),
+ * its namespace flags kept as they are: is_tool (the last turn was tool
+ * results) and is_output_first (no result yet in the whole conversation). The
+ * template writes the end of sentence as text, not eos_token. */
+static void deepseek3(const struct tok *t, const struct tok_msg *m, int n, int open_last, struct out *o)
+{
+	int first_sp = 1, is_tool = 0, output_first = 1;
+	put_token(o, t, t->bos_id);
+	for (int i = 0; i < n; i++)
+		if (m[i].role == TOK_ROLE_SYSTEM) {
+			if (!first_sp)
+				puts_(o, "\n\n");
+			put(o, m[i].text, m[i].len);
+			first_sp = 0;
+		}
+	for (int i = 0; i < n; i++) {
+		struct span c = {m[i].text, m[i].len};
+		switch (m[i].role) {
+		case TOK_ROLE_USER:
+			is_tool = 0;
+			puts_(o, "<｜User｜>");
+			put_span(o, c);
+			break;
+		case TOK_ROLE_ASSISTANT:
+			puts_(o, is_tool ? "<｜tool▁outputs▁end｜>" : "<｜Assistant｜>");
+			is_tool = 0;
+			if (i == n - 1 && open_last) {
+				put_span(o, rstrip_ws(c));
+				return;
+			}
+			put_span(o, c);
+			puts_(o, "<｜end▁of▁sentence｜>");
+			break;
+		case TOK_ROLE_TOOL:
+			puts_(o, output_first ? "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>" : "\n<｜tool▁output▁begin｜>");
+			is_tool = 1;
+			output_first = 0;
+			put_span(o, c);
+			puts_(o, "<｜tool▁output▁end｜>");
+			break;
+		}
+	}
+	puts_(o, is_tool ? "<｜tool▁outputs▁end｜>" : "<｜Assistant｜>");
+}
+
 long tok_chat_render(const struct tok *t, const struct tok_msg *m, int n, char *out, size_t cap, struct ts_err *e)
 {
 	struct out o = {out, cap, 0};
@@ -512,6 +560,9 @@ long tok_chat_render(const struct tok *t, const struct tok_msg *m, int n, char *
 		break;
 	case TOK_CHAT_MISTRAL:
 		rc = mistral(t, m, n, open_last, &o, e);
+		break;
+	case TOK_CHAT_DEEPSEEK3:
+		deepseek3(t, m, n, open_last, &o);
 		break;
 	default:
 		return ts_errf(e, E_INTERNAL, "chat format %d", (int)t->chat);

@@ -11,6 +11,12 @@ extern const uint32_t tok_uc_letter[][2]; /* \p{L} */
 extern const int tok_uc_letter_n;
 extern const uint32_t tok_uc_number[][2]; /* \p{N} */
 extern const int tok_uc_number_n;
+extern const uint32_t tok_uc_mark[][2]; /* \p{M} */
+extern const int tok_uc_mark_n;
+extern const uint32_t tok_uc_punct[][2]; /* \p{P} */
+extern const int tok_uc_punct_n;
+extern const uint32_t tok_uc_symbol[][2]; /* \p{S} */
+extern const int tok_uc_symbol_n;
 extern const uint32_t tok_uc_nfc_unstable[][2]; /* may change under NFC */
 extern const int tok_uc_nfc_unstable_n;
 extern const uint32_t tok_uc_assigned[][2]; /* not Cn in this UCD version */

