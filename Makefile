@@ -170,7 +170,7 @@ $(B)/tests/%_tsan: tests/%.c src/base.c
 # kernels/<module>.cu -> cubin/sm_<arch>/<module>.cubin, committed with
 # cubin/MANIFEST (sha256 of every kernels/ file, nvcc version, flags), which
 # tests/t_cubin.c checks against the tree.
-KMODS    := elem gemm attn samp
+KMODS    := elem gemm attn samp moe
 ARCHS    := 90a 100a
 NVFLAGS  := -cubin -O3 -std=c++17 -Xptxas -warn-spills -Ikernels -Isrc
 CUBINS   := $(foreach a,$(ARCHS),$(foreach m,$(KMODS),cubin/sm_$(a)/$(m).cubin))

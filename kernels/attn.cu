@@ -22,6 +22,17 @@
  *            (one per run of equal seq), so any token list is correct; runs of
  *            consecutive positions are what make it fast.
  *
+ * Head sizes: 64 and 128 take k_attn_decode_bf16 / k_attn_prefill_bf16
+ * (Q fragments in registers, 64 keys per warp step in prefill); 96 takes the
+ * _h96 kernels, the same code at HD 96 (12 16-byte chunks per row, so the
+ * tile loads map chunks to threads without assuming a power of two); 256
+ * takes the _h256 kernels: 128 accumulator registers per thread leave no
+ * room for Q, so Q fragments are re-read from shared memory every key step
+ * (one ldmatrix per 16 dims, from smem that stays put), prefill steps 32 keys
+ * at a time, and decode keeps 3 K/V stages (one block per SM fits; the
+ * third stage keeps 128 KB in flight per SM). Separate entry points keep the
+ * 64/128 kernels' code and registers what they were.
+ *
  * Invariants: a key j is loaded only inside [lo, pos] of a row of the pass,
  * so unallocated block-table entries are never read; other tile slots are
  * zero-filled (0 * V stays 0 where p = 0). Masked scores are -inf; a row with
@@ -52,9 +63,12 @@
 #endif
 #define AT_LOG2E 1.4426950408889634f
 
+#define AT_STAGES_256 3 /* decode stages at head_dim 256 */
+
 /* Dynamic shared memory, bytes; src/gpu_attn.c repeats these formulas. */
 #define AT_RS(hd) ((hd) + 8) /* smem row stride in bf16: 16-byte pad, ldmatrix without conflicts */
-#define AT_DECODE_SMEM(hd) (16 * AT_RS(hd) * 2 + AT_STAGES * 2 * AT_NT * AT_RS(hd) * 2)
+#define AT_DECODE_SMEM_ST(hd, st) (16 * AT_RS(hd) * 2 + (st) * 2 * AT_NT * AT_RS(hd) * 2)
+#define AT_DECODE_SMEM(hd) AT_DECODE_SMEM_ST(hd, AT_STAGES)
 #define AT_PREFILL_SMEM(hd) (3 * AT_PR * 4 + AT_PR * AT_RS(hd) * 2 + AT_STAGES * 2 * AT_NT * AT_RS(hd) * 2)
 
 /* ------------------------------------------------------------ primitives */
@@ -142,29 +156,52 @@ static __device__ __forceinline__ uint32_t at_dyn_smem(void)
 
 /* Keys [k0, k0 + AT_NT) of one sequence (block table btab), kv head kvh,
  * into sk and sv (AT_NT, AT_RS(HD)) by NTHR threads; keys outside [klo, khi)
- * become zeros. */
+ * become zeros. Thread tid copies 16-byte chunks tid + i * NTHR of the
+ * (AT_NT, HD / 8) chunk grid; when NTHR is a multiple of HD / 8 that is one
+ * column c and rows r0 + i * RPI. */
 template <int HD, int NTHR>
 static __device__ __forceinline__ void at_load_kv(const k_attn &a, ts_bf16 *sk, ts_bf16 *sv, const int32_t *btab,
 						  int kvh, int k0, int klo, int khi)
 {
-	constexpr int RS = AT_RS(HD), CPR = HD / 8, RPI = NTHR / CPR, N = AT_NT / RPI;
-	const int c = threadIdx.x % CPR, r0 = threadIdx.x / CPR;
+	constexpr int RS = AT_RS(HD), CPR = HD / 8;
+	static_assert(AT_NT * CPR % NTHR == 0, "whole chunks per thread");
 	const unsigned bt = (unsigned)a.block_tokens;
 	const size_t kv_dim = (size_t)a.n_kv_heads * HD;
-	size_t off[N];
-	bool ok[N];
+	if constexpr (NTHR % CPR == 0) {
+		constexpr int RPI = NTHR / CPR, N = AT_NT / RPI;
+		const int c = threadIdx.x % CPR, r0 = threadIdx.x / CPR;
+		size_t off[N];
+		bool ok[N];
 #pragma unroll
-	for (int i = 0; i < N; i++) {
-		const int j = k0 + r0 + i * RPI;
-		ok[i] = j >= klo && j < khi;
-		const unsigned b = ok[i] ? (unsigned)btab[(unsigned)j / bt] : 0u;
-		off[i] = ((size_t)b * bt + (unsigned)j % bt) * kv_dim + (size_t)kvh * HD + c * 8;
-	}
+		for (int i = 0; i < N; i++) {
+			const int j = k0 + r0 + i * RPI;
+			ok[i] = j >= klo && j < khi;
+			const unsigned b = ok[i] ? (unsigned)btab[(unsigned)j / bt] : 0u;
+			off[i] = ((size_t)b * bt + (unsigned)j % bt) * kv_dim + (size_t)kvh * HD + c * 8;
+		}
 #pragma unroll
-	for (int i = 0; i < N; i++) {
-		const int r = r0 + i * RPI;
-		at_cp16(sk + r * RS + c * 8, ok[i] ? a.kc + off[i] : a.kc, ok[i] ? 16 : 0);
-		at_cp16(sv + r * RS + c * 8, ok[i] ? a.vc + off[i] : a.vc, ok[i] ? 16 : 0);
+		for (int i = 0; i < N; i++) {
+			const int r = r0 + i * RPI;
+			at_cp16(sk + r * RS + c * 8, ok[i] ? a.kc + off[i] : a.kc, ok[i] ? 16 : 0);
+			at_cp16(sv + r * RS + c * 8, ok[i] ? a.vc + off[i] : a.vc, ok[i] ? 16 : 0);
+		}
+	} else {
+		constexpr int N = AT_NT * CPR / NTHR;
+		size_t off[N];
+		bool ok[N];
+#pragma unroll
+		for (int i = 0; i < N; i++) {
+			const int q = threadIdx.x + i * NTHR, r = q / CPR, c = q % CPR, j = k0 + r;
+			ok[i] = j >= klo && j < khi;
+			const unsigned b = ok[i] ? (unsigned)btab[(unsigned)j / bt] : 0u;
+			off[i] = ((size_t)b * bt + (unsigned)j % bt) * kv_dim + (size_t)kvh * HD + c * 8;
+		}
+#pragma unroll
+		for (int i = 0; i < N; i++) {
+			const int q = threadIdx.x + i * NTHR, r = q / CPR, c = q % CPR;
+			at_cp16(sk + r * RS + c * 8, ok[i] ? a.kc + off[i] : a.kc, ok[i] ? 16 : 0);
+			at_cp16(sv + r * RS + c * 8, ok[i] ? a.vc + off[i] : a.vc, ok[i] ? 16 : 0);
+		}
 	}
 }
 
@@ -183,11 +220,14 @@ template <int HD> static __device__ __forceinline__ void at_load_q(uint32_t (&qf
  * first key's K and V rows; kbase its position). This thread holds rows
  * lane / 4 and lane / 4 + 8 (index 0, 1 of m, l, rlo, rhi) and, of each
  * 8-column piece of O, columns 2 * (lane % 4) + {0, 1}. Key j counts for row
- * r iff rlo[r] <= j < rhi[r], checked only when mask is set. */
-template <int HD, int NK>
-static __device__ __forceinline__ void at_warp_tile(const uint32_t (&qf)[HD / 16][4], uint32_t sk, uint32_t sv,
-						    float (&o)[HD / 8][4], float (&m)[2], float (&l)[2], float sl2,
-						    bool mask, int kbase, const int (&rlo)[2], const int (&rhi)[2])
+ * r iff rlo[r] <= j < rhi[r], checked only when mask is set. QS: Q's A
+ * fragments come from shared memory (the warp's 16 rows at sq) each step
+ * instead of qf, for head sizes whose accumulators fill the registers. */
+template <int HD, int NK, bool QS = false>
+static __device__ __forceinline__ void at_warp_tile(const uint32_t (&qf)[QS ? 1 : HD / 16][4], uint32_t sk,
+						    uint32_t sv, float (&o)[HD / 8][4], float (&m)[2], float (&l)[2],
+						    float sl2, bool mask, int kbase, const int (&rlo)[2], const int (&rhi)[2],
+						    uint32_t sq = 0)
 {
 	constexpr int RSB = AT_RS(HD) * 2;
 	const int lane = threadIdx.x & 31;
@@ -198,14 +238,30 @@ static __device__ __forceinline__ void at_warp_tile(const uint32_t (&qf)[HD / 16
 	for (int n = 0; n < NK / 8; n++)
 		s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
 	const uint32_t ka = sk + ((lane & 7) + ((lane >> 4) << 3)) * RSB + ((lane >> 3) & 1) * 16;
+	if constexpr (QS) {
+		const uint32_t qa = sq + ((lane & 7) + ((lane >> 3) & 1) * 8) * RSB + (lane >> 4) * 16;
 #pragma unroll
-	for (int kk = 0; kk < HD / 16; kk++) {
+		for (int kk = 0; kk < HD / 16; kk++) {
+			uint32_t qk[4];
+			at_ldsm(qk, qa + kk * 32);
 #pragma unroll
-		for (int nn = 0; nn < NK / 16; nn++) {
-			uint32_t b[4];
-			at_ldsm(b, ka + nn * 16 * RSB + kk * 32);
-			at_mma(s[2 * nn], qf[kk], b[0], b[1]);
-			at_mma(s[2 * nn + 1], qf[kk], b[2], b[3]);
+			for (int nn = 0; nn < NK / 16; nn++) {
+				uint32_t b[4];
+				at_ldsm(b, ka + nn * 16 * RSB + kk * 32);
+				at_mma(s[2 * nn], qk, b[0], b[1]);
+				at_mma(s[2 * nn + 1], qk, b[2], b[3]);
+			}
+		}
+	} else {
+#pragma unroll
+		for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+			for (int nn = 0; nn < NK / 16; nn++) {
+				uint32_t b[4];
+				at_ldsm(b, ka + nn * 16 * RSB + kk * 32);
+				at_mma(s[2 * nn], qf[kk], b[0], b[1]);
+				at_mma(s[2 * nn + 1], qf[kk], b[2], b[3]);
+			}
 		}
 	}
 
@@ -280,7 +336,9 @@ template <int HD> static __device__ __forceinline__ void at_state_init(float (&o
 
 /* ------------------------------------------------------------ decode */
 
-template <int HD> static __device__ __forceinline__ void at_decode(const k_attn &a, char *smem)
+/* ST K/V stages; QS: Q fragments from shared memory (at_warp_tile). */
+template <int HD, int ST = AT_STAGES, bool QS = false>
+static __device__ __forceinline__ void at_decode(const k_attn &a, char *smem)
 {
 	constexpr int RS = AT_RS(HD), CPR = HD / 8, W = HD + 2, OS = HD + 4;
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -303,7 +361,7 @@ template <int HD> static __device__ __forceinline__ void at_decode(const k_attn 
 	}
 
 	ts_bf16 *sq = reinterpret_cast<ts_bf16 *>(smem); /* (16, RS) */
-	ts_bf16 *skv = sq + 16 * RS;                      /* (AT_STAGES, K|V, AT_NT, RS) */
+	ts_bf16 *skv = sq + 16 * RS;                      /* (ST, K|V, AT_NT, RS) */
 	const int32_t *btab = a.blocks + (size_t)a.seq[t] * a.max_blocks;
 	const ts_bf16 *qt = a.q + (size_t)t * a.n_heads * HD + (size_t)h0 * HD;
 	for (int i = tid; i < 16 * CPR; i += AT_THREADS) {
@@ -312,7 +370,7 @@ template <int HD> static __device__ __forceinline__ void at_decode(const k_attn 
 	}
 	const int ntile = (s1 - s0 + AT_NT - 1) / AT_NT;
 #pragma unroll
-	for (int st = 0; st < AT_STAGES - 1; st++) { /* one group per tile; the first carries Q too */
+	for (int st = 0; st < ST - 1; st++) { /* one group per tile; the first carries Q too */
 		if (st < ntile)
 			at_load_kv<HD, AT_THREADS>(a, skv + st * 2 * AT_NT * RS, skv + (st * 2 + 1) * AT_NT * RS, btab,
 						   kvh, s0 + st * AT_NT, s0, s1);
@@ -321,25 +379,26 @@ template <int HD> static __device__ __forceinline__ void at_decode(const k_attn 
 
 	float o[HD / 8][4], m[2], l[2];
 	at_state_init<HD>(o, m, l);
-	uint32_t qf[HD / 16][4];
+	uint32_t qf[QS ? 1 : HD / 16][4];
 	const int rlo[2] = {s0, s0}, rhi[2] = {s1, s1};
 	const float sl2 = a.scale * AT_LOG2E;
 	for (int it = 0; it < ntile; it++) {
-		at_cp_wait<AT_STAGES - 2>();
+		at_cp_wait<ST - 2>();
 		__syncthreads();
-		const int nt = it + AT_STAGES - 1;
+		const int nt = it + ST - 1;
 		if (nt < ntile) {
-			ts_bf16 *st = skv + (nt % AT_STAGES) * 2 * AT_NT * RS;
+			ts_bf16 *st = skv + (nt % ST) * 2 * AT_NT * RS;
 			at_load_kv<HD, AT_THREADS>(a, st, st + AT_NT * RS, btab, kvh, s0 + nt * AT_NT, s0, s1);
 		}
 		at_cp_commit();
-		if (it == 0)
-			at_load_q<HD>(qf, at_smem(sq));
+		if constexpr (!QS)
+			if (it == 0)
+				at_load_q<HD>(qf, at_smem(sq));
 		const int kbase = s0 + it * AT_NT + warp * 16;
 		if (kbase < s1) {
-			const ts_bf16 *st = skv + (it % AT_STAGES) * 2 * AT_NT * RS + warp * 16 * RS;
-			at_warp_tile<HD, 16>(qf, at_smem(st), at_smem(st + AT_NT * RS), o, m, l, sl2, kbase + 16 > s1,
-					     kbase, rlo, rhi);
+			const ts_bf16 *st = skv + (it % ST) * 2 * AT_NT * RS + warp * 16 * RS;
+			at_warp_tile<HD, 16, QS>(qf, at_smem(st), at_smem(st + AT_NT * RS), o, m, l, sl2,
+						 kbase + 16 > s1, kbase, rlo, rhi, at_smem(sq));
 		}
 	}
 
@@ -411,7 +470,10 @@ template <int HD> static __device__ __forceinline__ void at_decode(const k_attn 
 
 /* ------------------------------------------------------------ prefill */
 
-template <int HD> static __device__ __forceinline__ void at_prefill(const k_attn &a, char *smem)
+/* QS: Q fragments from shared memory; NKW: keys per warp step (a divisor of
+ * AT_NT; fewer keys, fewer score registers). */
+template <int HD, bool QS = false, int NKW = AT_NT>
+static __device__ __forceinline__ void at_prefill(const k_attn &a, char *smem)
 {
 	constexpr int RS = AT_RS(HD), CPR = HD / 8;
 	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -480,7 +542,7 @@ template <int HD> static __device__ __forceinline__ void at_prefill(const k_attn
 
 		float o[HD / 8][4], m[2], l[2];
 		at_state_init<HD>(o, m, l);
-		uint32_t qf[HD / 16][4];
+		uint32_t qf[QS ? 1 : HD / 16][4];
 		for (int it = 0; it < ntile; it++) {
 			at_cp_wait<AT_STAGES - 2>();
 			__syncthreads();
@@ -490,14 +552,29 @@ template <int HD> static __device__ __forceinline__ void at_prefill(const k_attn
 				at_load_kv<HD, AT_PR * 2>(a, st, st + AT_NT * RS, btab, kvh, klo + nx * AT_NT, klo, khi);
 			}
 			at_cp_commit();
-			if (it == 0)
-				at_load_q<HD>(qf, at_smem(sq + warp * 16 * RS));
+			if constexpr (!QS)
+				if (it == 0)
+					at_load_q<HD>(qf, at_smem(sq + warp * 16 * RS));
 			const int k0 = klo + it * AT_NT;
-			if (k0 < w_hi_max && k0 + AT_NT > w_lo_min) {
-				const bool mask = k0 < w_lo_max || k0 + AT_NT > w_hi_min;
-				const ts_bf16 *st = skv + (it % AT_STAGES) * 2 * AT_NT * RS;
-				at_warp_tile<HD, AT_NT>(qf, at_smem(st), at_smem(st + AT_NT * RS), o, m, l, sl2, mask, k0,
-							rlo, rhi);
+			if constexpr (NKW == AT_NT) {
+				if (k0 < w_hi_max && k0 + AT_NT > w_lo_min) {
+					const bool mask = k0 < w_lo_max || k0 + AT_NT > w_hi_min;
+					const ts_bf16 *st = skv + (it % AT_STAGES) * 2 * AT_NT * RS;
+					at_warp_tile<HD, AT_NT, QS>(qf, at_smem(st), at_smem(st + AT_NT * RS), o, m, l, sl2,
+								    mask, k0, rlo, rhi, at_smem(sq + warp * 16 * RS));
+				}
+			} else {
+#pragma unroll
+				for (int h = 0; h < AT_NT / NKW; h++) {
+					const int kh = k0 + h * NKW;
+					if (kh < w_hi_max && kh + NKW > w_lo_min) {
+						const bool mask = kh < w_lo_max || kh + NKW > w_hi_min;
+						const ts_bf16 *st = skv + (it % AT_STAGES) * 2 * AT_NT * RS + h * NKW * RS;
+						at_warp_tile<HD, NKW, QS>(qf, at_smem(st), at_smem(st + AT_NT * RS), o, m, l,
+									  sl2, mask, kh, rlo, rhi,
+									  at_smem(sq + warp * 16 * RS));
+					}
+				}
 			}
 		}
 
@@ -552,6 +629,49 @@ extern "C" __global__ void __launch_bounds__(AT_PR * 2, 8 / AT_PREFILL_WARPS) k_
 			__trap();
 		at_prefill<64>(a, at_smem_buf);
 	}
+}
+
+/* head_dim 96: the same code and launch bounds as 64 / 128. */
+extern "C" __global__ void __launch_bounds__(AT_THREADS, 3) k_attn_decode_bf16_h96(const struct k_attn a)
+{
+	pdl_trigger_long_start();
+	pdl_wait();
+	extern __shared__ __align__(16) char at_smem_buf[];
+	if (a.head_dim != 96 || at_dyn_smem() < (uint32_t)AT_DECODE_SMEM(96))
+		__trap();
+	at_decode<96>(a, at_smem_buf);
+}
+
+extern "C" __global__ void __launch_bounds__(AT_PR * 2, 8 / AT_PREFILL_WARPS) k_attn_prefill_bf16_h96(const struct k_attn a)
+{
+	pdl_trigger_long_start();
+	pdl_wait();
+	extern __shared__ __align__(16) char at_smem_buf[];
+	if (a.head_dim != 96 || at_dyn_smem() < (uint32_t)AT_PREFILL_SMEM(96))
+		__trap();
+	at_prefill<96>(a, at_smem_buf);
+}
+
+/* head_dim 256: Q from shared memory, AT_STAGES_256 decode stages (143-211
+ * KB of shared memory: one block per SM), prefill in 32-key warp steps. */
+extern "C" __global__ void __launch_bounds__(AT_THREADS, 1) k_attn_decode_bf16_h256(const struct k_attn a)
+{
+	pdl_trigger_long_start();
+	pdl_wait();
+	extern __shared__ __align__(16) char at_smem_buf[];
+	if (a.head_dim != 256 || at_dyn_smem() < (uint32_t)AT_DECODE_SMEM_ST(256, AT_STAGES_256))
+		__trap();
+	at_decode<256, AT_STAGES_256, true>(a, at_smem_buf);
+}
+
+extern "C" __global__ void __launch_bounds__(AT_PR * 2, 1) k_attn_prefill_bf16_h256(const struct k_attn a)
+{
+	pdl_trigger_long_start();
+	pdl_wait();
+	extern __shared__ __align__(16) char at_smem_buf[];
+	if (a.head_dim != 256 || at_dyn_smem() < (uint32_t)AT_PREFILL_SMEM(256))
+		__trap();
+	at_prefill<256, true, 32>(a, at_smem_buf);
 }
 
 /* grid (n_tok, n_heads), one warp: out[t, h] = sum_s 2^(m_s - M) acc_s /

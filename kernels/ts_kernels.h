@@ -110,6 +110,89 @@ struct k_attn {
 	float scale;
 };
 
+/* ------------------------------------------------------------ moe */
+
+/* Routing of a token from its router logits (kernels/moe.cu, one warp per
+ * token):
+ *   p[e]  = softmax(logits)[e] (KM_SOFTMAX) or sigmoid(logits[e]) (KM_SIGMOID)
+ *   c[e]  = p[e] + bias[e] (bias NULL: c = p): the choice score
+ *   groups (KM_GROUP_MAX: a group's score is its largest c, DeepSeek-V2
+ *   group_limited_greedy; KM_GROUP_TOP2: the sum of its two largest c,
+ *   DeepSeek-V3): the topk_group best groups stay, every c outside them
+ *   becomes 0.0 (transformers' masked_fill value)
+ *   ids   = the k experts of largest c, in descending c; equal c: the lower
+ *           expert index first (groups likewise)
+ *   w[s]  = p[ids[s]], then / (sum of the k + renorm_eps) if renorm, then *
+ *           scale (the sum in rank order).
+ * Families: Qwen3-MoE softmax, renorm = norm_topk_prob, scale 1; Mixtral
+ * softmax, renorm 1; DeepSeek-V2 softmax, GROUP_NONE (greedy) or GROUP_MAX,
+ * its renorm and routed_scaling_factor; DeepSeek-V3 sigmoid + bias,
+ * GROUP_TOP2, renorm_eps 1e-20, routed_scaling_factor. */
+enum k_moe_score { KM_SOFTMAX, KM_SIGMOID };
+enum k_moe_group { KM_GROUP_NONE, KM_GROUP_MAX, KM_GROUP_TOP2 };
+
+struct k_moe_route {
+	const float *logits;    /* (T, ld_logits): the first E columns are the router's */
+	const float *bias;      /* (E) e_score_correction_bias, or NULL */
+	int32_t *ids;           /* (T, k) */
+	float *w;               /* (T, k) */
+	int T, E, k, ld_logits;
+	int score, group;       /* enum k_moe_score, enum k_moe_group */
+	int n_group, topk_group;
+	int renorm;
+	float renorm_eps, scale;
+};
+
+/* The step's permutation (one block): the T * k (token, slot) entries i = t *
+ * k + s sorted by expert, then by i; counts and offsets per expert; rank, the
+ * inverse; and the GEMM tiles: each expert's run cut into pieces of at most
+ * tile_rows entries, as (expert, first sorted row, rows, 0), n_tiles of them,
+ * in expert order. No atomics: every output is a function of ids alone. */
+struct k_moe_plan {
+	const int32_t *ids;     /* (T * k) */
+	int32_t *counts;        /* (E) */
+	int32_t *offsets;       /* (E + 1) */
+	int32_t *rows;          /* (T * k) sorted row j -> entry i */
+	int32_t *rank;          /* (T * k) entry i -> sorted row j */
+	int32_t *tiles;         /* (max_tiles, 4) */
+	int32_t *n_tiles;       /* (1) */
+	int T, k, E, tile_rows, max_tiles;
+};
+
+/* The experts' GEMM over the plan's tiles, y = x w[e]^T per sorted row:
+ *   KG_SILU_MUL_BF16  x row of sorted row j: token rows[j] / k of x (T, K);
+ *                     w (E, O, K) gate/up interleaved per expert as
+ *                     gemm_interleave_gate_up; y bf16 (T * k, ldy), O / 2
+ *                     columns: silu(gate) * up
+ *   KG_STORE_F32      x row j of x (T * k, K); w (E, O, K); y f32 (T * k, ldy)
+ * Every output element is summed in one fixed order that depends on K only
+ * (k-steps of 32 in MG_WK fixed slices, added in slice order), whatever the
+ * tile size or the expert's token count: a token's result does not depend on
+ * the other tokens of the step. */
+struct k_moe_gemm {
+	const ts_bf16 *x;
+	const ts_bf16 *w;
+	void *y;
+	const int32_t *rows;    /* (T * k) the plan's */
+	const int32_t *tiles;   /* (max_tiles, 4) the plan's */
+	const int32_t *n_tiles; /* (1) */
+	int K, O, ldy, k;
+	int mode;               /* KG_SILU_MUL_BF16 or KG_STORE_F32 */
+};
+
+/* x[t] += sum over s = 0..k-1 (in that order) of w[t, s] * y[rank[t k + s]]
+ * + sigmoid(sgate[t * ld_sgate]) * shared[t] (sgate NULL: gate 1; shared
+ * NULL: no shared expert). */
+struct k_moe_combine {
+	const float *y;         /* (T * k, ldy) */
+	const int32_t *rank;    /* (T * k) */
+	const float *w;         /* (T, k) */
+	const float *shared;    /* (T, ld_shared) or NULL */
+	const float *sgate;     /* (T, ld_sgate) or NULL */
+	float *x;               /* (T, dim) */
+	int T, k, dim, ldy, ld_shared, ld_sgate;
+};
+
 /* ------------------------------------------------------------ sampling */
 
 /* One row's sampling parameters, the same fields and rules as src/samp.h. */

@@ -30,11 +30,22 @@ typedef struct gpu_graph_s *gpu_graph;   /* CUgraphExec */
 	X(GEMM_REDUCE, gemm, k_gemm_reduce_f32)          \
 	X(ATTN_DECODE, attn, k_attn_decode_bf16)         \
 	X(ATTN_PREFILL, attn, k_attn_prefill_bf16)       \
+	X(ATTN_DECODE_96, attn, k_attn_decode_bf16_h96)  \
+	X(ATTN_PREFILL_96, attn, k_attn_prefill_bf16_h96) \
+	X(ATTN_DECODE_256, attn, k_attn_decode_bf16_h256) \
+	X(ATTN_PREFILL_256, attn, k_attn_prefill_bf16_h256) \
 	X(ATTN_REDUCE, attn, k_attn_reduce_f32)          \
 	X(ARGMAX, samp, k_argmax_f32)                    \
-	X(SAMPLE, samp, k_sample_f32)
+	X(SAMPLE, samp, k_sample_f32)                    \
+	X(MOE_ROUTE, moe, k_moe_route_f32)               \
+	X(MOE_PLAN, moe, k_moe_plan_i32)                 \
+	X(MOE_GEMM_T1, moe, k_moe_gemm_bf16_t1)          \
+	X(MOE_GEMM_T2, moe, k_moe_gemm_bf16_t2)          \
+	X(MOE_GEMM_T4, moe, k_moe_gemm_bf16_t4)          \
+	X(MOE_GEMM_T8, moe, k_moe_gemm_bf16_t8)          \
+	X(MOE_COMBINE, moe, k_moe_combine_f32)
 
-#define GPU_MODULES(X) X(elem) X(gemm) X(attn) X(samp)
+#define GPU_MODULES(X) X(elem) X(gemm) X(attn) X(samp) X(moe)
 
 #define GPU_K_ENUM(id, mod, name) GPU_K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_K_ENUM) GPU_K_N };

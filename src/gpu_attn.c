@@ -18,8 +18,10 @@
 #define ATTN_PREFILL_WARPS 8 /* AT_PREFILL_WARPS of kernels/attn.cu */
 #endif
 #define ATTN_PR (16 * ATTN_PREFILL_WARPS) /* prefill rows per block */
+#define ATTN_STAGES_256 3 /* AT_STAGES_256 of kernels/attn.cu: decode stages at head_dim 256 */
 #define ATTN_RS(hd) ((hd) + 8)
-#define ATTN_DECODE_SMEM(hd) (16 * ATTN_RS(hd) * 2 + ATTN_STAGES * 2 * 64 * ATTN_RS(hd) * 2)
+#define ATTN_DECODE_STAGES(hd) ((hd) == 256 ? ATTN_STAGES_256 : ATTN_STAGES)
+#define ATTN_DECODE_SMEM(hd) (16 * ATTN_RS(hd) * 2 + ATTN_DECODE_STAGES(hd) * 2 * 64 * ATTN_RS(hd) * 2)
 #define ATTN_PREFILL_SMEM(hd) (3 * ATTN_PR * 4 + ATTN_PR * ATTN_RS(hd) * 2 + ATTN_STAGES * 2 * 64 * ATTN_RS(hd) * 2)
 
 /* ------------------------------------------------------------ sizes */
@@ -60,24 +62,54 @@ uint64_t attn_workspace_bytes(int max_T, int n_heads, int head_dim, int n_sm)
 
 /* ------------------------------------------------------------ launch */
 
+/* The decode and prefill kernels of each head size, and the shared memory
+ * each needs at it (set once per kernel at boot). */
+static const struct {
+	int hd;
+	enum gpu_kernel dec, pre;
+} attn_kernels[] = {
+	{64, GPU_K_ATTN_DECODE, GPU_K_ATTN_PREFILL},
+	{128, GPU_K_ATTN_DECODE, GPU_K_ATTN_PREFILL},
+	{96, GPU_K_ATTN_DECODE_96, GPU_K_ATTN_PREFILL_96},
+	{256, GPU_K_ATTN_DECODE_256, GPU_K_ATTN_PREFILL_256},
+};
+
+static int attn_kernel_of(int hd, int prefill, enum gpu_kernel *k)
+{
+	for (size_t i = 0; i < TS_ARRAY_LEN(attn_kernels); i++)
+		if (attn_kernels[i].hd == hd) {
+			*k = prefill ? attn_kernels[i].pre : attn_kernels[i].dec;
+			return 0;
+		}
+	return -E_UNSUPPORTED;
+}
+
 int attn_init(struct gpu *g)
 {
-	unsigned dec = ATTN_DECODE_SMEM(128), pre = ATTN_PREFILL_SMEM(128);
-	if (g->info.smem_optin > 0 && (unsigned)g->info.smem_optin < pre) {
-		log_error("gpu_attn: device %s offers %d bytes of shared memory per block; attention needs %u",
-			  g->info.name, g->info.smem_optin, pre);
-		return -E_UNSUPPORTED;
+	/* the 64/128 kernels take the 128 sizes; each other size its own */
+	for (size_t i = 0; i < TS_ARRAY_LEN(attn_kernels); i++) {
+		const int hd = attn_kernels[i].hd == 64 ? 128 : attn_kernels[i].hd;
+		unsigned dec = ATTN_DECODE_SMEM(hd), pre = ATTN_PREFILL_SMEM(hd);
+		unsigned most = dec > pre ? dec : pre;
+		if (g->info.smem_optin > 0 && (unsigned)g->info.smem_optin < most) {
+			log_error("gpu_attn: device %s offers %d bytes of shared memory per block; attention at "
+				  "head_dim %d needs %u",
+				  g->info.name, g->info.smem_optin, attn_kernels[i].hd, most);
+			return -E_UNSUPPORTED;
+		}
+		int rc = gpu_set_smem(g, attn_kernels[i].dec, dec);
+		if (rc == 0)
+			rc = gpu_set_smem(g, attn_kernels[i].pre, pre);
+		if (rc)
+			return rc;
 	}
-	int rc = gpu_set_smem(g, GPU_K_ATTN_DECODE, dec);
-	if (rc == 0)
-		rc = gpu_set_smem(g, GPU_K_ATTN_PREFILL, pre);
-	return rc;
+	return 0;
 }
 
 static int attn_check(const struct k_attn *a)
 {
-	if (a->head_dim != 64 && a->head_dim != 128) {
-		log_error("gpu_attn: head_dim=%d unsupported: the attention kernels take head_dim 64 or 128",
+	if (!attn_head_dim_supported(a->head_dim)) {
+		log_error("gpu_attn: head_dim=%d unsupported: the attention kernels take head_dim " ATTN_HEAD_DIMS,
 			  a->head_dim);
 		return -E_UNSUPPORTED;
 	}
@@ -130,7 +162,9 @@ int attn_run(struct gpu *g, const struct k_attn *a, gpu_ptr part_ws, int mode)
 		}
 		if ((long)k.n_tok * k.n_split > 0x7fffffffL)
 			return -E_INVAL;
-		rc = gpu_launch(g, GPU_K_ATTN_DECODE, (unsigned)(k.n_tok * k.n_split), (unsigned)bpt, 1, ATTN_THREADS,
+		enum gpu_kernel kd = GPU_K_ATTN_DECODE;
+		attn_kernel_of(hd, 0, &kd);
+		rc = gpu_launch(g, kd, (unsigned)(k.n_tok * k.n_split), (unsigned)bpt, 1, ATTN_THREADS,
 				ATTN_DECODE_SMEM(hd), &k, sizeof(k));
 		if (rc == 0 && k.n_split > 1 && mode != ATTN_DECODE_NO_REDUCE)
 			rc = gpu_launch(g, GPU_K_ATTN_REDUCE, (unsigned)k.n_tok, (unsigned)a->n_heads, 1, 32, 0, &k,
@@ -140,8 +174,10 @@ int attn_run(struct gpu *g, const struct k_attn *a, gpu_ptr part_ws, int mode)
 	case ATTN_PREFILL: {
 		int tq = ATTN_PR / G;
 		unsigned tiles = (unsigned)((k.n_tok + tq - 1) / tq);
-		return gpu_launch(g, GPU_K_ATTN_PREFILL, tiles, (unsigned)a->n_kv_heads, 1, 2 * ATTN_PR,
-				  ATTN_PREFILL_SMEM(hd), &k, sizeof(k));
+		enum gpu_kernel kp = GPU_K_ATTN_PREFILL;
+		attn_kernel_of(hd, 1, &kp);
+		return gpu_launch(g, kp, tiles, (unsigned)a->n_kv_heads, 1, 2 * ATTN_PR, ATTN_PREFILL_SMEM(hd), &k,
+				  sizeof(k));
 	}
 	}
 	log_error("gpu_attn: unknown mode %d", mode);

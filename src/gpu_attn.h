@@ -26,7 +26,9 @@
  * tokens at a long context uses few blocks; such chunks can go through
  * ATTN_DECODE instead (same function).
  *
- * Limits: head_dim 64 or 128; n_heads a multiple of n_kv_heads with G <= 64;
+ * Limits: head_dim one of ATTN_HEAD_DIMS (64 and 128 take the kernels tuned
+ * first; 96 and 256 have their own entry points, so adding them changed
+ * nothing of the others); n_heads a multiple of n_kv_heads with G <= 64;
  * q, kc, vc, out 16-byte aligned. Anything else is -E_UNSUPPORTED / -E_INVAL
  * with one log line naming the field.
  *
@@ -44,6 +46,16 @@
 /* ATTN_DECODE_NO_REDUCE: decode without merging the splits (wrong output):
  * only for fwd.c's TS_WHATIF timing experiment. */
 enum attn_mode { ATTN_DECODE, ATTN_PREFILL, ATTN_DECODE_NO_REDUCE };
+
+/* The head sizes the attention kernels take, for messages. */
+#define ATTN_HEAD_DIMS "64, 96, 128, 256"
+
+/* 1 if the kernels take head_dim, else 0. Pure (no device, no link
+ * dependency), so a model's config can be refused when it is read. */
+static inline int attn_head_dim_supported(int head_dim)
+{
+	return head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
+}
 
 #ifndef ATTN_BLOCKS_PER_SM
 #define ATTN_BLOCKS_PER_SM 4 /* decode blocks aimed for per multiprocessor (3 fit at once) */

@@ -20,7 +20,8 @@ transformers applies them (feature_variants), and for DeepSeek the MLA softmax
 scale HF uses is printed against tests/ref_golden.py's assumption.
 
 Until this has run for the MoE/MLA presets (qwen3moe-mini, qwen3moe-fused-mini,
-mixtral-mini, dsv2lite-mini, dsv3-mini), tests/ref_golden.py writes numpy
+mixtral-mini, dsv2lite-mini, dsv3-mini, llama-hd96-mini, qwen3-hd256-mini),
+tests/ref_golden.py writes numpy
 stand-ins for them into tests/data/ref/.
 
 --check-only needs no torch/numpy: it checks each checkpoint's structure
@@ -46,7 +47,8 @@ import sys
 import tempfile
 
 PRESETS = ["llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini",
-           "qwen3moe-mini", "qwen3moe-fused-mini", "mixtral-mini", "dsv2lite-mini", "dsv3-mini"]
+           "qwen3moe-mini", "qwen3moe-fused-mini", "mixtral-mini", "dsv2lite-mini", "dsv3-mini",
+           "llama-hd96-mini", "qwen3-hd256-mini"]
 ALL_PRESETS = PRESETS + ["llama3-small"]
 PROMPT_LENS = (1, 9, 41)
 N_GEN = 32

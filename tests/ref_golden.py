@@ -57,7 +57,8 @@ from hf_golden import (N_GEN, PROMPT_LENS, CheckError, ckpt_hash, feature_varian
                        lcg_prompt, read_golden, run_gen, write_golden)
 
 DENSE_PRESETS = ["llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini"]
-NEW_PRESETS = ["qwen3moe-mini", "qwen3moe-fused-mini", "mixtral-mini", "dsv2lite-mini", "dsv3-mini"]
+NEW_PRESETS = ["qwen3moe-mini", "qwen3moe-fused-mini", "mixtral-mini", "dsv2lite-mini", "dsv3-mini",
+               "llama-hd96-mini", "qwen3-hd256-mini"]
 F32 = np.float32
 
 # DeepseekV2Attention's softmax scale. transformers PR #47435 (merged

@@ -4,7 +4,7 @@
  * tokens through the scheduler. The golden files come from
  * tests/hf_golden.py; the checkpoint is regenerated here and must hash to
  * what HF read.
- * The MoE and MLA presets have no HF golden yet (it is made on the GPU
+ * The MoE and MLA presets, and the head_dim 96 / 256 ones, have no HF golden yet (it is made on the GPU
  * machine, which was not lent when they were added): until
  * tests/data/golden/<preset>.bin exists they are held to
  * tests/data/ref/<preset>.bin, written in the same format by
@@ -18,8 +18,9 @@
 #include "tutil.h"
 
 static const char *const presets[] = {"llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini"};
-static const char *const plan_presets[] = {"qwen3moe-mini", "qwen3moe-fused-mini", "mixtral-mini", "dsv2lite-mini",
-					   "dsv3-mini"};
+static const char *const plan_presets[] = {"qwen3moe-mini",   "qwen3moe-fused-mini", "mixtral-mini",
+					   "dsv2lite-mini",   "dsv3-mini",           "llama-hd96-mini",
+					   "qwen3-hd256-mini"};
 
 /* rel_err (||a - ref|| / ||ref||) comes with boot.c through tutil.h. */
 

@@ -1,8 +1,9 @@
 /* k_attn: device test and benchmark of the attention kernels (kernels/attn.cu)
  * through their launcher (src/gpu_attn.c) and the driver API (src/gpu.h).
  *
- * Checks, for every shape (head_dim 64 and 128; GQA 32/8, 4/2, 1/1 and a few
- * odd groups; window 0 and 16; block_tokens 8, 16, 32): fresh random q and a
+ * Checks, for every shape (head_dim 64, 96, 128 and 256, each with GQA groups
+ * 1 to 8, window 0 and 16; the Llama shapes 32/8, 4/2, 1/1 and a few odd
+ * groups up to 64; block_tokens 8, 16, 32): fresh random q and a
  * random paged cache behind shuffled block tables, one mixed batch (prefill
  * from 0, chunks over a cached prefix, decode tokens; lengths 1 to 4096) with
  * the sequences' runs interleaved, the output poisoned with a different NaN
@@ -10,8 +11,10 @@
  * every token, the engine's split (decode list + prefill list), prefill over a
  * shuffled token list. Each against a float64 CPU reference from the same bf16
  * values: ||out - ref|| / ||ref|| < 1e-2, every element written (finite), and
- * decode and prefill agree. Then times decode at Llama-8B dims and one
- * 4096-token prefill (CUDA graph replays over rotating block tables, so small
+ * decode and prefill agree. Head sizes outside ATTN_HEAD_DIMS are refused.
+ * Then times decode and one 4096-token prefill at Llama-8B dims (head_dim
+ * 128), and again at head_dim 256 (16 / 2 heads, Qwen3-Next-like) and 96
+ * (32 / 8 heads) (CUDA graph replays over rotating block tables, so small
  * caches do not sit in L2).
  *
  * Usage: k_attn [--quick] [--no-bench] [--bench-only].
@@ -25,8 +28,8 @@
 #include <unistd.h>
 
 #include "../t.h"
-#include "kutil.h"
 #include "gpu.h"
+#include "kutil.h"
 #include "gpu_attn.h"
 
 
@@ -384,10 +387,16 @@ static int run_case(const struct shape *sh, int quick)
 
 static void check_rejects(void)
 {
-	struct k_attn a = {.T = 1, .n_heads = 8, .n_kv_heads = 2, .head_dim = 96, .block_tokens = 16, .max_blocks = 1};
-	T_CHECK(attn_run(&gg, &a, 0, ATTN_DECODE) == -E_UNSUPPORTED, "head_dim 96 accepted");
-	a.head_dim = 128;
-	a.n_kv_heads = 3;
+	static const int good[] = {64, 96, 128, 256}, bad[] = {0, 32, 80, 112, 160, 192, 512};
+	for (size_t i = 0; i < TS_ARRAY_LEN(good); i++)
+		T_CHECK(attn_head_dim_supported(good[i]), "head_dim %d not supported", good[i]);
+	for (size_t i = 0; i < TS_ARRAY_LEN(bad); i++) {
+		T_CHECK(!attn_head_dim_supported(bad[i]), "head_dim %d supported", bad[i]);
+		struct k_attn a = {.T = 1, .n_heads = 8, .n_kv_heads = 2, .head_dim = bad[i], .block_tokens = 16,
+				   .max_blocks = 1};
+		T_CHECK(attn_run(&gg, &a, 0, ATTN_DECODE) == -E_UNSUPPORTED, "head_dim %d accepted", bad[i]);
+	}
+	struct k_attn a = {.T = 1, .n_heads = 8, .n_kv_heads = 3, .head_dim = 128, .block_tokens = 16, .max_blocks = 1};
 	T_CHECK(attn_run(&gg, &a, 0, ATTN_PREFILL) == -E_INVAL, "8 heads over 3 kv heads accepted");
 }
 
@@ -417,13 +426,15 @@ static float time_graph(gpu_graph x, int reps)
 	return ms[reps / 2];
 }
 
-static void bench(void)
+static void bench(int H, int KVH, int hd)
 {
-	const int H = 32, KVH = 8, hd = 128, bt = 16, kv_dim = KVH * hd, max_blocks = 4096 / bt;
+	const int bt = 16, kv_dim = KVH * hd, max_blocks = 4096 / bt;
 	const int pool_blocks = 64 * 4096 / bt, max_T = 4096;
 	const size_t pool = (size_t)pool_blocks * bt * kv_dim;
 	dv_off = 0;
 	gpu_ptr d_k = dv_take(pool * 2), d_v = dv_take(pool * 2);
+	const double floor_gbs = copy_floor_now(&gg, d_k, d_v, pool * 2 < ((size_t)256 << 20) ? pool * 2 : (size_t)256 << 20);
+	T_CHECK(floor_gbs > 0, "copy floor: the copy failed");
 	gpu_ptr d_q = dv_take((size_t)max_T * H * hd * 2), d_out = dv_take((size_t)max_T * H * hd * 2);
 	gpu_ptr d_tab = dv_take((size_t)pool_blocks * 4), d_pos = dv_take((size_t)max_T * 4);
 	gpu_ptr d_seq = dv_take((size_t)max_T * 4);
@@ -467,9 +478,9 @@ static void bench(void)
 		.max_blocks = max_blocks,
 		.scale = 1.0f / sqrtf((float)hd),
 	};
-	printf("# decode: %s, Llama-8B dims (32 q heads, 8 kv heads, head_dim 128, block 16), bf16 KV\n",
-	       gg.info.name);
-	printf("# floor: %.0f GB/s device-to-device copy (H100, measured 2026-11-27)\n", COPY_FLOOR_GBS);
+	printf("# decode: %s, %d q heads, %d kv heads, head_dim %d, block 16, bf16 KV\n", gg.info.name, H, KVH, hd);
+	printf("# floor: %.0f GB/s device-to-device copy, measured now (%.0f on the H100 of 2026-11-27)\n", floor_gbs,
+	       COPY_FLOOR_GBS);
 	printf("  batch   ctx  splits  sets   us/step    KV MB     GB/s  %%floor\n");
 	static const int batches[] = {1, 8, 32, 64}, ctxs[] = {512, 4096};
 	for (int ci = 0; ci < 2; ci++)
@@ -509,7 +520,7 @@ static void bench(void)
 			double us = ms * 1e3 / sets, bytes = (double)B * C * kv_dim * 2 * 2;
 			printf("  %5d %5d  %6d  %4d  %8.2f  %7.1f  %7.0f  %5.1f%%\n", B, C,
 			       attn_decode_splits(B, H, KVH, gg.info.n_sm), sets, us, bytes / 1e6, bytes / us / 1e3,
-			       100.0 * bytes / us / 1e3 / COPY_FLOOR_GBS);
+			       100.0 * bytes / us / 1e3 / floor_gbs);
 		}
 
 	/* one 4096-token prefill from position 0 */
@@ -533,9 +544,9 @@ static void bench(void)
 	T_CHECK(good && ms > 0, "prefill bench failed");
 	if (good && ms > 0) {
 		double flop = 4.0 * H * hd * ((double)max_T * (max_T + 1) / 2);
-		printf("# prefill: one sequence of %d tokens from position 0, same dims: %.3f ms, %.1f TFLOP/s "
+		printf("# prefill: one sequence of %d tokens from position 0, head_dim %d: %.3f ms, %.1f TFLOP/s "
 		       "(%.1f%% of the %.0f TFLOP/s cuBLAS GEMM floor)\n",
-		       max_T, ms, flop / ms / 1e9, 100.0 * flop / ms / 1e9 / GEMM_FLOOR_TFS, GEMM_FLOOR_TFS);
+		       max_T, hd, ms, flop / ms / 1e9, 100.0 * flop / ms / 1e9 / GEMM_FLOOR_TFS, GEMM_FLOOR_TFS);
 	}
 out:
 	free(h);
@@ -586,8 +597,26 @@ int main(int argc, char **argv)
 		run_case(&shapes[i], quick);
 		fflush(stdout);
 	}
-	if (!no_bench && !quick)
-		bench();
+	/* every head size x GQA group 1..8 x window: kv heads 1, 2 or 3, block
+	 * sizes and q scales rotating so each size meets each of them */
+	static const int hds[] = {64, 96, 128, 256}, bts[] = {16, 8, 32};
+	static const float qs[] = {2.0f, 1.0f, 3.0f};
+	int n = 0;
+	for (int hi = 0; hi < (int)TS_ARRAY_LEN(hds) && !bench_only; hi++)
+		for (int G = 1; G <= 8; G++)
+			for (int w = 0; w < 2; w++, n++) {
+				if (quick && n % 3)
+					continue;
+				const int kvh = 1 + (G + w + hi) % 3;
+				const struct shape sh = {G * kvh, kvh, hds[hi], w ? 16 : 0, bts[n % 3], qs[(n / 3) % 3]};
+				run_case(&sh, quick);
+				fflush(stdout);
+			}
+	if (!no_bench && !quick) {
+		bench(32, 8, 128); /* Llama-8B */
+		bench(16, 2, 256);
+		bench(32, 8, 96);
+	}
 	gpu_close(&gg);
 	return T_DONE();
 }

@@ -59,6 +59,10 @@ int gpu_open(struct gpu *g, int ordinal, struct ts_err *e)
 	g->info.smem_optin = (int)pr.sharedMemPerBlockOptin;
 	g->fn[GPU_K_ATTN_DECODE] = (void *)k_attn_decode_bf16;
 	g->fn[GPU_K_ATTN_PREFILL] = (void *)k_attn_prefill_bf16;
+	g->fn[GPU_K_ATTN_DECODE_96] = (void *)k_attn_decode_bf16_h96;
+	g->fn[GPU_K_ATTN_PREFILL_96] = (void *)k_attn_prefill_bf16_h96;
+	g->fn[GPU_K_ATTN_DECODE_256] = (void *)k_attn_decode_bf16_h256;
+	g->fn[GPU_K_ATTN_PREFILL_256] = (void *)k_attn_prefill_bf16_h256;
 	g->fn[GPU_K_ATTN_REDUCE] = (void *)k_attn_reduce_f32;
 	cudaStream_t s;
 	if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess ||

@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "../t.h"
-#include "kutil.h"
 #include "gpu.h"
+#include "kutil.h"
 #include "gpu_gemm.h"
 
 
@@ -380,6 +380,9 @@ static void bench(void)
 		max_w = TS_MAX(max_w, (uint64_t)shapes[i].K * shapes[i].O * 2);
 	uint16_t *hw = xmalloc(max_w);
 	uint16_t *hx = xmalloc((size_t)BENCH_MAX_T * 14336 * 2);
+	const size_t fb = (size_t)(w_region / 2 / 256 * 256);
+	const double floor_gbs = copy_floor_now(&gg, d_w, d_w + (gpu_ptr)fb, fb);
+	T_CHECK(floor_gbs > 0, "copy floor: the copy failed");
 	for (size_t is = 0; is < TS_ARRAY_LEN(shapes); is++) {
 		const struct shape *s = &shapes[is];
 		uint64_t wbytes = (uint64_t)s->K * s->O * 2, wstride = (wbytes + 255) / 256 * 256;
@@ -406,7 +409,7 @@ static void bench(void)
 			snprintf(lines[nl], sizeof lines[nl],
 			         "| %-8s | %5d x %6d | %4d | %-5s | %2d | %9.1f | %7.0f | %5.3f | %7.1f | %5.3f |",
 			         s->name, s->K, s->O, T, p.kernel == GPU_K_GEMM_SMALL ? "small" : "large", p.split_k,
-			         sec * 1e6, gbs, gbs / COPY_FLOOR_GBS, tfs, tfs / GEMM_FLOOR_TFS);
+			         sec * 1e6, gbs, gbs / floor_gbs, tfs, tfs / GEMM_FLOOR_TFS);
 			printf("%s\n", lines[nl]);
 			fflush(stdout);
 			if (nl < 31)
@@ -416,9 +419,10 @@ static void bench(void)
 	free(hw);
 	free(hx);
 	printf("\ndevice: %s, %d SMs\n", gg.info.name, gg.info.n_sm);
-	printf("floors (measured 2026-11-27 on H100, not in this run): D2D copy %.0f GB/s read + write; cuBLAS bf16 "
-	       "GEMV batch 1 %.0f GB/s; cuBLAS bf16 GEMM 8192^3 %.0f TFLOP/s\n",
-	       COPY_FLOOR_GBS, GEMV_FLOOR_GBS, GEMM_FLOOR_TFS);
+	printf("floors: D2D copy %.0f GB/s read + write, measured in this run (%.0f on the H100 of 2026-11-27); not "
+	       "measured here (H100, 2026-11-27): cuBLAS bf16 GEMV batch 1 %.0f GB/s, cuBLAS bf16 GEMM 8192^3 %.0f "
+	       "TFLOP/s\n",
+	       floor_gbs, COPY_FLOOR_GBS, GEMV_FLOOR_GBS, GEMM_FLOOR_TFS);
 	printf("| shape    |     K x O      |    T | kern  | sp |   time us |  W GB/s | /copy | TFLOP/s | /cuBLAS |\n");
 	for (int i = 0; i < nl; i++)
 		printf("%s\n", lines[i]);

@@ -1,6 +1,8 @@
 /* kutil.h: what the device kernel tests share: the floors measured on the
- * card they were tuned on, and the input generator (splitmix64; each test
- * program keeps its own state, so its inputs do not depend on the others). */
+ * card they were tuned on, the copy floor measured again in the run that
+ * prints against it (copy_floor_now, when gpu.h is included first), and the
+ * input generator (splitmix64; each test program keeps its own state, so its
+ * inputs do not depend on the others). */
 #ifndef TS_KUTIL_H
 #define TS_KUTIL_H
 
@@ -19,5 +21,28 @@ static inline uint64_t rng_next(void)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
 }
+
+#ifdef TS_GPU_H
+/* The copy floor of this card, now: GB/s (bytes read plus written) of a
+ * device-to-device copy of `bytes` from a to b, the median of 7 after one
+ * warm-up; 0 on a failure. Take a and b of 256 MiB or more, so L2 does not
+ * hold them. */
+static inline double copy_floor_now(struct gpu *g, gpu_ptr a, gpu_ptr b, size_t bytes)
+{
+	float ms[7];
+	if (gpu_d2d(g, b, a, bytes) || gpu_sync(g))
+		return 0;
+	for (int i = 0; i < 7; i++)
+		if (gpu_time_begin(g) || gpu_d2d(g, b, a, bytes) || gpu_time_end(g, &ms[i]) || !(ms[i] > 0))
+			return 0;
+	for (int i = 1; i < 7; i++) /* insertion sort: seven values */
+		for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
+			float x = ms[j];
+			ms[j] = ms[j - 1];
+			ms[j - 1] = x;
+		}
+	return 2.0 * (double)bytes / (ms[3] * 1e-3) / 1e9;
+}
+#endif
 
 #endif

@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 pass=0
 fail=0
 summary=""
-for t in build/gpu/k_gemm build/gpu/k_attn build/gpu/k_elem build/gpu/e2e; do
+for t in build/gpu/k_gemm build/gpu/k_attn build/gpu/k_elem build/gpu/k_moe build/gpu/e2e; do
 	name=$(basename "$t")
 	[ -x "$t" ] || { summary="$summary\nMISSING $name"; fail=$((fail + 1)); continue; }
 	"$t" > "$out/$name.log" 2>&1
