@@ -132,6 +132,14 @@ static int selftest_slice(struct engine *en, const struct batch *bt, float *gpu_
  * prefill, and as a 3-token prefill plus one decode, give finite logits that
  * agree (bit for bit on the CPU; within bf16 error on the GPU, whose prefill
  * and decode kernels differ); on the GPU, layer 0 also matches the CPU. */
+/* The self-test's blocks and state slot back to the pool. */
+static void selftest_release(struct sched *s, int slot, int32_t state)
+{
+	kv_seq_release(&s->kv, slot);
+	if (state >= 0)
+		kv_state_free(&s->kv, state);
+}
+
 static int selftest(struct engine *en, struct ts_err *e)
 {
 	struct sched *s = &en->s;
@@ -149,6 +157,7 @@ static int selftest(struct engine *en, struct ts_err *e)
 		tok[i] = (en->m.d.bos >= 0 ? en->m.d.bos + i : i + 1) % vocab;
 	if ((r = kv_seq_reserve(&s->kv, slot, 4)) < 0)
 		return ts_errf(e, E_NOSPACE, "self-test: no KV blocks");
+	bs.state = s->has_state ? kv_state_alloc(&s->kv) : -1; /* nothing runs yet: never short */
 	bs.blocks = kv_seq_table(&s->kv, slot);
 	bs.n_blocks = kv_seq_blocks(&s->kv, slot);
 	row = 3;
@@ -165,25 +174,25 @@ static int selftest(struct engine *en, struct ts_err *e)
 	if (r == 0)
 		r = en->be.ops->forward(&en->be, &bt, b);
 	if (r < 0) {
-		kv_seq_release(&s->kv, slot);
+		selftest_release(s, slot, bs.state);
 		return ts_errf(e, -r, "self-test: backend %s forward failed (%s)", en->be.ops->name, ts_code_name(r));
 	}
 #ifndef TS_CPU_ONLY
 	if (!is_cpu && fwd_whatif()) {
 		log_warn("TS_WHATIF=%d: kernels left out for a timing experiment; outputs are wrong, self-test skipped",
 			 fwd_whatif());
-		kv_seq_release(&s->kv, slot);
+		selftest_release(s, slot, bs.state);
 		return 0;
 	}
 #endif
 	for (int i = 0; i < vocab; i++)
 		if (!isfinite(a[i]) || !isfinite(b[i])) {
-			kv_seq_release(&s->kv, slot);
+			selftest_release(s, slot, bs.state);
 			return ts_errf(e, E_INTERNAL, "self-test: logit %d is not finite: the checkpoint's weights or the backend are broken", i);
 		}
 	double re = rel_err(b, a, vocab);
 	if (is_cpu ? memcmp(a, b, (size_t)vocab * sizeof(float)) != 0 : !(re < 2e-2)) {
-		kv_seq_release(&s->kv, slot);
+		selftest_release(s, slot, bs.state);
 		return ts_errf(e, E_INTERNAL, "self-test: prefill and decode logits differ on backend %s (relative error %.3g): refusing to serve",
 			       en->be.ops->name, re);
 	}
@@ -196,7 +205,7 @@ static int selftest(struct engine *en, struct ts_err *e)
 		r = selftest_slice(en, &bt, a, b, e);
 	}
 #endif
-	kv_seq_release(&s->kv, slot);
+	selftest_release(s, slot, bs.state);
 	return r;
 }
 
@@ -307,6 +316,9 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 		 (ts_now() - t) * 1e3, en->m.arch_name, d->n_layers, d->dim, d->n_heads, d->n_kv_heads, d->head_dim,
 		 d->ffn_dim, d->vocab);
 	log_model_plan(&en->m);
+	if (en->m.n_skipped)
+		log_info("stage=model skipped_tensors=%d skipped_gb=%.3f note=\"outside the text model (%s): vision tower, MTP layers; not loaded\"",
+			 en->m.n_skipped, (double)en->m.skipped_bytes / 1e9, en->m.tprefix);
 	if ((r = engine_pick_backend(cfg, &ops, e)) < 0 || (r = ops->check(&en->m, e)) < 0)
 		goto fail;
 
@@ -332,6 +344,8 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 		.block_tokens = cfg->engine.kv_block_tokens,
 		.threads = cfg->device.cpu_threads,
 		.device = first_gpu(cfg),
+		/* recurrent layers: the state pool (sched.h) */
+		.n_states = model_state_elems_per_seq(&en->m) ? SCHED_STATES_PER_RUNNING * cfg->engine.max_running : 0,
 	};
 	if ((r = size_kv(en, ops, &lim, e)) < 0)
 		goto fail;
@@ -352,6 +366,10 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 	};
 	if ((r = sched_init(&en->s, &sl, &en->m, &en->be, e)) < 0)
 		goto fail;
+	if (lim.n_states)
+		log_info("stage=state slots=%d bytes_per_seq=%llu total_mb=%.3f linear_layers=%d prefix_cache=off note=\"recurrent state: 2 slots per max_running (running + parked or waiting sessions)\"",
+			 lim.n_states, (unsigned long long)(model_state_elems_per_seq(&en->m) * sizeof(float)),
+			 (double)en->be.state_bytes / 1e6, en->m.d.n_linear_layers);
 	log_info("stage=kv ms=%.1f blocks=%d block_tokens=%d tokens=%lld bytes_per_token=%llu max_seq_len=%d",
 		 (ts_now() - t) * 1e3, lim.n_blocks, lim.block_tokens, (long long)en->kv_tokens,
 		 (unsigned long long)ops->kv_bytes_per_token(&en->m), en->max_seq_len);

@@ -21,8 +21,9 @@
 struct batch_seq {
 	const int32_t *blocks; /* block table covering positions [0, last pos in batch] */
 	int n_blocks;
-	int32_t state;         /* slot in kv's recurrent-state pool for recurrent layers, -1: none
-	                        * (reserved: no layer kind has state yet, backends ignore it) */
+	int32_t state;         /* slot in the recurrent-state pool (kv_state_*), -1: none. Needed by a model
+	                        * with recurrent (LINEAR) layers; a sequence whose first token in the batch
+	                        * is at position 0 starts from a zero state, else it continues its slot's */
 };
 
 /* A sequence's tokens in the batch are consecutive, with consecutive
@@ -56,6 +57,7 @@ struct backend_limits {
 	int max_seq_len;
 	int n_blocks;
 	int block_tokens;
+	int n_states;              /* recurrent-state slots (0 for models without recurrent layers) */
 	int threads;               /* CPU worker threads; 0 = one per core */
 	int device;                /* GPU ordinal */
 };
@@ -95,6 +97,7 @@ struct backend {
 	uint64_t weight_bytes;     /* device (or RAM) bytes held for weights */
 	uint64_t workspace_bytes;
 	uint64_t kv_bytes;
+	uint64_t state_bytes;      /* the recurrent-state pool */
 };
 
 extern const struct backend_ops cpu_backend_ops;

@@ -14,8 +14,16 @@
  * the GPU kernels will), and MoE adds each token's experts in expert order
  * as HF's index_add loop does.
  *
- * Each layer is one switch on its attention kind (attn_gqa, attn_mla) and one
- * on its MLP kind (mlp, mlp_moe): a new kind is a new function and a case. */
+ * Hybrid models (Qwen3-Next, Qwen3.5): attn_linear runs Gated DeltaNet token
+ * by token from the sequence's recurrent state (its slot in batch_seq.state,
+ * zeroed when the sequence starts at position 0); HF's prefill runs the same
+ * recurrence in chunks of 64, which reassociates its sums (fp32 rounding
+ * only). attn_gqa takes the output gate (sigmoid) that q_proj carries, and
+ * RMSNorm the zero-centred weights (x * (1 + w)) of these families.
+ *
+ * Each layer is one switch on its attention kind (attn_gqa, attn_mla,
+ * attn_linear) and one on its MLP kind (mlp, mlp_moe): a new kind is a new
+ * function and a case. */
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -166,6 +174,24 @@ struct cpu {
 	float *acc;      /* (max_tokens, dim) */
 	float *kv;       /* every layer's cache, layer l at kv_off[l]: (n_blocks * block_tokens, model_kv_width(l)) */
 	size_t *kv_off;  /* (n_layers) */
+	float *gate;     /* (max_tokens, q_dim) the attention output gate (attn_gate) */
+	/* Gated DeltaNet (LINEAR layers): projections, the conv's input and output
+	 * (q | k | v, conv_dim), z, b and a, the heads' output */
+	float *lp;       /* (max_tokens, 2 * key_dim + 2 * value_dim) in_proj_qkvz output */
+	float *lba;      /* (max_tokens, 2 * nv) in_proj_ba output */
+	float *lmix;     /* (max_tokens, conv_dim) */
+	float *lconv;    /* (max_tokens, conv_dim) silu(conv(lmix)) */
+	float *lz;       /* (max_tokens, value_dim) */
+	float *lb, *la;  /* (max_tokens, nv) */
+	float *lo;       /* (max_tokens, value_dim) */
+	float *lscr;     /* (threads, 2 * dk + dv) normalised q, k and S^T k */
+	/* recurrent state: per slot of the pool, each LINEAR layer's conv window
+	 * (conv_dim, lin_conv - 1) then its delta-rule state (nv, dk, dv) */
+	float *state;    /* (n_states, state_per_seq) */
+	size_t *st_off;  /* (n_layers) offset of layer l's state inside a slot's */
+	size_t state_per_seq;
+	int n_states;
+	int *sfirst, *slen; /* (max_seqs) each batch sequence's first token and count */
 	int row_max;
 	int max_seq_len;
 };
@@ -212,15 +238,19 @@ static const float *wrow(const struct model_w *w, int64_t r, float *buf)
 }
 
 
-/* HF LlamaRMSNorm in float32: x * rsqrt(mean(x^2) + eps) * w. */
-static void rmsnorm(float *out, const float *x, const struct model_w *w, int n, float eps)
+/* HF LlamaRMSNorm in float32: x * rsqrt(mean(x^2) + eps) * w; with off = 1
+ * the zero-centred form of Qwen3-Next / Qwen3.5 (Qwen3NextRMSNorm):
+ * x * rsqrt(mean(x^2) + eps) * (1 + w). off = 0 leaves w bit for bit. */
+static void rmsnorm(float *out, const float *x, const struct model_w *w, int n, float eps, int off)
 {
 	float ss = 0;
 	for (int i = 0; i < n; i++)
 		ss += x[i] * x[i];
 	float r = 1.0f / fm_sqrtf(ss / (float)n + eps);
-	for (int i = 0; i < n; i++)
-		out[i] = model_w_at(w, i) * (x[i] * r);
+	for (int i = 0; i < n; i++) {
+		float wi = model_w_at(w, i);
+		out[i] = (off ? 1.0f + wi : wi) * (x[i] * r);
+	}
 }
 
 /* ------------------------------------------------------------ matmul */
@@ -360,15 +390,25 @@ static void attn_gqa(struct cpu *c, const struct model *m, const struct batch *b
 	const int T = bt->n_tokens, hd = d->head_dim, W = 2 * d->kv_dim;
 
 	matmul(c, c->q, c->xb, &G->wq, &G->bq, T, 0);
+	if (d->attn_gate) /* rows per head: q (hd) then gate (hd); split into q (T, q_dim) and gate */
+		for (int t = 0; t < T; t++) {
+			const float *src = c->q + (size_t)t * 2 * d->q_dim;
+			for (int h = 0; h < d->n_heads; h++)
+				memcpy(c->gate + (size_t)t * d->q_dim + (size_t)h * hd, src + (size_t)(2 * h + 1) * hd,
+				       (size_t)hd * sizeof(float));
+			for (int h = 0; h < d->n_heads; h++) /* dst <= src: forward memmove is safe */
+				memmove(c->q + (size_t)t * d->q_dim + (size_t)h * hd, src + (size_t)(2 * h) * hd,
+					(size_t)hd * sizeof(float));
+		}
 	matmul(c, c->k, c->xb, &G->wk, &G->bk, T, 0);
 	matmul(c, c->v, c->xb, &G->wv, &G->bv, T, 0);
 	for (int t = 0; t < T; t++) {
 		float *q = c->q + (size_t)t * d->q_dim, *k = c->k + (size_t)t * d->kv_dim;
 		if (G->q_norm.data) { /* Qwen3: per-head RMSNorm before RoPE */
 			for (int h = 0; h < d->n_heads; h++)
-				rmsnorm(q + h * hd, q + h * hd, &G->q_norm, hd, d->rms_eps);
+				rmsnorm(q + h * hd, q + h * hd, &G->q_norm, hd, d->rms_eps, d->norm_offset);
 			for (int h = 0; h < d->n_kv_heads; h++)
-				rmsnorm(k + h * hd, k + h * hd, &G->k_norm, hd, d->rms_eps);
+				rmsnorm(k + h * hd, k + h * hd, &G->k_norm, hd, d->rms_eps, d->norm_offset);
 		}
 		rope_angles(c, d, bt->pos[t]);
 		rope_apply(c, d, q, d->n_heads, hd);
@@ -379,6 +419,9 @@ static void attn_gqa(struct cpu *c, const struct model *m, const struct batch *b
 	}
 	struct at a = {c, m, bt, bsz, l};
 	pool_run(&c->pool, gqa_work, &a);
+	if (d->attn_gate) /* Qwen3NextAttention: attn_output * sigmoid(gate) */
+		for (size_t i = 0; i < (size_t)T * (size_t)d->q_dim; i++)
+			c->att[i] = c->att[i] * (1.0f / (1.0f + fm_expf(-c->gate[i])));
 	matmul(c, c->x, c->att, &G->wo, &G->bo, T, 1);
 }
 
@@ -454,7 +497,7 @@ static void attn_mla(struct cpu *c, const struct model *m, const struct batch *b
 		matmul(c, c->v, c->xb, &A->wq_a, NULL, T, 0);
 		for (int t = 0; t < T; t++) {
 			float *qa = c->v + (size_t)t * d->q_lora_rank;
-			rmsnorm(qa, qa, &A->q_a_norm, d->q_lora_rank, d->rms_eps);
+			rmsnorm(qa, qa, &A->q_a_norm, d->q_lora_rank, d->rms_eps, d->norm_offset);
 		}
 		matmul(c, c->q, c->v, &A->wq_b, NULL, T, 0);
 	} else {
@@ -463,7 +506,7 @@ static void attn_mla(struct cpu *c, const struct model *m, const struct batch *b
 	matmul(c, c->k, c->xb, &A->wkv_a, NULL, T, 0);
 	for (int t = 0; t < T; t++) {
 		float *kva = c->k + (size_t)t * W, *q = c->q + (size_t)t * d->q_dim;
-		rmsnorm(kva, kva, &A->kv_a_norm, R, d->rms_eps);
+		rmsnorm(kva, kva, &A->kv_a_norm, R, d->rms_eps, d->norm_offset);
 		rope_angles(c, d, bt->pos[t]);
 		rope_apply(c, d, q + d->qk_nope_dim, d->n_heads, qh);
 		rope_apply(c, d, kva + R, 1, W);
@@ -472,6 +515,168 @@ static void attn_mla(struct cpu *c, const struct model *m, const struct batch *b
 	struct at a = {c, m, bt, bsz, l};
 	pool_run(&c->pool, mla_work, &a);
 	matmul(c, c->x, c->att, &A->wo, NULL, T, 1);
+}
+
+/* ------------------------------------------------------------ Gated DeltaNet */
+
+/* Qwen3-Next / Qwen3.5's linear attention, as transformers' Qwen3NextGatedDeltaNet
+ * computes it with its token-by-token torch_recurrent_gated_delta_rule (the
+ * chunked form HF runs for prefill is the same function, reassociated):
+ *   mixed = q | k | v (conv_dim), z, b, a from the input projections
+ *   mixed = silu(causal depthwise conv1d(mixed)), width lin_conv, over the
+ *           sequence's previous inputs (the conv window in the state)
+ *   per value head h (key head h / (nv / nk), repeat_interleave):
+ *     q, k = l2norm(q), l2norm(k) (eps 1e-6); q *= dk^-0.5
+ *     g = -exp(A_log[h]) * softplus(a + dt_bias[h]); beta = sigmoid(b)
+ *     S = S * exp(g); delta = (v - S^T k) * beta; S += k delta^T; o = S^T q
+ *   o = rmsnorm(o) * w * silu(z) per head (RMSNormGated: plain w), out_proj.
+ * S (dk, dv) and the window persist per sequence in the state pool; a
+ * sequence whose first token in the batch is at position 0 starts from zero
+ * (cpu_forward clears it), so prefill across steps continues the recurrence
+ * and recomputation after preemption starts afresh. Work items are (sequence,
+ * channel) for the conv and (sequence, value head) for the recurrence, each
+ * walking its tokens in order: batch-invariant. */
+
+struct lin {
+	struct cpu *c;
+	const struct model *m;
+	const struct batch *bt;
+	int layer;
+};
+
+static float *seq_state(const struct cpu *c, const struct batch *bt, int s, int layer)
+{
+	return c->state + (size_t)bt->seqs[s].state * c->state_per_seq + c->st_off[layer];
+}
+
+static void conv_work(void *ctx, int tid, int nth)
+{
+	struct lin *a = ctx;
+	struct cpu *c = a->c;
+	const struct model_dims *d = &a->m->d;
+	const struct model_w *w = &a->m->layers[a->layer].lin.conv;
+	const int K = d->lin_conv, C = 2 * d->lin_nk * d->lin_dk + d->lin_nv * d->lin_dv;
+	int lo, hi;
+	share(a->bt->n_seqs * C, tid, nth, &lo, &hi);
+	for (int it = lo; it < hi; it++) {
+		int s = it / C, ch = it % C;
+		float *win = seq_state(c, a->bt, s, a->layer) + (size_t)ch * (K - 1); /* oldest first */
+		for (int t = c->sfirst[s]; t < c->sfirst[s] + c->slen[s]; t++) {
+			float x = c->lmix[(size_t)t * C + ch], y = 0;
+			for (int j = 0; j < K - 1; j++)
+				y += model_w_at(w, (int64_t)ch * K + j) * win[j];
+			y += model_w_at(w, (int64_t)ch * K + K - 1) * x;
+			for (int j = 0; j + 1 < K - 1; j++)
+				win[j] = win[j + 1];
+			win[K - 2] = x;
+			c->lconv[(size_t)t * C + ch] = y / (1.0f + fm_expf(-y));
+		}
+	}
+}
+
+/* transformers' l2norm: x * rsqrt(sum(x^2) + 1e-6), times scale. */
+static void l2norm(float *out, const float *x, int n, float scale)
+{
+	float ss = 0;
+	for (int i = 0; i < n; i++)
+		ss += x[i] * x[i];
+	float r = 1.0f / fm_sqrtf(ss + 1e-6f);
+	for (int i = 0; i < n; i++)
+		out[i] = x[i] * r * scale;
+}
+
+/* torch.nn.functional.softplus (beta 1, threshold 20). */
+static float softplus(float x)
+{
+	return x > 20.0f ? x : fm_logf(1.0f + fm_expf(x));
+}
+
+static void delta_work(void *ctx, int tid, int nth)
+{
+	struct lin *a = ctx;
+	struct cpu *c = a->c;
+	const struct model_dims *d = &a->m->d;
+	const struct model_linear *L = &a->m->layers[a->layer].lin;
+	const int nv = d->lin_nv, dk = d->lin_dk, dv = d->lin_dv, r = nv / d->lin_nk;
+	const int kd = d->lin_nk * dk, C = 2 * kd + nv * dv, VD = nv * dv;
+	const float scale = 1.0f / fm_sqrtf((float)dk);
+	float *q = c->lscr + (size_t)tid * (size_t)(2 * dk + dv), *k = q + dk, *mem = k + dk;
+	int lo, hi;
+	share(a->bt->n_seqs * nv, tid, nth, &lo, &hi);
+	for (int it = lo; it < hi; it++) {
+		int s = it / nv, h = it % nv, kh = h / r;
+		float *S = seq_state(c, a->bt, s, a->layer) + (size_t)(d->lin_conv - 1) * C + (size_t)h * dk * dv;
+		const float A = -fm_expf(model_w_at(&L->a_log, h)), dtb = model_w_at(&L->dt_bias, h);
+		for (int t = c->sfirst[s]; t < c->sfirst[s] + c->slen[s]; t++) {
+			const float *row = c->lconv + (size_t)t * C, *v = row + 2 * kd + (size_t)h * dv;
+			l2norm(q, row + (size_t)kh * dk, dk, 1.0f);
+			for (int i = 0; i < dk; i++)
+				q[i] *= scale;
+			l2norm(k, row + kd + (size_t)kh * dk, dk, 1.0f);
+			float g = A * softplus(c->la[(size_t)t * nv + h] + dtb);
+			float beta = 1.0f / (1.0f + fm_expf(-c->lb[(size_t)t * nv + h])), decay = fm_expf(g);
+			for (int i = 0; i < dk * dv; i++)
+				S[i] *= decay;
+			for (int j = 0; j < dv; j++)
+				mem[j] = 0;
+			for (int i = 0; i < dk; i++)
+				for (int j = 0; j < dv; j++)
+					mem[j] += S[(size_t)i * dv + j] * k[i];
+			for (int j = 0; j < dv; j++)
+				mem[j] = (v[j] - mem[j]) * beta;
+			for (int i = 0; i < dk; i++)
+				for (int j = 0; j < dv; j++)
+					S[(size_t)i * dv + j] += k[i] * mem[j];
+			float *o = c->lo + (size_t)t * VD + (size_t)h * dv;
+			for (int j = 0; j < dv; j++)
+				o[j] = 0;
+			for (int i = 0; i < dk; i++)
+				for (int j = 0; j < dv; j++)
+					o[j] += S[(size_t)i * dv + j] * q[i];
+			/* RMSNormGated: w * (o * rsqrt(mean(o^2) + eps)) * silu(z) */
+			const float *z = c->lz + (size_t)t * VD + (size_t)h * dv;
+			rmsnorm(o, o, &L->norm, dv, d->rms_eps, 0);
+			for (int j = 0; j < dv; j++)
+				o[j] = o[j] * (z[j] / (1.0f + fm_expf(-z[j])));
+		}
+	}
+}
+
+/* x += out_proj(gated_deltanet(xb)). */
+static void attn_linear(struct cpu *c, const struct model *m, const struct batch *bt, int l)
+{
+	const struct model_dims *d = &m->d;
+	const struct model_linear *L = &m->layers[l].lin;
+	const int T = bt->n_tokens, nk = d->lin_nk, nv = d->lin_nv, dk = d->lin_dk, dv = d->lin_dv, r = nv / nk;
+	const int kd = nk * dk, VD = nv * dv, C = 2 * kd + VD;
+
+	if (d->lin_split) { /* Qwen3.5: q | k | v flat, z, b, a */
+		matmul(c, c->lmix, c->xb, &L->in_qkv, NULL, T, 0);
+		matmul(c, c->lz, c->xb, &L->in_z, NULL, T, 0);
+		matmul(c, c->lb, c->xb, &L->in_b, NULL, T, 0);
+		matmul(c, c->la, c->xb, &L->in_a, NULL, T, 0);
+	} else { /* Qwen3-Next: per key head [q, k, v (r heads), z (r heads)] and [b (r), a (r)] */
+		const int G = 2 * dk + 2 * r * dv;
+		matmul(c, c->lp, c->xb, &L->in_qkvz, NULL, T, 0);
+		matmul(c, c->lba, c->xb, &L->in_ba, NULL, T, 0);
+		for (int t = 0; t < T; t++)
+			for (int g = 0; g < nk; g++) {
+				const float *src = c->lp + (size_t)t * (2 * kd + 2 * VD) + (size_t)g * G;
+				const float *ba = c->lba + (size_t)t * 2 * nv + (size_t)g * 2 * r;
+				float *mix = c->lmix + (size_t)t * C;
+				memcpy(mix + (size_t)g * dk, src, (size_t)dk * sizeof(float));
+				memcpy(mix + kd + (size_t)g * dk, src + dk, (size_t)dk * sizeof(float));
+				memcpy(mix + 2 * kd + (size_t)g * r * dv, src + 2 * dk, (size_t)r * dv * sizeof(float));
+				memcpy(c->lz + (size_t)t * VD + (size_t)g * r * dv, src + 2 * dk + r * dv,
+				       (size_t)r * dv * sizeof(float));
+				memcpy(c->lb + (size_t)t * nv + (size_t)g * r, ba, (size_t)r * sizeof(float));
+				memcpy(c->la + (size_t)t * nv + (size_t)g * r, ba + r, (size_t)r * sizeof(float));
+			}
+	}
+	struct lin a = {c, m, bt, l};
+	pool_run(&c->pool, conv_work, &a);
+	pool_run(&c->pool, delta_work, &a);
+	matmul(c, c->x, c->lo, &L->out, NULL, T, 1);
 }
 
 /* ------------------------------------------------------------ MLPs */
@@ -602,7 +807,15 @@ static void mlp_moe(struct cpu *c, const struct model *m, int T, int l)
 				acc[i] += y[i] * wt;
 		}
 	}
-	if (M->shared.w_gate.data) {
+	if (M->shared.w_gate.data && M->shared_gate.data) { /* Qwen3-Next: sigmoid(shared_expert_gate x) * shared(x) */
+		matmul(c, c->rl, c->xb, &M->shared_gate, NULL, T, 0); /* the router logits are spent */
+		mlp(c, c->ye, c->xb, &M->shared, T, 0);
+		for (int t = 0; t < T; t++) {
+			float sg = 1.0f / (1.0f + fm_expf(-c->rl[t]));
+			for (int i = 0; i < D; i++)
+				c->acc[(size_t)t * D + i] += sg * c->ye[(size_t)t * D + i];
+		}
+	} else if (M->shared.w_gate.data) {
 		mlp(c, c->ye, c->xb, &M->shared, T, 0);
 		for (size_t i = 0; i < (size_t)T * (size_t)D; i++)
 			c->acc[i] += c->ye[i];
@@ -628,6 +841,24 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 		    p >= b->lim.max_seq_len || p / bsz >= bt->seqs[s].n_blocks)
 			return -E_INVAL;
 	}
+	if (c->state_per_seq) { /* recurrent layers: each sequence's tokens in one run, a state slot */
+		for (int s = 0; s < bt->n_seqs; s++)
+			c->slen[s] = 0;
+		for (int t = 0; t < T; t++) {
+			int s = bt->seq[t];
+			if (c->slen[s] && c->sfirst[s] + c->slen[s] != t)
+				return -E_INVAL;
+			if (!c->slen[s]++)
+				c->sfirst[s] = t;
+		}
+		for (int s = 0; s < bt->n_seqs; s++) {
+			if (bt->seqs[s].state < 0 || bt->seqs[s].state >= c->n_states)
+				return -E_INVAL;
+			if (c->slen[s] && bt->pos[c->sfirst[s]] == 0) /* a fresh or recomputed sequence */
+				memset(c->state + (size_t)bt->seqs[s].state * c->state_per_seq, 0,
+				       c->state_per_seq * sizeof(float));
+		}
+	}
 
 	/* x = embed[token] */
 	for (int t = 0; t < T; t++) {
@@ -640,7 +871,7 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 
 		for (int t = 0; t < T; t++) /* xb = rmsnorm(x) */
 			rmsnorm(c->xb + (size_t)t * d->dim, c->x + (size_t)t * d->dim, &L->attn_norm, d->dim,
-				d->rms_eps);
+				d->rms_eps, d->norm_offset);
 		switch (L->attn) { /* x += attention(xb) */
 		case ATTN_GQA:
 			attn_gqa(c, m, bt, bsz, l);
@@ -649,13 +880,15 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 			attn_mla(c, m, bt, bsz, l);
 			break;
 		case ATTN_LINEAR:
+			attn_linear(c, m, bt, l);
+			break;
 		case ATTN_KIND_N:
 			return -E_UNSUPPORTED;
 		}
 
 		for (int t = 0; t < T; t++) /* xb = rmsnorm(x) */
 			rmsnorm(c->xb + (size_t)t * d->dim, c->x + (size_t)t * d->dim, &L->ffn_norm, d->dim,
-				d->rms_eps);
+				d->rms_eps, d->norm_offset);
 		switch (L->mlp) { /* x += mlp(xb) */
 		case MLP_DENSE:
 			mlp(c, c->x, c->xb, &L->ffn, T, 1);
@@ -672,7 +905,7 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 		int t = bt->logit_rows[i];
 		if (t < 0 || t >= T)
 			return -E_INVAL;
-		rmsnorm(c->xf + (size_t)i * d->dim, c->x + (size_t)t * d->dim, &m->final_norm, d->dim, d->rms_eps);
+		rmsnorm(c->xf + (size_t)i * d->dim, c->x + (size_t)t * d->dim, &m->final_norm, d->dim, d->rms_eps, d->norm_offset);
 	}
 	if (bt->n_logits)
 		matmul(c, logits, c->xf, &m->lm_head, NULL, bt->n_logits, 0);
@@ -683,11 +916,9 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 
 static int cpu_check(const struct model *m, struct ts_err *e)
 {
-	for (int l = 0; l < m->d.n_layers; l++)
-		if (m->layers[l].attn == ATTN_LINEAR)
-			return ts_errf(e, E_UNSUPPORTED, "cpu backend: layer %d is %s attention, which no backend runs yet", l,
-				       model_attn_name(m->layers[l].attn));
-	return 0;
+	(void)m;
+	(void)e;
+	return 0; /* every layer kind */
 }
 
 static uint64_t cpu_kv_bytes_per_token(const struct model *m)
@@ -709,13 +940,23 @@ struct wdims {
 static void wdims_of(const struct model_dims *d, struct wdims *w)
 {
 	const int mla_kva = d->kv_lora_rank + d->qk_rope_dim, vo = d->n_heads * d->v_head_dim;
-	w->q = d->q_dim;
+	w->q = d->q_dim * (1 + d->attn_gate);
 	w->k = TS_MAX(d->kv_dim, mla_kva);
 	w->v = TS_MAX(d->kv_dim, d->q_lora_rank);
 	w->att = TS_MAX(d->q_dim, vo);
 	w->inner = TS_MAX(TS_MAX(d->ffn_dim, d->moe_ffn_dim), d->shared_ffn_dim);
 	w->row_max = TS_MAX(TS_MAX(TS_MAX(d->dim, w->att), w->inner), TS_MAX(d->kv_lora_rank, d->q_lora_rank));
 	w->lat = 2 * d->kv_lora_rank;
+}
+
+/* Floats of the Gated DeltaNet workspace (0 without LINEAR layers). */
+static uint64_t lin_floats(const struct model_dims *d, uint64_t T, uint64_t nth)
+{
+	if (!d->n_linear_layers)
+		return 0;
+	const uint64_t kd = (uint64_t)d->lin_nk * d->lin_dk, vd = (uint64_t)d->lin_nv * d->lin_dv, C = 2 * kd + vd;
+	return T * ((2 * kd + 2 * vd) + 2 * (uint64_t)d->lin_nv + 2 * C + 2 * vd + 2 * (uint64_t)d->lin_nv) +
+	       nth * (2 * (uint64_t)d->lin_dk + (uint64_t)d->lin_dv);
 }
 
 static uint64_t workspace_floats(const struct model *m, const struct backend_limits *l, int *row_max)
@@ -731,7 +972,7 @@ static uint64_t workspace_floats(const struct model *m, const struct backend_lim
 		    2u * (uint64_t)w.inner) +
 	       (uint64_t)l->max_seqs * (uint64_t)d->dim +
 	       nth * ((uint64_t)w.row_max + (uint64_t)l->max_seq_len + (uint64_t)w.lat) + (uint64_t)d->rope_dim +
-	       (uint64_t)d->rope_dim / 2 + moe;
+	       (uint64_t)d->rope_dim / 2 + moe + (d->attn_gate ? T * (uint64_t)d->q_dim : 0) + lin_floats(d, T, nth);
 }
 
 /* MemAvailable less the weights (mapped from the page cache: count them as
@@ -749,7 +990,8 @@ static int cpu_mem_available(const struct model *m, const struct backend_limits 
 		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
 			break;
 	fclose(f);
-	uint64_t avail = (uint64_t)kb * 1024u, used = m->weight_bytes + workspace_floats(m, l, &rm) * sizeof(float);
+	uint64_t avail = (uint64_t)kb * 1024u, used = m->weight_bytes + workspace_floats(m, l, &rm) * sizeof(float) +
+		 (uint64_t)l->n_states * model_state_elems_per_seq(m) * sizeof(float);
 	*bytes = avail > used ? avail - used : 0;
 	return 0;
 }
@@ -763,6 +1005,9 @@ static void cpu_free(struct backend *b)
 	ts_free(c->x);
 	ts_free(c->kv);
 	ts_free(c->kv_off);
+	ts_free(c->state);
+	ts_free(c->st_off);
+	ts_free(c->sfirst);
 	ts_free(c);
 	b->impl = NULL;
 }
@@ -793,13 +1038,29 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 	c->x = ts_alloc(nf * sizeof(float));
 	c->kv = ts_alloc(kv_floats * sizeof(float));
 	c->kv_off = ts_alloc((size_t)d->n_layers * sizeof(size_t));
-	if (!c->x || !c->kv || !c->kv_off) {
+	c->state_per_seq = (size_t)model_state_elems_per_seq(m);
+	c->n_states = c->state_per_seq ? l->n_states : 0;
+	const size_t st_floats = (size_t)c->n_states * c->state_per_seq;
+	c->state = st_floats ? ts_alloc(st_floats * sizeof(float)) : NULL;
+	c->st_off = ts_alloc((size_t)d->n_layers * sizeof(size_t));
+	c->sfirst = ts_alloc(2 * (size_t)l->max_seqs * sizeof(int));
+	if (c->state_per_seq && l->n_states < 1) {
+		cpu_free(b);
+		return ts_errf(e, E_INVAL, "cpu backend: %s has recurrent layers but the state pool has no slots",
+			       m->arch_name);
+	}
+	if (!c->x || !c->kv || !c->kv_off || (st_floats && !c->state) || !c->st_off || !c->sfirst) {
 		cpu_free(b);
 		return ts_errf(e, E_NOMEM, "cpu backend: cannot allocate %.2f GB of workspace and KV; lower [engine] kv_tokens or max_batch_tokens",
 			       (double)(nf * 4 + kv_floats * 4) / 1e9);
 	}
 	for (int i = 0, off = 0; i < d->n_layers; off += model_kv_width(m, i), i++)
 		c->kv_off[i] = slots * (size_t)off;
+	for (int i = 0; i < d->n_layers; i++)
+		c->st_off[i] = i ? c->st_off[i - 1] + (size_t)model_state_elems(m, i - 1) : 0;
+	if (st_floats)
+		memset(c->state, 0, st_floats * sizeof(float));
+	c->slen = c->sfirst + l->max_seqs;
 	/* carve the workspace */
 	size_t T = (size_t)l->max_batch_tokens, E = (size_t)d->n_experts, K = (size_t)d->n_experts_tok;
 	size_t nth = (size_t)b->lim.threads;
@@ -827,6 +1088,20 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 		c->et = (int32_t *)p, p += T * K;
 		c->route = p, p += 2 * E;
 	}
+	if (d->attn_gate)
+		c->gate = p, p += T * (size_t)d->q_dim;
+	if (d->n_linear_layers) {
+		size_t kd = (size_t)d->lin_nk * d->lin_dk, vd = (size_t)d->lin_nv * d->lin_dv, C = 2 * kd + vd;
+		c->lp = p, p += T * (2 * kd + 2 * vd);
+		c->lba = p, p += T * 2 * (size_t)d->lin_nv;
+		c->lmix = p, p += T * C;
+		c->lconv = p, p += T * C;
+		c->lz = p, p += T * vd;
+		c->lo = p, p += T * vd;
+		c->lb = p, p += T * (size_t)d->lin_nv;
+		c->la = p, p += T * (size_t)d->lin_nv;
+		c->lscr = p, p += nth * (2 * (size_t)d->lin_dk + (size_t)d->lin_dv);
+	}
 	model_rope_freqs(d, c->inv_freq);
 	if ((r = pool_start(&c->pool, b->lim.threads)) < 0) {
 		cpu_free(b);
@@ -835,6 +1110,7 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 	b->weight_bytes = m->weight_bytes;
 	b->workspace_bytes = nf * sizeof(float);
 	b->kv_bytes = kv_floats * sizeof(float);
+	b->state_bytes = st_floats * sizeof(float);
 	return 0;
 }
 

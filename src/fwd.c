@@ -655,10 +655,16 @@ static int gpu_check(const struct model *m, struct ts_err *e)
 	const struct model_dims *d = &m->d;
 	for (int l = 0; l < d->n_layers; l++) {
 		const struct model_layer *L = &m->layers[l];
+		if (L->attn == ATTN_LINEAR)
+			return ts_errf(e, E_UNSUPPORTED, "gpu backend: layer %d of %s is linear attention (Gated DeltaNet), which has no GPU kernels yet; it runs on the CPU backend: [device] backend = cpu",
+				       l, m->arch_name);
 		if (L->attn != ATTN_GQA || L->mlp != MLP_DENSE)
 			return ts_errf(e, E_UNSUPPORTED, "gpu backend: layer %d is %s attention with a %s MLP; the GPU kernels run gqa attention with dense MLPs so far (MoE and MLA run on the CPU backend: [device] backend = cpu)",
 				       l, model_attn_name(L->attn), model_mlp_name(L->mlp));
 	}
+	if (d->attn_gate || d->norm_offset)
+		return ts_errf(e, E_UNSUPPORTED, "gpu backend: %s has output-gated attention and zero-centred RMSNorm weights, which the GPU kernels do not take yet; it runs on the CPU backend: [device] backend = cpu",
+			       m->arch_name);
 	if (!attn_head_dim_supported(d->head_dim))
 		return ts_errf(e, E_UNSUPPORTED, "gpu backend: %s head_dim %d: the attention kernels take head_dim %s",
 			       m->arch_name, d->head_dim, ATTN_HEAD_DIMS);

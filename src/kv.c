@@ -54,8 +54,40 @@ int kv_pool_init(struct kv_pool *p, int n_blocks, int block_tokens, int n_seqs, 
 	return 0;
 }
 
+int kv_state_pool_init(struct kv_pool *p, int n_states, struct ts_err *e)
+{
+	p->state_free = ts_alloc((size_t)n_states * sizeof(int32_t));
+	p->state_held = ts_alloc((size_t)n_states);
+	if (!p->state_free || !p->state_held)
+		return ts_errf(e, E_NOMEM, "kv: out of memory for %d state slots", n_states);
+	for (int i = 0; i < n_states; i++)
+		p->state_free[i] = n_states - 1 - i;
+	memset(p->state_held, 0, (size_t)n_states);
+	p->n_states = p->n_states_free = n_states;
+	return 0;
+}
+
+int32_t kv_state_alloc(struct kv_pool *p)
+{
+	if (p->n_states_free == 0)
+		return -E_NOSPACE;
+	int32_t id = p->state_free[--p->n_states_free];
+	assert(!p->state_held[id]);
+	p->state_held[id] = 1;
+	return id;
+}
+
+void kv_state_free(struct kv_pool *p, int32_t id)
+{
+	assert(id >= 0 && id < p->n_states && p->state_held[id]);
+	p->state_held[id] = 0;
+	p->state_free[p->n_states_free++] = id;
+}
+
 void kv_pool_free(struct kv_pool *p)
 {
+	ts_free(p->state_free);
+	ts_free(p->state_held);
 	ts_free(p->free_stack);
 	ts_free(p->ref);
 	ts_free(p->seq_blocks);
@@ -380,7 +412,12 @@ void kv_seq_release(struct kv_pool *p, int s)
 
 int kv_pool_check(const struct kv_pool *p, struct ts_err *e)
 {
-	int n_lru = 0, n_pub = 0, n_held = 0, n_in_table = 0;
+	int n_lru = 0, n_pub = 0, n_held = 0, n_in_table = 0, n_sheld = 0;
+	for (int i = 0; i < p->n_states; i++)
+		n_sheld += p->state_held[i];
+	if (n_sheld + p->n_states_free != p->n_states)
+		return ts_errf(e, E_INTERNAL, "kv: %d state slots held + %d free != %d", n_sheld, p->n_states_free,
+			       p->n_states);
 	for (int b = 0; b < p->n_blocks; b++) {
 		n_pub += p->published[b];
 		n_held += p->ref[b] > 0;

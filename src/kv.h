@@ -75,6 +75,12 @@ struct kv_pool {
 	int prefix_off;       /* 1 = match and publish do nothing (cache disabled) */
 	uint64_t hash_mask;   /* ~0; a test narrows it to force hash collisions */
 	struct kv_stats st;
+	/* The recurrent-state pool (models with LINEAR layers): slot ids only;
+	 * the backend holds the states, one per id, taken at boot. */
+	int n_states;         /* 0 = no pool */
+	int n_states_free;
+	int32_t *state_free;  /* (n_states) free ids; top at n_states_free - 1 */
+	uint8_t *state_held;  /* (n_states) */
 };
 
 /* n_blocks blocks of block_tokens positions; n_seqs table slots, each able to
@@ -93,6 +99,17 @@ int kv_pool_check(const struct kv_pool *p, struct ts_err *e);
 int32_t kv_block_alloc(struct kv_pool *p);
 void kv_block_ref(struct kv_pool *p, int32_t b);
 void kv_block_unref(struct kv_pool *p, int32_t b);
+
+/* ------------------------------------------------------------ recurrent states */
+
+/* n_states state slots beside the blocks (kv_pool_free releases them). */
+int kv_state_pool_init(struct kv_pool *p, int n_states, struct ts_err *e);
+
+/* A free state slot id (the lowest first on a fresh pool), or -E_NOSPACE.
+ * Its contents are whatever the last holder left: the backend zeroes a
+ * sequence's state when it starts at position 0. */
+int32_t kv_state_alloc(struct kv_pool *p);
+void kv_state_free(struct kv_pool *p, int32_t id);
 
 /* ------------------------------------------------------------ prefix cache */
 

@@ -27,6 +27,15 @@ enum ds_rule {
 	        * rope_interleave (default true) */
 };
 
+/* Hybrid linear-attention families: which layers are Gated DeltaNet, the
+ * output-gated full attention, zero-centred norms, the shared expert's gate. */
+enum hybrid_rule {
+	HYB_NONE,
+	HYB_NEXT, /* Qwen3-Next: fused in_proj_qkvz / in_proj_ba */
+	HYB_35,   /* Qwen3.5: in_proj_qkv, in_proj_z, in_proj_b, in_proj_a; config nested in text_config,
+		   * tensors under model.language_model. */
+};
+
 struct model_arch {
 	const char *name;        /* HF "architectures" entry */
 	enum attn_kind attn;
@@ -38,25 +47,36 @@ struct model_arch {
 	const char *moe_prefix;  /* module of a MoE layer's MLP, after "model.layers.<i>." */
 	enum expert_names experts;
 	enum ds_rule ds;
+	enum hybrid_rule hyb;
 };
 
 static const struct model_arch archs[] = {
-	{"LlamaForCausalLM", ATTN_GQA, BIAS_FROM_CONFIG, 0, WINDOW_NONE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE},
-	{"MistralForCausalLM", ATTN_GQA, BIAS_NONE, 0, WINDOW_KEY, 4096, MOE_NONE, NULL, EXPERT_HF, DS_NONE},
-	{"Qwen2ForCausalLM", ATTN_GQA, BIAS_QKV, 0, WINDOW_REFUSE_USE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE},
-	{"Qwen3ForCausalLM", ATTN_GQA, BIAS_FROM_CONFIG, 1, WINDOW_REFUSE_USE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE},
+	{"LlamaForCausalLM", ATTN_GQA, BIAS_FROM_CONFIG, 0, WINDOW_NONE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE, HYB_NONE},
+	{"MistralForCausalLM", ATTN_GQA, BIAS_NONE, 0, WINDOW_KEY, 4096, MOE_NONE, NULL, EXPERT_HF, DS_NONE, HYB_NONE},
+	{"Qwen2ForCausalLM", ATTN_GQA, BIAS_QKV, 0, WINDOW_REFUSE_USE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE, HYB_NONE},
+	{"Qwen3ForCausalLM", ATTN_GQA, BIAS_FROM_CONFIG, 1, WINDOW_REFUSE_USE, 0, MOE_NONE, NULL, EXPERT_HF, DS_NONE, HYB_NONE},
 	{"Qwen3MoeForCausalLM", ATTN_GQA, BIAS_FROM_CONFIG, 1, WINDOW_REFUSE_USE, 0, MOE_QWEN, "mlp", EXPERT_HF,
-	 DS_NONE},
+	 DS_NONE, HYB_NONE},
 	{"MixtralForCausalLM", ATTN_GQA, BIAS_NONE, 0, WINDOW_KEY, 0, MOE_MIXTRAL, "block_sparse_moe", EXPERT_W123,
-	 DS_NONE},
-	{"DeepseekV2ForCausalLM", ATTN_MLA, BIAS_NONE, 0, WINDOW_NONE, 0, MOE_DEEPSEEK, "mlp", EXPERT_HF, DS_V2},
-	{"DeepseekV3ForCausalLM", ATTN_MLA, BIAS_NONE, 0, WINDOW_NONE, 0, MOE_DEEPSEEK, "mlp", EXPERT_HF, DS_V3},
+	 DS_NONE, HYB_NONE},
+	{"DeepseekV2ForCausalLM", ATTN_MLA, BIAS_NONE, 0, WINDOW_NONE, 0, MOE_DEEPSEEK, "mlp", EXPERT_HF, DS_V2, HYB_NONE},
+	{"DeepseekV3ForCausalLM", ATTN_MLA, BIAS_NONE, 0, WINDOW_NONE, 0, MOE_DEEPSEEK, "mlp", EXPERT_HF, DS_V3, HYB_NONE},
+	/* Hybrid: attn is the full-attention layers' kind; layer_types makes the rest LINEAR. The
+	 * Qwen3.5 class names are transformers' for the hub's (multimodal) checkpoints, as we know
+	 * them; the vision tower is not loaded. */
+	{"Qwen3NextForCausalLM", ATTN_GQA, BIAS_NONE, 1, WINDOW_REFUSE_USE, 0, MOE_QWEN, "mlp", EXPERT_HF, DS_NONE,
+	 HYB_NEXT},
+	{"Qwen3_5ForConditionalGeneration", ATTN_GQA, BIAS_NONE, 1, WINDOW_REFUSE_USE, 0, MOE_NONE, NULL, EXPERT_HF,
+	 DS_NONE, HYB_35},
+	{"Qwen3_5MoeForConditionalGeneration", ATTN_GQA, BIAS_NONE, 1, WINDOW_REFUSE_USE, 0, MOE_QWEN, "mlp",
+	 EXPERT_HF, DS_NONE, HYB_35},
 };
 
 const char *model_supported(void)
 {
 	return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, "
-	       "MixtralForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM";
+	       "MixtralForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, Qwen3NextForCausalLM, "
+	       "Qwen3_5ForConditionalGeneration, Qwen3_5MoeForConditionalGeneration";
 }
 
 const char *model_attn_name(enum attn_kind k)
@@ -82,54 +102,89 @@ enum dim_ref {
 	D_VO,     /* n_heads * v_head_dim */
 	D_E,      /* routed experts */
 	D_SHARED, /* shared experts' intermediate size */
+	D_QG,     /* q_proj rows: q_dim, twice that with the output gate */
+	D_QKVZ,   /* linear: 2 * key_dim + 2 * value_dim */
+	D_BA,     /* linear: 2 * nv */
+	D_CONV,   /* linear: conv_dim = 2 * key_dim + value_dim */
+	D_LVAL,   /* linear: value_dim */
+	D_NV, D_LDV, D_KCONV,
 };
-enum when { W_ALWAYS, W_QKV_BIAS, W_O_BIAS, W_QK_NORM, W_NO_QLORA, W_QLORA, W_ROUTER_BIAS, W_SHARED };
+enum when {
+	W_ALWAYS, W_QKV_BIAS, W_O_BIAS, W_QK_NORM, W_NO_QLORA, W_QLORA, W_ROUTER_BIAS, W_SHARED,
+	W_SHARED1,   /* Qwen3-Next's one shared_expert and its gate */
+	W_LIN_FUSED, /* Qwen3-Next's in_proj_qkvz / in_proj_ba */
+	W_LIN_SPLIT, /* Qwen3.5's in_proj_qkv / _z / _b / _a */
+};
+/* How a tensor of (rows, cols) is stored. */
+enum shape_rule {
+	SH_AUTO, /* rows D_ONE: 1-D [cols]; else [rows, cols] */
+	SH_ROW,  /* [1, cols]: a linear layer with one output */
+	SH_CONV, /* [rows, 1, cols]: a depthwise conv1d weight */
+};
 
 struct plan_row {
-	const char *suffix;      /* after "model.layers.<i>." (after "<moe_prefix>." in moe_plan) */
+	const char *suffix;      /* after "<tprefix>layers.<i>." (after "<moe_prefix>." in moe_plan) */
 	size_t off;              /* of the struct model_w in struct model_layer */
 	enum dim_ref rows, cols; /* rows D_ONE = a 1-D tensor of cols elements */
 	enum when when;
+	enum shape_rule shape;
 };
 
 #define L(f) offsetof(struct model_layer, f)
 static const struct plan_row common_plan[] = {
-	{"input_layernorm.weight", L(attn_norm), D_ONE, D_DIM, W_ALWAYS},
-	{"post_attention_layernorm.weight", L(ffn_norm), D_ONE, D_DIM, W_ALWAYS},
+	{"input_layernorm.weight", L(attn_norm), D_ONE, D_DIM, W_ALWAYS, SH_AUTO},
+	{"post_attention_layernorm.weight", L(ffn_norm), D_ONE, D_DIM, W_ALWAYS, SH_AUTO},
 };
 static const struct plan_row gqa_plan[] = {
-	{"self_attn.q_proj.weight", L(gqa.wq), D_Q, D_DIM, W_ALWAYS},
-	{"self_attn.k_proj.weight", L(gqa.wk), D_KV, D_DIM, W_ALWAYS},
-	{"self_attn.v_proj.weight", L(gqa.wv), D_KV, D_DIM, W_ALWAYS},
-	{"self_attn.q_proj.bias", L(gqa.bq), D_ONE, D_Q, W_QKV_BIAS},
-	{"self_attn.k_proj.bias", L(gqa.bk), D_ONE, D_KV, W_QKV_BIAS},
-	{"self_attn.v_proj.bias", L(gqa.bv), D_ONE, D_KV, W_QKV_BIAS},
-	{"self_attn.q_norm.weight", L(gqa.q_norm), D_ONE, D_HEAD, W_QK_NORM},
-	{"self_attn.k_norm.weight", L(gqa.k_norm), D_ONE, D_HEAD, W_QK_NORM},
-	{"self_attn.o_proj.weight", L(gqa.wo), D_DIM, D_Q, W_ALWAYS},
-	{"self_attn.o_proj.bias", L(gqa.bo), D_ONE, D_DIM, W_O_BIAS},
+	{"self_attn.q_proj.weight", L(gqa.wq), D_QG, D_DIM, W_ALWAYS, SH_AUTO},
+	{"self_attn.k_proj.weight", L(gqa.wk), D_KV, D_DIM, W_ALWAYS, SH_AUTO},
+	{"self_attn.v_proj.weight", L(gqa.wv), D_KV, D_DIM, W_ALWAYS, SH_AUTO},
+	{"self_attn.q_proj.bias", L(gqa.bq), D_ONE, D_Q, W_QKV_BIAS, SH_AUTO},
+	{"self_attn.k_proj.bias", L(gqa.bk), D_ONE, D_KV, W_QKV_BIAS, SH_AUTO},
+	{"self_attn.v_proj.bias", L(gqa.bv), D_ONE, D_KV, W_QKV_BIAS, SH_AUTO},
+	{"self_attn.q_norm.weight", L(gqa.q_norm), D_ONE, D_HEAD, W_QK_NORM, SH_AUTO},
+	{"self_attn.k_norm.weight", L(gqa.k_norm), D_ONE, D_HEAD, W_QK_NORM, SH_AUTO},
+	{"self_attn.o_proj.weight", L(gqa.wo), D_DIM, D_Q, W_ALWAYS, SH_AUTO},
+	{"self_attn.o_proj.bias", L(gqa.bo), D_ONE, D_DIM, W_O_BIAS, SH_AUTO},
 };
 static const struct plan_row mla_plan[] = {
-	{"self_attn.q_proj.weight", L(mla.wq), D_QH, D_DIM, W_NO_QLORA},
-	{"self_attn.q_a_proj.weight", L(mla.wq_a), D_QLORA, D_DIM, W_QLORA},
-	{"self_attn.q_a_layernorm.weight", L(mla.q_a_norm), D_ONE, D_QLORA, W_QLORA},
-	{"self_attn.q_b_proj.weight", L(mla.wq_b), D_QH, D_QLORA, W_QLORA},
-	{"self_attn.kv_a_proj_with_mqa.weight", L(mla.wkv_a), D_KVA, D_DIM, W_ALWAYS},
-	{"self_attn.kv_a_layernorm.weight", L(mla.kv_a_norm), D_ONE, D_KVLORA, W_ALWAYS},
-	{"self_attn.kv_b_proj.weight", L(mla.wkv_b), D_KVB, D_KVLORA, W_ALWAYS},
-	{"self_attn.o_proj.weight", L(mla.wo), D_DIM, D_VO, W_ALWAYS},
+	{"self_attn.q_proj.weight", L(mla.wq), D_QH, D_DIM, W_NO_QLORA, SH_AUTO},
+	{"self_attn.q_a_proj.weight", L(mla.wq_a), D_QLORA, D_DIM, W_QLORA, SH_AUTO},
+	{"self_attn.q_a_layernorm.weight", L(mla.q_a_norm), D_ONE, D_QLORA, W_QLORA, SH_AUTO},
+	{"self_attn.q_b_proj.weight", L(mla.wq_b), D_QH, D_QLORA, W_QLORA, SH_AUTO},
+	{"self_attn.kv_a_proj_with_mqa.weight", L(mla.wkv_a), D_KVA, D_DIM, W_ALWAYS, SH_AUTO},
+	{"self_attn.kv_a_layernorm.weight", L(mla.kv_a_norm), D_ONE, D_KVLORA, W_ALWAYS, SH_AUTO},
+	{"self_attn.kv_b_proj.weight", L(mla.wkv_b), D_KVB, D_KVLORA, W_ALWAYS, SH_AUTO},
+	{"self_attn.o_proj.weight", L(mla.wo), D_DIM, D_VO, W_ALWAYS, SH_AUTO},
 };
 static const struct plan_row dense_plan[] = {
-	{"mlp.gate_proj.weight", L(ffn.w_gate), D_FFN, D_DIM, W_ALWAYS},
-	{"mlp.up_proj.weight", L(ffn.w_up), D_FFN, D_DIM, W_ALWAYS},
-	{"mlp.down_proj.weight", L(ffn.w_down), D_DIM, D_FFN, W_ALWAYS},
+	{"mlp.gate_proj.weight", L(ffn.w_gate), D_FFN, D_DIM, W_ALWAYS, SH_AUTO},
+	{"mlp.up_proj.weight", L(ffn.w_up), D_FFN, D_DIM, W_ALWAYS, SH_AUTO},
+	{"mlp.down_proj.weight", L(ffn.w_down), D_DIM, D_FFN, W_ALWAYS, SH_AUTO},
 };
 static const struct plan_row moe_plan[] = { /* the routed experts are bound by bind_experts */
-	{"gate.weight", L(moe.router), D_E, D_DIM, W_ALWAYS},
-	{"gate.e_score_correction_bias", L(moe.router_bias), D_ONE, D_E, W_ROUTER_BIAS},
-	{"shared_experts.gate_proj.weight", L(moe.shared.w_gate), D_SHARED, D_DIM, W_SHARED},
-	{"shared_experts.up_proj.weight", L(moe.shared.w_up), D_SHARED, D_DIM, W_SHARED},
-	{"shared_experts.down_proj.weight", L(moe.shared.w_down), D_DIM, D_SHARED, W_SHARED},
+	{"gate.weight", L(moe.router), D_E, D_DIM, W_ALWAYS, SH_AUTO},
+	{"gate.e_score_correction_bias", L(moe.router_bias), D_ONE, D_E, W_ROUTER_BIAS, SH_AUTO},
+	{"shared_experts.gate_proj.weight", L(moe.shared.w_gate), D_SHARED, D_DIM, W_SHARED, SH_AUTO},
+	{"shared_experts.up_proj.weight", L(moe.shared.w_up), D_SHARED, D_DIM, W_SHARED, SH_AUTO},
+	{"shared_experts.down_proj.weight", L(moe.shared.w_down), D_DIM, D_SHARED, W_SHARED, SH_AUTO},
+	{"shared_expert.gate_proj.weight", L(moe.shared.w_gate), D_SHARED, D_DIM, W_SHARED1, SH_AUTO},
+	{"shared_expert.up_proj.weight", L(moe.shared.w_up), D_SHARED, D_DIM, W_SHARED1, SH_AUTO},
+	{"shared_expert.down_proj.weight", L(moe.shared.w_down), D_DIM, D_SHARED, W_SHARED1, SH_AUTO},
+	{"shared_expert_gate.weight", L(moe.shared_gate), D_ONE, D_DIM, W_SHARED1, SH_ROW},
+};
+static const struct plan_row linear_plan[] = {
+	{"linear_attn.in_proj_qkvz.weight", L(lin.in_qkvz), D_QKVZ, D_DIM, W_LIN_FUSED, SH_AUTO},
+	{"linear_attn.in_proj_ba.weight", L(lin.in_ba), D_BA, D_DIM, W_LIN_FUSED, SH_AUTO},
+	{"linear_attn.in_proj_qkv.weight", L(lin.in_qkv), D_CONV, D_DIM, W_LIN_SPLIT, SH_AUTO},
+	{"linear_attn.in_proj_z.weight", L(lin.in_z), D_LVAL, D_DIM, W_LIN_SPLIT, SH_AUTO},
+	{"linear_attn.in_proj_b.weight", L(lin.in_b), D_NV, D_DIM, W_LIN_SPLIT, SH_AUTO},
+	{"linear_attn.in_proj_a.weight", L(lin.in_a), D_NV, D_DIM, W_LIN_SPLIT, SH_AUTO},
+	{"linear_attn.conv1d.weight", L(lin.conv), D_CONV, D_KCONV, W_ALWAYS, SH_CONV},
+	{"linear_attn.dt_bias", L(lin.dt_bias), D_ONE, D_NV, W_ALWAYS, SH_AUTO},
+	{"linear_attn.A_log", L(lin.a_log), D_ONE, D_NV, W_ALWAYS, SH_AUTO},
+	{"linear_attn.norm.weight", L(lin.norm), D_ONE, D_LDV, W_ALWAYS, SH_AUTO},
+	{"linear_attn.out_proj.weight", L(lin.out), D_DIM, D_LVAL, W_ALWAYS, SH_AUTO},
 };
 #undef L
 
@@ -140,7 +195,7 @@ struct kind_plan {
 static const struct kind_plan attn_plans[ATTN_KIND_N] = {
 	[ATTN_GQA] = {gqa_plan, TS_ARRAY_LEN(gqa_plan)},
 	[ATTN_MLA] = {mla_plan, TS_ARRAY_LEN(mla_plan)},
-	[ATTN_LINEAR] = {NULL, 0},
+	[ATTN_LINEAR] = {linear_plan, TS_ARRAY_LEN(linear_plan)},
 };
 static const struct kind_plan mlp_plans[MLP_KIND_N] = {
 	[MLP_DENSE] = {dense_plan, TS_ARRAY_LEN(dense_plan)},
@@ -180,8 +235,41 @@ static int64_t dim_of(const struct model_dims *d, enum dim_ref r)
 		return d->n_experts;
 	case D_SHARED:
 		return d->shared_ffn_dim;
+	case D_QG:
+		return (int64_t)d->q_dim * (1 + d->attn_gate);
+	case D_QKVZ:
+		return 2 * (int64_t)d->lin_nk * d->lin_dk + 2 * (int64_t)d->lin_nv * d->lin_dv;
+	case D_BA:
+		return 2 * (int64_t)d->lin_nv;
+	case D_CONV:
+		return 2 * (int64_t)d->lin_nk * d->lin_dk + (int64_t)d->lin_nv * d->lin_dv;
+	case D_LVAL:
+		return (int64_t)d->lin_nv * d->lin_dv;
+	case D_NV:
+		return d->lin_nv;
+	case D_LDV:
+		return d->lin_dv;
+	case D_KCONV:
+		return d->lin_conv;
 	}
 	return -1;
+}
+
+uint64_t model_state_elems(const struct model *m, int l)
+{
+	const struct model_dims *d = &m->d;
+	if (m->layers[l].attn != ATTN_LINEAR)
+		return 0;
+	return (uint64_t)(d->lin_conv - 1) * (uint64_t)dim_of(d, D_CONV) +
+	       (uint64_t)d->lin_nv * (uint64_t)d->lin_dk * (uint64_t)d->lin_dv;
+}
+
+uint64_t model_state_elems_per_seq(const struct model *m)
+{
+	uint64_t n = 0;
+	for (int l = 0; l < m->d.n_layers; l++)
+		n += model_state_elems(m, l);
+	return n;
 }
 
 int model_kv_width(const struct model *m, int l)
@@ -499,6 +587,75 @@ static int parse_mla(struct cfgctx *c, struct model *m)
 	return 0;
 }
 
+/* Hybrid families: which layers are Gated DeltaNet (layer_types, else every
+ * layer but each full_attention_interval-th), their dims, the gated full
+ * attention's partial RoPE. Fills *lin_layers (bit per layer). */
+static int parse_hybrid(struct cfgctx *c, struct model *m, uint64_t *lin_layers, int n_words)
+{
+	struct model_dims *d = &m->d;
+	const struct json_val *lt = json_get(c->root, "layer_types");
+	const struct json_val *rp = json_get(c->root, "rope_parameters");
+	int r, b, interval;
+	float prf;
+	memset(lin_layers, 0, (size_t)n_words * sizeof(*lin_layers));
+	if (m->arch->hyb == HYB_NONE)
+		return 0;
+	if (lt && json_type(lt) != JSON_NULL) {
+		if (json_type(lt) != JSON_ARR || json_len(lt) != d->n_layers)
+			return ts_errf(c->e, E_FORMAT, "%s: \"layer_types\" must list num_hidden_layers (%d) entries", c->file,
+				       d->n_layers);
+		for (int l = 0; l < d->n_layers; l++) {
+			const char *t = json_str(json_at(lt, l), NULL);
+			if (t && !strcmp(t, "linear_attention"))
+				lin_layers[l / 64] |= 1ull << (l % 64);
+			else if (!t || strcmp(t, "full_attention"))
+				return ts_errf(c->e, E_UNSUPPORTED, "%s: \"layer_types\"[%d] = \"%s\" is not supported (supported: linear_attention, full_attention)",
+					       c->file, l, t ? t : "?");
+		}
+	} else {
+		if ((r = get_int(c, c->root, "full_attention_interval", 4, 1, 1 << 16, &interval)) < 0)
+			return r;
+		for (int l = 0; l < d->n_layers; l++) /* transformers: linear unless (l + 1) % interval == 0 */
+			if ((l + 1) % interval)
+				lin_layers[l / 64] |= 1ull << (l % 64);
+	}
+	if ((r = get_int(c, c->root, "linear_num_key_heads", -1, 1, 4096, &d->lin_nk)) < 0 ||
+	    (r = get_int(c, c->root, "linear_num_value_heads", -1, 1, 4096, &d->lin_nv)) < 0 ||
+	    (r = get_int(c, c->root, "linear_key_head_dim", -1, 1, 1024, &d->lin_dk)) < 0 ||
+	    (r = get_int(c, c->root, "linear_value_head_dim", -1, 1, 1024, &d->lin_dv)) < 0 ||
+	    (r = get_int(c, c->root, "linear_conv_kernel_dim", 4, 2, 64, &d->lin_conv)) < 0)
+		return r;
+	if (d->lin_nv % d->lin_nk)
+		return ts_errf(c->e, E_FORMAT, "%s: linear_num_value_heads %d is not a multiple of linear_num_key_heads %d",
+			       c->file, d->lin_nv, d->lin_nk);
+	if ((r = get_bool(c, c->root, "attention_bias", 0, &b)) < 0)
+		return r;
+	if (b)
+		return ts_errf(c->e, E_UNSUPPORTED, "%s: \"attention_bias\": true is not supported for %s", c->file,
+			       m->arch_name);
+	if ((r = get_bool(c, c->root, "attn_output_gate", 1, &b)) < 0)
+		return r;
+	if (!b)
+		return ts_errf(c->e, E_UNSUPPORTED, "%s: \"attn_output_gate\": false is not supported for %s (its full-attention layers are gated)",
+			       c->file, m->arch_name);
+	/* partial_rotary_factor: at the top (Qwen3-Next) or in rope_parameters (Qwen3.5). Qwen3.5's
+	 * mrope_section / mrope_interleaved give every section the same position for text, which is
+	 * plain RoPE over the rotated dims: accepted, as text only is served. */
+	const struct json_val *po = rp && json_type(rp) == JSON_OBJ && json_get(rp, "partial_rotary_factor") ? rp : c->root;
+	if ((r = get_float(c, po, "partial_rotary_factor", 1.0, 1e-6, 1.0, &prf)) < 0)
+		return r;
+	d->rope_dim = (int)((float)d->head_dim * prf); /* transformers: int(head_dim * partial_rotary_factor) */
+	if (d->rope_dim < 2 || d->rope_dim % 2)
+		return ts_errf(c->e, E_UNSUPPORTED, "%s: partial_rotary_factor %g gives %d rotated dims of head_dim %d; an even number >= 2 is needed",
+			       c->file, prf, d->rope_dim, d->head_dim);
+	d->attn_gate = 1;
+	d->norm_offset = 1;
+	d->lin_split = m->arch->hyb == HYB_35;
+	for (int l = 0; l < d->n_layers; l++)
+		d->n_linear_layers += (int)((lin_layers[l / 64] >> (l % 64)) & 1);
+	return 0;
+}
+
 /* Which layers are MoE, the experts' dims and the router. Fills *moe_layers
  * (bit per layer). */
 static int parse_moe(struct cfgctx *c, struct model *m, uint64_t *moe_layers, int n_words)
@@ -518,9 +675,15 @@ static int parse_moe(struct cfgctx *c, struct model *m, uint64_t *moe_layers, in
 		if ((r = get_int(c, c->root, "num_experts", 0, 0, 1 << 16, &d->n_experts)) < 0 ||
 		    (r = get_int(c, c->root, "moe_intermediate_size", d->n_experts ? -1 : 0, 0, 1 << 22, &d->moe_ffn_dim)) < 0 ||
 		    (r = get_int(c, c->root, "decoder_sparse_step", 1, 1, 1 << 16, &step)) < 0 ||
-		    (r = get_bool(c, c->root, "norm_topk_prob", 0, &norm)) < 0 ||
+		    (r = get_bool(c, c->root, "norm_topk_prob", a->hyb != HYB_NONE, &norm)) < 0 ||
 		    (r = get_layer_set(c, "mlp_only_layers", d->n_layers, moe_layers, n_words)) < 0)
 			return r;
+		if (a->hyb != HYB_NONE) { /* one shared expert, scaled by sigmoid(shared_expert_gate x) */
+			if ((r = get_int(c, c->root, "shared_expert_intermediate_size", 0, 0, 1 << 22,
+					 &d->shared_ffn_dim)) < 0)
+				return r;
+			d->shared_gate = d->shared_ffn_dim > 0;
+		}
 		for (int l = 0; l < d->n_layers; l++) { /* mlp_only_layers -> its complement, then the step */
 			int dense_only = (moe_layers[l / 64] >> (l % 64)) & 1;
 			int moe = !dense_only && d->n_experts > 0 && (l + 1) % step == 0;
@@ -591,9 +754,10 @@ static int parse_moe(struct cfgctx *c, struct model *m, uint64_t *moe_layers, in
 }
 
 static int parse_config(struct model *m, const struct ckpt *ck, char *file, struct ts_err *e, int *qkv_bias,
-			int *o_bias, uint64_t *moe_layers, int n_words)
+			int *o_bias, uint64_t *moe_layers, uint64_t *lin_layers, int n_words)
 {
 	struct cfgctx c = {json_root(ck->config), file, e};
+	const struct json_val *top = c.root;
 	struct model_dims *d = &m->d;
 	const struct json_val *archs_v = json_get(c.root, "architectures");
 	int r, b, tied;
@@ -615,7 +779,16 @@ static int parse_config(struct model *m, const struct ckpt *ck, char *file, stru
 			       name ? name : "?", model_supported());
 	}
 	m->arch_name = m->arch->name;
-	if (json_get(c.root, "quantization_config"))
+	m->tprefix = "model.";
+	if (m->arch->hyb == HYB_35) { /* the text model's config nests in text_config */
+		const struct json_val *tc = json_get(top, "text_config");
+		if (!tc || json_type(tc) != JSON_OBJ)
+			return ts_errf(e, E_FORMAT, "%s: \"text_config\" is missing or not an object (%s nests the text model's config there)",
+				       file, m->arch_name);
+		c.root = tc;
+		m->tprefix = "model.language_model.";
+	}
+	if (json_get(top, "quantization_config") || json_get(c.root, "quantization_config"))
 		return ts_errf(e, E_UNSUPPORTED, "%s: quantized checkpoints (\"quantization_config\") are not supported; use a bf16, f16 or f32 checkpoint",
 			       file);
 	const char *act = get_str(c.root, "hidden_act");
@@ -630,16 +803,22 @@ static int parse_config(struct model *m, const struct ckpt *ck, char *file, stru
 	    (r = get_int(&c, c.root, "max_position_embeddings", 2048, 1, 1 << 30, &d->max_pos)) < 0 ||
 	    (r = get_float(&c, c.root, "rms_norm_eps", 1e-6, 0.0, 1.0, &d->rms_eps)) < 0)
 		return r;
-	if ((r = parse_rope(&c, d)) < 0 || (r = parse_eos(&c, d)) < 0)
+	/* token ids and tying: the text config's, else the top level's (nested configs) */
+	struct cfgctx ct = c;
+	if (!json_get(c.root, "eos_token_id") && !json_get(c.root, "bos_token_id"))
+		ct.root = top;
+	if ((r = parse_rope(&c, d)) < 0 || (r = parse_eos(&ct, d)) < 0)
 		return r;
 	*qkv_bias = *o_bias = 0;
-	if ((r = m->arch->attn == ATTN_MLA ? parse_mla(&c, m) : parse_gqa(&c, m, qkv_bias, o_bias)) < 0)
+	if ((r = m->arch->attn == ATTN_MLA ? parse_mla(&c, m) : parse_gqa(&c, m, qkv_bias, o_bias)) < 0 ||
+	    (r = parse_hybrid(&c, m, lin_layers, n_words)) < 0)
 		return r;
 	int bos;
-	if ((r = get_int(&c, c.root, "bos_token_id", -1, -1, d->vocab - 1, &bos)) < 0)
+	if ((r = get_int(&ct, ct.root, "bos_token_id", -1, -1, d->vocab - 1, &bos)) < 0)
 		return r;
 	d->bos = bos;
-	if ((r = get_bool(&c, c.root, "tie_word_embeddings", 0, &tied)) < 0)
+	if ((r = get_bool(&c, json_get(c.root, "tie_word_embeddings") ? c.root : top, "tie_word_embeddings", 0,
+			  &tied)) < 0)
 		return r;
 	d->tied = tied;
 
@@ -661,23 +840,28 @@ static void shape_str(char *buf, size_t n, const struct ckpt_tensor *t)
 		snprintf(buf + o, n - o, "]");
 }
 
-static int bind(struct model *m, const struct ckpt *ck, const char *name, int64_t rows, int64_t cols, int optional,
-		struct model_w *w, struct ts_err *e)
+static int bind_shaped(struct model *m, const struct ckpt *ck, const char *name, int64_t rows, int64_t cols,
+		       enum shape_rule sh, struct model_w *w, struct ts_err *e)
 {
 	const struct ckpt_tensor *t = ckpt_find(ck, name);
 	char want[64], got[160];
-	if (!t) {
-		if (optional)
-			return 0;
+	if (!t)
 		return ts_errf(e, E_FORMAT, "%s: tensor \"%s\" is missing (architecture %s); the checkpoint is incomplete or of another architecture",
 			       ck->dir, name, m->arch_name);
-	}
-	if (rows == 1 && cols >= 1)
+	int ok;
+	if (sh == SH_CONV) {
+		snprintf(want, sizeof(want), "[%lld, 1, %lld]", (long long)rows, (long long)cols);
+		ok = t->n_dims == 3 && t->shape[0] == rows && t->shape[1] == 1 && t->shape[2] == cols;
+	} else if (sh == SH_ROW) {
+		snprintf(want, sizeof(want), "[1, %lld]", (long long)cols);
+		ok = t->n_dims == 2 && t->shape[0] == 1 && t->shape[1] == cols;
+	} else if (rows == 1 && cols >= 1) {
 		snprintf(want, sizeof(want), "[%lld]", (long long)cols);
-	else
+		ok = t->n_dims == 1 && t->shape[0] == cols;
+	} else {
 		snprintf(want, sizeof(want), "[%lld, %lld]", (long long)rows, (long long)cols);
-	int ok = rows == 1 ? (t->n_dims == 1 && t->shape[0] == cols)
-			   : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
+		ok = t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols;
+	}
 	if (!ok) {
 		shape_str(got, sizeof(got), t);
 		return ts_errf(e, E_FORMAT, "%s: tensor \"%s\" has shape %s, config.json implies %s", ck->shards[t->shard].path,
@@ -689,6 +873,12 @@ static int bind(struct model *m, const struct ckpt *ck, const char *name, int64_
 	w->cols = cols;
 	m->weight_bytes += t->bytes;
 	return 0;
+}
+
+static int bind(struct model *m, const struct ckpt *ck, const char *name, int64_t rows, int64_t cols,
+		struct model_w *w, struct ts_err *e)
+{
+	return bind_shaped(m, ck, name, rows, cols, SH_AUTO, w, e);
 }
 
 /* A fused 3-D expert tensor [E, rows, cols]: checked like bind, returned for views. */
@@ -728,12 +918,12 @@ static int bind_experts(struct model *m, const struct ckpt *ck, int l, struct mo
 	char name[256];
 	int r;
 
-	snprintf(name, sizeof(name), "model.layers.%d.%s.experts.gate_up_proj", l, pre);
+	snprintf(name, sizeof(name), "%slayers.%d.%s.experts.gate_up_proj", m->tprefix, l, pre);
 	if (ckpt_find(ck, name)) {
 		const struct ckpt_tensor *gu, *dn;
 		if ((r = bind3(m, ck, name, E, 2 * F, D, &gu, e)) < 0)
 			return r;
-		snprintf(name, sizeof(name), "model.layers.%d.%s.experts.down_proj", l, pre);
+		snprintf(name, sizeof(name), "%slayers.%d.%s.experts.down_proj", m->tprefix, l, pre);
 		if ((r = bind3(m, ck, name, E, D, F, &dn, e)) < 0)
 			return r;
 		for (int64_t j = 0; j < E; j++) {
@@ -749,8 +939,8 @@ static int bind_experts(struct model *m, const struct ckpt *ck, int l, struct mo
 	for (int j = 0; j < E; j++) {
 		struct model_w *w[3] = {&ex[j].w_gate, &ex[j].w_up, &ex[j].w_down};
 		for (int k = 0; k < 3; k++) {
-			snprintf(name, sizeof(name), "model.layers.%d.%s.experts.%d.%s.weight", l, pre, j, nm[k]);
-			if ((r = bind(m, ck, name, k == 2 ? D : F, k == 2 ? F : D, 0, w[k], e)) < 0)
+			snprintf(name, sizeof(name), "%slayers.%d.%s.experts.%d.%s.weight", m->tprefix, l, pre, j, nm[k]);
+			if ((r = bind(m, ck, name, k == 2 ? D : F, k == 2 ? F : D, w[k], e)) < 0)
 				return r;
 		}
 	}
@@ -776,13 +966,19 @@ static int plan_wants(enum when w, const struct model *m, int qkv_bias, int o_bi
 	case W_ROUTER_BIAS:
 		return m->arch->ds == DS_V3;
 	case W_SHARED:
-		return d->shared_ffn_dim > 0;
+		return d->shared_ffn_dim > 0 && !d->shared_gate;
+	case W_SHARED1:
+		return d->shared_ffn_dim > 0 && d->shared_gate;
+	case W_LIN_FUSED:
+		return !d->lin_split;
+	case W_LIN_SPLIT:
+		return d->lin_split;
 	}
 	return 0;
 }
 
 /* Binds the rows of one kind's plan for layer l; prefix (or NULL) goes
- * between "model.layers.<l>." and the row's suffix. */
+ * between "<tprefix>layers.<l>." and the row's suffix. */
 static int bind_plan(struct model *m, const struct ckpt *ck, int l, const struct kind_plan *p, const char *prefix,
 		     int qkv_bias, int o_bias, struct ts_err *e)
 {
@@ -791,10 +987,10 @@ static int bind_plan(struct model *m, const struct ckpt *ck, int l, const struct
 		const struct plan_row *row = &p->rows[i];
 		if (!plan_wants(row->when, m, qkv_bias, o_bias))
 			continue;
-		snprintf(name, sizeof(name), "model.layers.%d.%s%s%s", l, prefix ? prefix : "", prefix ? "." : "",
-			 row->suffix);
+		snprintf(name, sizeof(name), "%slayers.%d.%s%s%s", m->tprefix, l, prefix ? prefix : "",
+			 prefix ? "." : "", row->suffix);
 		struct model_w *w = (struct model_w *)((char *)&m->layers[l] + row->off);
-		int r = bind(m, ck, name, dim_of(&m->d, row->rows), dim_of(&m->d, row->cols), 0, w, e);
+		int r = bind_shaped(m, ck, name, dim_of(&m->d, row->rows), dim_of(&m->d, row->cols), row->shape, w, e);
 		if (r < 0)
 			return r;
 	}
@@ -806,12 +1002,13 @@ static int bind_plan(struct model *m, const struct ckpt *ck, int l, const struct
 int model_load(struct model *m, const struct ckpt *ck, struct ts_err *e)
 {
 	char file[4200];
-	uint64_t moe_layers[MOE_WORDS];
+	uint64_t moe_layers[MOE_WORDS], lin_layers[MOE_WORDS];
 	int qkv_bias = 0, o_bias = 0, r;
+	char name[256];
 
 	memset(m, 0, sizeof(*m));
 	snprintf(file, sizeof(file), "%s/config.json", ck->dir);
-	if ((r = parse_config(m, ck, file, e, &qkv_bias, &o_bias, moe_layers, MOE_WORDS)) < 0)
+	if ((r = parse_config(m, ck, file, e, &qkv_bias, &o_bias, moe_layers, lin_layers, MOE_WORDS)) < 0)
 		goto fail;
 	struct model_dims *d = &m->d;
 	for (int l = 0; l < d->n_layers; l++)
@@ -824,18 +1021,29 @@ int model_load(struct model *m, const struct ckpt *ck, struct ts_err *e)
 		goto fail;
 	}
 	memset(m->layers, 0, (size_t)d->n_layers * sizeof(*m->layers));
-	if ((r = bind(m, ck, "model.embed_tokens.weight", d->vocab, d->dim, 0, &m->embed, e)) < 0 ||
-	    (r = bind(m, ck, "model.norm.weight", 1, d->dim, 0, &m->final_norm, e)) < 0)
+	snprintf(name, sizeof(name), "%sembed_tokens.weight", m->tprefix);
+	if ((r = bind(m, ck, name, d->vocab, d->dim, &m->embed, e)) < 0)
+		goto fail;
+	snprintf(name, sizeof(name), "%snorm.weight", m->tprefix);
+	if ((r = bind(m, ck, name, 1, d->dim, &m->final_norm, e)) < 0)
 		goto fail;
 	if (d->tied) {
 		m->lm_head = m->embed;
-	} else if ((r = bind(m, ck, "lm_head.weight", d->vocab, d->dim, 0, &m->lm_head, e)) < 0) {
+	} else if ((r = bind(m, ck, "lm_head.weight", d->vocab, d->dim, &m->lm_head, e)) < 0) {
 		goto fail;
+	}
+	/* what the text model does not read: a vision tower, MTP layers */
+	for (int i = 0; i < ck->n_tensors; i++) {
+		const char *n = ck->tensors[i].name;
+		if (strncmp(n, m->tprefix, strlen(m->tprefix)) && strcmp(n, "lm_head.weight")) {
+			m->n_skipped++;
+			m->skipped_bytes += ck->tensors[i].bytes;
+		}
 	}
 	const struct kind_plan common = {common_plan, TS_ARRAY_LEN(common_plan)};
 	for (int l = 0, im = 0; l < d->n_layers; l++) {
 		struct model_layer *L = &m->layers[l];
-		L->attn = m->arch->attn;
+		L->attn = (lin_layers[l / 64] >> (l % 64)) & 1 ? ATTN_LINEAR : m->arch->attn;
 		L->mlp = (moe_layers[l / 64] >> (l % 64)) & 1 ? MLP_MOE : MLP_DENSE;
 		if ((r = bind_plan(m, ck, l, &common, NULL, qkv_bias, o_bias, e)) < 0 ||
 		    (r = bind_plan(m, ck, l, &attn_plans[L->attn], NULL, qkv_bias, o_bias, e)) < 0 ||

@@ -3,12 +3,12 @@
  * Owns: the table of supported architectures (HF "architectures" name ->
  * which layer kinds, optional tensors, norms and config keys it has), the dims
  * read from config.json, and the per-layer plan: every layer is an attention
- * kind (GQA, MLA; LINEAR is the slot of the next kind) times an MLP kind
- * (dense, MoE), and each kind has a table of tensors (HF name, shape in terms
+ * kind (GQA, possibly with an output gate; MLA; LINEAR: Gated DeltaNet with a
+ * recurrent state) times an MLP kind (dense, MoE), and each kind has a table of tensors (HF name, shape in terms
  * of the dims, when it is present). model_load binds every tensor of every
  * layer's plan to the checkpoint, checking names, shapes and dtypes, so a new
  * kind adds rows, not a loader. The KV layout belongs to the attention kind
- * (model_kv_width).
+ * (model_kv_width), and so does the recurrent state (model_state_elems).
  * Does not: know about CUDA, compute, or allocate per token.
  * Threads: boot thread; a loaded model is read-only.
  */
@@ -24,7 +24,7 @@ enum rope_kind { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_YARN };
 enum attn_kind {
 	ATTN_GQA,    /* q/k/v projections, grouped-query attention over a K and V cache */
 	ATTN_MLA,    /* DeepSeek multi-head latent attention over a latent + rope-key cache */
-	ATTN_LINEAR, /* reserved: recurrent linear attention (Gated DeltaNet); no architecture uses it yet */
+	ATTN_LINEAR, /* Gated DeltaNet (Qwen3-Next, Qwen3.5): a causal conv and a delta-rule recurrent state */
 	ATTN_KIND_N
 };
 enum mlp_kind { MLP_DENSE, MLP_MOE, MLP_KIND_N };
@@ -82,6 +82,16 @@ struct model_dims {
 	enum moe_group moe_group;
 	int n_group, topk_group;
 	int n_moe_layers;
+	int shared_gate;  /* Qwen3-Next: sigmoid(shared_expert_gate x) scales the shared expert */
+	/* Hybrid families (Qwen3-Next, Qwen3.5) */
+	int norm_offset;  /* 1: RMSNorm weights are zero-centred, x * (1 + w) (not the gated norm) */
+	int attn_gate;    /* q_proj carries an output gate: per head q (head_dim) then gate (head_dim) */
+	int n_linear_layers;
+	int lin_nk, lin_nv;   /* linear_num_key_heads, linear_num_value_heads (nv % nk == 0) */
+	int lin_dk, lin_dv;   /* linear_key_head_dim, linear_value_head_dim */
+	int lin_conv;         /* linear_conv_kernel_dim: the depthwise causal conv's width */
+	int lin_split;        /* Qwen3.5: in_proj_qkv / in_proj_z / in_proj_b / in_proj_a; else Qwen3-Next's
+			       * fused in_proj_qkvz / in_proj_ba, grouped per key head */
 	int tied;         /* lm_head shares embed_tokens */
 	int n_eos;
 	int32_t eos[MODEL_MAX_EOS];
@@ -146,6 +156,25 @@ struct model_moe {
 	struct model_w router_bias; /* (n_experts): e_score_correction_bias, for the choice only; or absent */
 	struct model_mlp *experts;  /* (n_experts) views: per-expert tensors or slices of fused ones */
 	struct model_mlp shared;    /* (shared_ffn_dim): absent when shared_ffn_dim = 0 */
+	struct model_w shared_gate; /* (1, dim): Qwen3-Next's shared_expert_gate, or absent */
+};
+
+/* ATTN_LINEAR: Gated DeltaNet. key_dim = nk * dk, value_dim = nv * dv,
+ * conv_dim = 2 * key_dim + value_dim (the conv runs over q | k | v). */
+struct model_linear {
+	/* Qwen3-Next: per key head g, rows [q (dk), k (dk), v (r * dv), z (r * dv)]
+	 * and [b (r), a (r)], r = nv / nk (fix_query_key_value_ordering) */
+	struct model_w in_qkvz;  /* (2 * key_dim + 2 * value_dim, dim) */
+	struct model_w in_ba;    /* (2 * nv, dim) */
+	/* Qwen3.5: flat q | k | v, then z, b, a */
+	struct model_w in_qkv;   /* (conv_dim, dim) */
+	struct model_w in_z;     /* (value_dim, dim) */
+	struct model_w in_b, in_a; /* (nv, dim) */
+	struct model_w conv;     /* (conv_dim, lin_conv): conv1d.weight [conv_dim, 1, lin_conv] */
+	struct model_w dt_bias;  /* (nv) */
+	struct model_w a_log;    /* (nv) A_log */
+	struct model_w norm;     /* (dv) gated RMSNorm weight (plain w, not zero-centred) */
+	struct model_w out;      /* (dim, value_dim) out_proj */
 };
 
 struct model_layer {
@@ -155,6 +184,7 @@ struct model_layer {
 	struct model_w ffn_norm;  /* (dim) */
 	struct model_gqa gqa;     /* ATTN_GQA */
 	struct model_mla mla;     /* ATTN_MLA */
+	struct model_linear lin;  /* ATTN_LINEAR */
 	struct model_mlp ffn;     /* MLP_DENSE (ffn_dim) */
 	struct model_moe moe;     /* MLP_MOE */
 };
@@ -172,6 +202,9 @@ struct model {
 	struct model_mlp *experts;     /* (n_moe_layers * n_experts): what the layers' moe.experts point into */
 	uint64_t weight_bytes;         /* bytes of bound weights (tied counted once) */
 	int fused_experts;             /* the checkpoint stores experts as 3-D tensors */
+	const char *tprefix;           /* the text model's tensors: "model." or "model.language_model." */
+	int n_skipped;                 /* checkpoint tensors outside the text model (vision tower, MTP) */
+	uint64_t skipped_bytes;
 };
 
 /* Reads ck->config and binds every tensor. Errors name the checkpoint's
@@ -194,6 +227,14 @@ const char *model_mlp_name(enum mlp_kind k);
 /* Elements one token takes in layer l's cache (K and V for GQA, latent and
  * rope key for MLA). The backends store them in their own dtype. */
 int model_kv_width(const struct model *m, int l);
+
+/* Floats of recurrent state one sequence takes in layer l (LINEAR: the conv
+ * window (lin_conv - 1) * conv_dim, then the delta-rule state nv * dk * dv;
+ * else 0). Backends keep it in fp32. */
+uint64_t model_state_elems(const struct model *m, int l);
+
+/* The sum of model_state_elems over the layers: one sequence's state. */
+uint64_t model_state_elems_per_seq(const struct model *m);
 
 /* The sum of model_kv_width over the layers. */
 uint64_t model_kv_elems_per_token(const struct model *m);

@@ -79,6 +79,14 @@ int sched_init(struct sched *s, const struct sched_limits *l, const struct model
 	if ((r = kv_pool_init(&s->kv, l->n_kv_blocks, l->kv_block_tokens, s->n_slots, l->max_seq_len, e)) < 0)
 		return r;
 	s->kv.prefix_off = l->no_prefix_cache != 0;
+	if (model_state_elems_per_seq(m) > 0) { /* one state slot per request slot; no prefix reuse (sched.h) */
+		s->has_state = 1;
+		s->kv.prefix_off = 1;
+		if ((r = kv_state_pool_init(&s->kv, SCHED_STATES_PER_RUNNING * l->max_running, e)) < 0) {
+			kv_pool_free(&s->kv);
+			return r;
+		}
+	}
 	if ((r = samp_scratch_init(&s->ss, m->d.vocab)) < 0)
 		goto nomem;
 	size_t n = (size_t)s->n_slots, R = (size_t)l->max_running, T = (size_t)l->max_batch_tokens;
@@ -161,6 +169,14 @@ static void drop_running(struct sched *s, int ri)
 	remove_at(s->running, &s->n_running, ri);
 }
 
+/* The request's recurrent state goes back to the pool (if it has one). */
+static void state_release(struct sched *s, struct req *r)
+{
+	if (r->state_slot >= 0)
+		kv_state_free(&s->kv, r->state_slot);
+	r->state_slot = -1;
+}
+
 /* Takes slot off whichever of running, queue and parked holds it. */
 static void unlist(struct sched *s, int slot)
 {
@@ -180,6 +196,7 @@ static void finish(struct sched *s, int slot, enum req_state to, enum req_finish
 	struct req *r = &s->reqs[slot];
 	unlist(s, slot);
 	kv_seq_release(&s->kv, slot);
+	state_release(s, r);
 	set_state(s, r, to);
 	r->finish = why;
 	r->t_done = ts_now();
@@ -215,6 +232,7 @@ static void session_end(struct sched *s, int slot)
 	struct req *r = &s->reqs[slot];
 	unlist(s, slot);
 	kv_seq_release(&s->kv, slot);
+	state_release(s, r);
 	set_state(s, r, REQ_DONE);
 	s->n_sessions_parked--;
 	s->free_slots[s->n_free++] = slot;
@@ -299,7 +317,11 @@ static void resume(struct sched *s, int ps, const struct sched_submit *a, int n_
 		memcpy(q->tokens, a->prompt, (size_t)a->n_prompt * sizeof(int32_t));
 	}
 	keep = TS_MIN(TS_MIN(keep, q->n_computed), n_total - 1);
+	if (s->has_state && keep != q->n_computed)
+		keep = 0; /* the recurrent state holds all n_computed positions and cannot be rewound */
 	q->n_computed = kv_seq_truncate(&s->kv, ps, keep);
+	if (q->n_computed == 0)
+		state_release(s, q);
 	if (kv_seq_blocks(&s->kv, ps) == 0) /* nothing shared: what does the prefix cache have? */
 		q->n_computed = kv_seq_prefix(&s->kv, ps, q->tokens, n_total - 1);
 	q->n_prompt = q->n_tokens = n_total;
@@ -374,6 +396,7 @@ int sched_submit(struct sched *s, const struct sched_submit *a, uint64_t *id, st
 		memset(f, 0, sizeof(*f));
 		f->tokens = tokens;
 		f->state = REQ_QUEUED; /* a fresh slot enters the FSM here */
+		f->state_slot = -1;
 		memcpy(f->tokens, a->prompt, (size_t)a->n_prompt * sizeof(int32_t));
 		f->n_prompt = f->n_tokens = a->n_prompt;
 	}
@@ -454,6 +477,7 @@ static int preempt(struct sched *s, int ri)
 	int slot = s->running[ri];
 	struct req *r = &s->reqs[slot];
 	kv_seq_release(&s->kv, slot);
+	state_release(s, r);
 	r->n_computed = 0;
 	r->n_preempted++;
 	s->st.preemptions++;
@@ -480,12 +504,14 @@ static int relieve(struct sched *s, int except)
 	int w = -1;
 	for (int i = 0; i < s->n_queue; i++) {
 		int slot = s->queue[i];
-		if (slot != except && kv_seq_blocks(&s->kv, slot) > 0 && (w < 0 || before(&s->reqs[w], &s->reqs[slot])))
+		if (slot != except && (kv_seq_blocks(&s->kv, slot) > 0 || s->reqs[slot].state_slot >= 0) &&
+		    (w < 0 || before(&s->reqs[w], &s->reqs[slot])))
 			w = slot;
 	}
 	if (w < 0)
 		return 0;
 	kv_seq_release(&s->kv, w);
+	state_release(s, &s->reqs[w]);
 	s->reqs[w].n_computed = 0;
 	return 1;
 }
@@ -675,6 +701,20 @@ int sched_step(struct sched *s, const struct sched_events *ev)
 		struct req *r = &s->reqs[slot];
 		if (n == 0)
 			continue;
+		if (s->has_state && r->state_slot < 0) {
+			/* Short of a state: parked sessions and waiting requests give theirs
+			 * (running requests hold at most max_running of the 2 * max_running,
+			 * so one of them holds one). A state starts at position 0. */
+			while ((r->state_slot = kv_state_alloc(&s->kv)) < 0 && relieve(s, slot))
+				;
+			if (NEVER(r->state_slot < 0 || r->n_computed != 0)) {
+				log_error("sched: req=%llu has no state slot at position %d: failing it",
+					  (unsigned long long)r->id, r->n_computed);
+				finish(s, slot, REQ_FAILED, FINISH_ERROR, ev);
+				i--;
+				continue;
+			}
+		}
 		for (int j = 0; j < n; j++) {
 			s->b_token[n_tok] = r->tokens[r->n_computed + j];
 			s->b_pos[n_tok] = r->n_computed + j;
@@ -685,7 +725,7 @@ int sched_step(struct sched *s, const struct sched_events *ev)
 			any_prefill = 1;
 		s->b_seqs[n_seqs].blocks = kv_seq_table(&s->kv, slot);
 		s->b_seqs[n_seqs].n_blocks = kv_seq_blocks(&s->kv, slot);
-		s->b_seqs[n_seqs].state = -1;
+		s->b_seqs[n_seqs].state = r->state_slot;
 		n_seqs++;
 		/* All known tokens in: sample the next (a parked turn only stores). */
 		if (r->n_computed + n == r->n_tokens && r->state != REQ_PARKED) {

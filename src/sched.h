@@ -19,6 +19,20 @@
  * prefix cache) when its TTL passes, when running work needs its blocks, or
  * when a new request needs its slot.
  *
+ * Recurrent state (models with LINEAR layers). A request takes a state slot
+ * when it is first forwarded and holds it while it holds KV: through DECODE,
+ * PARKED and a resumed session's wait. Preemption, dropped KV, cancel, finish
+ * and a session's end return it; a recomputation starts from position 0,
+ * where the backend zeroes the state. The pool has 2 * max_running slots
+ * (SCHED_STATES_PER_RUNNING): every running request, plus as many parked or
+ * waiting sessions; a request short of one ends the least recently parked
+ * session or drops a waiting one's KV and state, as for blocks. A state cannot be
+ * rewound: such a model reuses no prefix across requests (the prefix cache
+ * is off), and a resumed session keeps its state only when the new turn
+ * continues the whole parked sequence; else it recomputes from 0. (A state
+ * snapshot per KV block would let the prefix cache serve hybrid models at
+ * model_state_elems_per_seq * 4 bytes per block; not built.)
+ *
  * Memory pressure, cheapest loss first: the least recently parked session,
  * then a queued request holding KV (a resumed session waiting for a running
  * slot), then the least urgent running request is preempted (blocks returned,
@@ -88,6 +102,8 @@ struct req {
 	enum req_finish finish;
 	int n_preempted;
 	int n_cached;               /* prompt tokens whose KV was reused at admission (<= n_prompt) */
+	int32_t state_slot;         /* recurrent-state slot (kv_state_*), -1 = none; its state is that of
+				     * positions [0, n_computed) */
 	uint64_t session_id;        /* 0 = none */
 	int keep;                   /* end this turn PARKED */
 	double t_submit, t_admit, t_first, t_done; /* t_admit: first QUEUED -> PREFILL */
@@ -116,6 +132,7 @@ struct sched_limits {
 };
 
 #define SCHED_PARK_TTL_MS 300000
+#define SCHED_STATES_PER_RUNNING 2 /* recurrent-state slots per max_running (see above) */
 
 struct sched_stats {
 	uint64_t steps;
@@ -147,6 +164,7 @@ struct sched {
 	int *running, n_running;    /* (max_running) slots, in admission order; a turn that just
 				     * parked stays one step to compute its last token */
 	int *parked, n_parked;      /* (n_slots) parked sessions out of running, least recent first */
+	int has_state;              /* the model has recurrent layers: requests hold state slots */
 	int n_sessions_parked;      /* sessions PARKED now (in parked, or finishing their last token) */
 	double park_ttl_s;          /* lim.park_ttl_ms (or its default) in seconds */
 	uint64_t next_id;

@@ -22,6 +22,17 @@
  * e_score_correction_bias is F32 in a BF16 model, as transformers keeps it
  * (_keep_in_fp32_modules_strict).
  *
+ * Hybrid families (Qwen3-Next, Qwen3.5): Gated DeltaNet layers
+ * (linear_attn.*: Qwen3-Next's fused in_proj_qkvz / in_proj_ba, Qwen3.5's
+ * in_proj_qkv / _z / _b / _a; conv1d.weight [conv_dim, 1, width]) with every
+ * full_attention_interval-th layer gated full attention (q_proj twice as
+ * tall: per head q then gate), zero-centred RMSNorm weights drawn N(0, 0.1),
+ * Qwen3-Next's shared_expert with shared_expert_gate [1, hidden]. The Qwen3.5
+ * presets use the multimodal layout of the hub's checkpoints: config.json
+ * nests the text config in text_config, the text tensors sit under
+ * model.language_model., and a stand-in vision tower (model.visual.*, four
+ * tensors) is there for the engine to skip.
+ *
  * Determinism: the bytes depend on the preset and the seed only. Every tensor
  * has its own generator (splitmix64 seeded from the seed and the FNV-1a 64 of
  * the tensor name), so values do not depend on the order of writing or on
@@ -76,6 +87,9 @@ enum family {
 	FAM_MIXTRAL,
 	FAM_DEEPSEEK_V2,
 	FAM_DEEPSEEK_V3,
+	FAM_QWEN3_NEXT,
+	FAM_QWEN35,     /* Qwen3.5 dense: multimodal layout, text under model.language_model. */
+	FAM_QWEN35_MOE,
 };
 /* The tokenizer family of a preset (see the tokenizer section). */
 enum tok_kind { TK_NONE, TK_LLAMA3, TK_QWEN2, TK_QWEN3 };
@@ -111,6 +125,17 @@ struct moe {
 	const char *topk_method, *scoring_func;
 };
 
+/* Hybrid linear attention (Qwen3-Next, Qwen3.5): Gated DeltaNet layers with
+ * every interval-th layer full (gated) attention. */
+struct hybrid {
+	int nk, nv, dk, dv;          /* linear_num_key_heads, _value_heads, linear_key_head_dim, _value_head_dim */
+	int conv;                    /* linear_conv_kernel_dim */
+	int interval;                /* full_attention_interval */
+	double prf;                  /* partial_rotary_factor */
+	int shared_ffn;              /* shared_expert_intermediate_size (MoE) */
+	int vision;                  /* a tiny vision tower (model.visual.*) that the engine skips */
+};
+
 /* Multi-head latent attention (DeepSeek). */
 struct mla {
 	int q_lora;                  /* q_lora_rank; 0 = null: one q_proj */
@@ -135,6 +160,7 @@ struct preset {
 	struct rope_yarn yarn;
 	struct moe moe;
 	struct mla mla;
+	struct hybrid hy;
 	/* Benchmark presets: linear and embedding weights N(0, init_std) instead
 	 * of the fan-in scaled init, filled by threads in 1 Mi-element chunks
 	 * each with its own stream (0 = the default, single-stream init). */
@@ -212,6 +238,32 @@ static const struct preset presets[] = {
 		   .n_group = 4, .topk_group = 2, .routed_scale = 2.5, .topk_method = "noaux_tc",
 		   .scoring_func = "sigmoid" },
 	  .mla = { .q_lora = 96, .kv_lora = 64, .nope = 32, .rope = 16, .v = 32 } },
+	{ .name = "qwen3next-mini",
+	  .help = "Qwen3-Next: Gated DeltaNet 3:1 with gated attention (partial rope 0.25), 8 experts top-2 + gated shared expert, layer 0 dense, untied, BF16, 2 shards",
+	  .fam = FAM_QWEN3_NEXT, .hidden = 128, .layers = 4, .heads = 4, .kv_heads = 2, .head_dim = 64,
+	  .ffn = 256, .vocab = 512, .max_pos = 4096, .rope_theta = 10000000.0, .eps = 1e-6,
+	  .dtype = TS_BF16, .n_shards = 2,
+	  .moe = { .n_experts = 8, .top_k = 2, .ffn = 64, .norm_topk = 1, .aux_coef = 0.001, .sparse_step = 1,
+		   .mlp_only = { 0 }, .n_mlp_only = 1 },
+	  .hy = { .nk = 2, .nv = 4, .dk = 32, .dv = 32, .conv = 4, .interval = 4, .prf = 0.25, .shared_ffn = 96 },
+	  .tok = TK_QWEN3 },
+	{ .name = "qwen35-mini",
+	  .help = "Qwen3.5 dense, multimodal layout (text_config, model.language_model., a tiny vision tower), Gated DeltaNet 3:1 (dk 32 != dv 48), tied, BF16, one file",
+	  .fam = FAM_QWEN35, .hidden = 128, .layers = 4, .heads = 4, .kv_heads = 1, .head_dim = 64,
+	  .ffn = 256, .vocab = 512, .max_pos = 4096, .rope_theta = 10000000.0, .eps = 1e-6, .tied = 1,
+	  .dtype = TS_BF16, .n_shards = 1,
+	  .hy = { .nk = 2, .nv = 2, .dk = 32, .dv = 48, .conv = 4, .interval = 4, .prf = 0.25, .vision = 1 },
+	  .tok = TK_QWEN3 },
+	{ .name = "qwen35moe-mini",
+	  .help = "Qwen3.5 MoE, multimodal layout with a tiny vision tower, fused 3-D experts (8 top-2) + gated shared expert, Gated DeltaNet 3:1, untied, BF16, 2 shards",
+	  .fam = FAM_QWEN35_MOE, .hidden = 128, .layers = 4, .heads = 4, .kv_heads = 2, .head_dim = 64,
+	  .ffn = 256, .vocab = 512, .max_pos = 4096, .rope_theta = 10000000.0, .eps = 1e-6,
+	  .dtype = TS_BF16, .n_shards = 2,
+	  .moe = { .n_experts = 8, .top_k = 2, .ffn = 64, .norm_topk = 1, .aux_coef = 0.001, .sparse_step = 1,
+		   .fused = 1 },
+	  .hy = { .nk = 2, .nv = 4, .dk = 32, .dv = 32, .conv = 4, .interval = 4, .prf = 0.25, .shared_ffn = 64,
+		  .vision = 1 },
+	  .tok = TK_QWEN3 },
 	{ .name = "llama3-small", .help = "Llama 3.1 layout, 4 layers, hidden 512, vocab 2048, tied, BF16, one file",
 	  .fam = FAM_LLAMA, .hidden = 512, .layers = 4, .heads = 8, .kv_heads = 2, .head_dim = 64,
 	  .ffn = 1376, .vocab = 2048, .max_pos = 4096, .rope_theta = 500000.0, .eps = 1e-5, .tied = 1,
@@ -260,6 +312,7 @@ struct family_info {
 	int qk_norm;                 /* self_attn.q_norm / k_norm over head_dim */
 	int mla;                     /* multi-head latent attention instead of q/k/v_proj */
 	int score_bias;              /* mlp.gate.e_score_correction_bias, F32 */
+	int hybrid;                  /* 1: Qwen3-Next (fused in_proj_qkvz/ba), 2: Qwen3.5 (split, nested) */
 	enum moe_style moe;
 	void (*config)(const struct preset *p, struct sbuf *b); /* the family's own config.json keys */
 };
@@ -271,6 +324,7 @@ static void cfg_qwen3(const struct preset *p, struct sbuf *b);
 static void cfg_qwen3_moe(const struct preset *p, struct sbuf *b);
 static void cfg_mixtral(const struct preset *p, struct sbuf *b);
 static void cfg_deepseek(const struct preset *p, struct sbuf *b);
+static void cfg_hybrid(const struct preset *p, struct sbuf *b);
 
 static const struct family_info families[] = {
 	[FAM_LLAMA] = { "LlamaForCausalLM", "llama", .config = cfg_llama },
@@ -284,6 +338,12 @@ static const struct family_info families[] = {
 			      .config = cfg_deepseek },
 	[FAM_DEEPSEEK_V3] = { "DeepseekV3ForCausalLM", "deepseek_v3", .mla = 1, .score_bias = 1,
 			      .moe = MOE_DEEPSEEK, .config = cfg_deepseek },
+	[FAM_QWEN3_NEXT] = { "Qwen3NextForCausalLM", "qwen3_next", .qk_norm = 1, .moe = MOE_QWEN, .hybrid = 1,
+			     .config = cfg_hybrid },
+	[FAM_QWEN35] = { "Qwen3_5ForConditionalGeneration", "qwen3_5", .qk_norm = 1, .hybrid = 2,
+			 .config = cfg_hybrid },
+	[FAM_QWEN35_MOE] = { "Qwen3_5MoeForConditionalGeneration", "qwen3_5_moe", .qk_norm = 1, .moe = MOE_QWEN,
+			     .hybrid = 2, .config = cfg_hybrid },
 };
 
 /* Whether layer i has routed experts (else a dense MLP), as transformers
@@ -393,7 +453,10 @@ static double rng_normal(struct rng *r)
 
 /* ---------------------------------------------------------------- tensors */
 
-enum init { INIT_LINEAR, INIT_EMBED, INIT_NORM, INIT_BIAS };
+enum init {
+	INIT_LINEAR, INIT_EMBED, INIT_NORM, INIT_BIAS,
+	INIT_ZNORM, /* a zero-centred RMSNorm weight (x * (1 + w)): N(0, 0.1) */
+};
 
 struct tensor {
 	char name[96];
@@ -480,7 +543,8 @@ static void add_attention(struct model *m, const char *L)
 		return;
 	}
 	int64_t qd = (int64_t)p->heads * p->head_dim, kvd = (int64_t)p->kv_heads * p->head_dim;
-	add_tensor(m, INIT_LINEAR, qd, h, 0, "%s.self_attn.q_proj.weight", L);
+	/* hybrid: q_proj carries the output gate, per head q then gate */
+	add_tensor(m, INIT_LINEAR, f->hybrid ? 2 * qd : qd, h, 0, "%s.self_attn.q_proj.weight", L);
 	if (f->qkv_bias)
 		add_tensor(m, INIT_BIAS, qd, 0, 0, "%s.self_attn.q_proj.bias", L);
 	add_tensor(m, INIT_LINEAR, kvd, h, 0, "%s.self_attn.k_proj.weight", L);
@@ -491,9 +555,33 @@ static void add_attention(struct model *m, const char *L)
 		add_tensor(m, INIT_BIAS, kvd, 0, 0, "%s.self_attn.v_proj.bias", L);
 	add_tensor(m, INIT_LINEAR, h, qd, 0, "%s.self_attn.o_proj.weight", L);
 	if (f->qk_norm) {
-		add_tensor(m, INIT_NORM, p->head_dim, 0, 0, "%s.self_attn.q_norm.weight", L);
-		add_tensor(m, INIT_NORM, p->head_dim, 0, 0, "%s.self_attn.k_norm.weight", L);
+		enum init ni = f->hybrid ? INIT_ZNORM : INIT_NORM;
+		add_tensor(m, ni, p->head_dim, 0, 0, "%s.self_attn.q_norm.weight", L);
+		add_tensor(m, ni, p->head_dim, 0, 0, "%s.self_attn.k_norm.weight", L);
 	}
+}
+
+/* linear_attn of layer L: Gated DeltaNet. Qwen3-Next fuses q/k/v/z and b/a
+ * (grouped per key head); Qwen3.5 keeps in_proj_qkv, _z, _b, _a apart. */
+static void add_linear_attention(struct model *m, const char *L)
+{
+	const struct preset *p = m->p;
+	const struct hybrid *y = &p->hy;
+	int64_t h = p->hidden, kd = (int64_t)y->nk * y->dk, vd = (int64_t)y->nv * y->dv, cd = 2 * kd + vd;
+	if (families[p->fam].hybrid == 1) {
+		add_tensor(m, INIT_LINEAR, 2 * kd + 2 * vd, h, 0, "%s.linear_attn.in_proj_qkvz.weight", L);
+		add_tensor(m, INIT_LINEAR, 2 * (int64_t)y->nv, h, 0, "%s.linear_attn.in_proj_ba.weight", L);
+	} else {
+		add_tensor(m, INIT_LINEAR, cd, h, 0, "%s.linear_attn.in_proj_qkv.weight", L);
+		add_tensor(m, INIT_LINEAR, vd, h, 0, "%s.linear_attn.in_proj_z.weight", L);
+		add_tensor(m, INIT_LINEAR, y->nv, h, 0, "%s.linear_attn.in_proj_b.weight", L);
+		add_tensor(m, INIT_LINEAR, y->nv, h, 0, "%s.linear_attn.in_proj_a.weight", L);
+	}
+	add_tensor(m, INIT_LINEAR, cd, 1, y->conv, "%s.linear_attn.conv1d.weight", L);
+	add_tensor(m, INIT_NORM, y->nv, 0, 0, "%s.linear_attn.dt_bias", L);
+	add_tensor(m, INIT_BIAS, y->nv, 0, 0, "%s.linear_attn.A_log", L);
+	add_tensor(m, INIT_NORM, y->dv, 0, 0, "%s.linear_attn.norm.weight", L);
+	add_tensor(m, INIT_LINEAR, h, vd, 0, "%s.linear_attn.out_proj.weight", L);
 }
 
 /* A SwiGLU MLP ffn wide: L.mlp (dense layer), L.mlp.experts.N or L.mlp.shared_experts. */
@@ -537,6 +625,16 @@ static void add_moe(struct model *m, const char *L)
 	}
 	if (e->n_shared)
 		add_mlp(m, L, "mlp.shared_experts", (int64_t)e->ffn * e->n_shared);
+	if (f->hybrid && p->hy.shared_ffn) {
+		add_mlp(m, L, "mlp.shared_expert", p->hy.shared_ffn);
+		add_tensor(m, INIT_LINEAR, 1, h, 0, "%s.mlp.shared_expert_gate.weight", L);
+	}
+}
+
+/* Layer i of a hybrid model is full attention (else Gated DeltaNet). */
+static int layer_is_full(const struct preset *p, int i)
+{
+	return !families[p->fam].hybrid || (i + 1) % p->hy.interval == 0;
 }
 
 /* The HF tensor list in module order (the order sharding follows), then
@@ -544,20 +642,32 @@ static void add_moe(struct model *m, const char *L)
 static void model_build(struct model *m)
 {
 	const struct preset *p = m->p;
+	const struct family_info *f = &families[p->fam];
 	int64_t h = p->hidden;
-	add_tensor(m, INIT_EMBED, p->vocab, h, 0, "model.embed_tokens.weight");
+	const char *tp = f->hybrid == 2 ? "model.language_model" : "model";
+	enum init ni = f->hybrid ? INIT_ZNORM : INIT_NORM;
+	add_tensor(m, INIT_EMBED, p->vocab, h, 0, "%s.embed_tokens.weight", tp);
 	for (int i = 0; i < p->layers; i++) {
-		char L[32];
-		snprintf(L, sizeof(L), "model.layers.%d", i);
-		add_tensor(m, INIT_NORM, h, 0, 0, "%s.input_layernorm.weight", L);
-		add_attention(m, L);
-		add_tensor(m, INIT_NORM, h, 0, 0, "%s.post_attention_layernorm.weight", L);
+		char L[48];
+		snprintf(L, sizeof(L), "%s.layers.%d", tp, i);
+		add_tensor(m, ni, h, 0, 0, "%s.input_layernorm.weight", L);
+		if (layer_is_full(p, i))
+			add_attention(m, L);
+		else
+			add_linear_attention(m, L);
+		add_tensor(m, ni, h, 0, 0, "%s.post_attention_layernorm.weight", L);
 		if (layer_is_moe(p, i))
 			add_moe(m, L);
 		else
 			add_mlp(m, L, "mlp", p->ffn);
 	}
-	add_tensor(m, INIT_NORM, h, 0, 0, "model.norm.weight");
+	add_tensor(m, ni, h, 0, 0, "%s.norm.weight", tp);
+	if (p->hy.vision) { /* a stand-in vision tower: the engine must skip it */
+		add_tensor(m, INIT_LINEAR, 32, 3 * 2 * 16 * 16, 0, "model.visual.patch_embed.proj.weight");
+		add_tensor(m, INIT_NORM, 32, 0, 0, "model.visual.blocks.0.norm1.weight");
+		add_tensor(m, INIT_LINEAR, 96, 32, 0, "model.visual.blocks.0.attn.qkv.weight");
+		add_tensor(m, INIT_LINEAR, h, 32, 0, "model.visual.merger.mlp.0.weight");
+	}
 	if (!p->tied)
 		add_tensor(m, INIT_LINEAR, p->vocab, h, 0, "lm_head.weight");
 
@@ -606,6 +716,7 @@ static void tensor_fill(const struct model *m, const struct tensor *t, float *ou
 		std = 0.1;
 		break;
 	case INIT_BIAS:
+	case INIT_ZNORM:
 		std = 0.1;
 		break;
 	}
@@ -829,6 +940,46 @@ static void cfg_deepseek(const struct preset *p, struct sbuf *b)
 	sb_printf(b, "  \"scoring_func\": \"%s\",\n", e->scoring_func);
 }
 
+/* Qwen3-Next and Qwen3.5: the linear layers' dims, the layer pattern, the
+ * gated attention, the shared expert. Qwen3.5 spells its rope as
+ * rope_parameters (transformers 5) with mrope keys, which text-only input
+ * makes plain RoPE. */
+static void cfg_hybrid(const struct preset *p, struct sbuf *b)
+{
+	const struct hybrid *y = &p->hy;
+	const struct moe *e = &p->moe;
+	sb_printf(b, "  \"attention_bias\": false,\n  \"linear_num_key_heads\": %d,\n"
+		     "  \"linear_num_value_heads\": %d,\n  \"linear_key_head_dim\": %d,\n"
+		     "  \"linear_value_head_dim\": %d,\n  \"linear_conv_kernel_dim\": %d,\n"
+		     "  \"full_attention_interval\": %d,\n  \"layer_types\": [",
+		  y->nk, y->nv, y->dk, y->dv, y->conv, y->interval);
+	for (int i = 0; i < p->layers; i++)
+		sb_printf(b, "%s\"%s\"", i ? ", " : "", (i + 1) % y->interval ? "linear_attention" : "full_attention");
+	sb_printf(b, "],\n");
+	if (families[p->fam].hybrid == 2) {
+		sb_printf(b, "  \"attn_output_gate\": true,\n  \"rope_parameters\": {\n    \"rope_type\": \"default\",\n"
+			     "    \"rope_theta\": ");
+		sb_num(b, p->rope_theta);
+		sb_printf(b, ",\n    \"partial_rotary_factor\": ");
+		sb_num(b, y->prf);
+		sb_printf(b, ",\n    \"mrope_section\": [3, 3, 2],\n    \"mrope_interleaved\": true\n  },\n");
+	} else {
+		sb_printf(b, "  \"partial_rotary_factor\": ");
+		sb_num(b, y->prf);
+		sb_printf(b, ",\n");
+	}
+	if (!e->n_experts)
+		return;
+	sb_printf(b, "  \"decoder_sparse_step\": %d,\n  \"mlp_only_layers\": [", e->sparse_step);
+	for (int k = 0; k < e->n_mlp_only; k++)
+		sb_printf(b, "%s%d", k ? ", " : "", e->mlp_only[k]);
+	sb_printf(b, "],\n  \"moe_intermediate_size\": %d,\n  \"shared_expert_intermediate_size\": %d,\n"
+		     "  \"num_experts\": %d,\n  \"num_experts_per_tok\": %d,\n  \"norm_topk_prob\": %s,\n"
+		     "  \"output_router_logits\": false,\n",
+		  e->ffn, y->shared_ffn, e->n_experts, e->top_k, json_bool(e->norm_topk));
+	sb_key_num(b, "router_aux_loss_coef", e->aux_coef);
+}
+
 static void write_config(const struct model *m, const char *dir)
 {
 	const struct preset *p = m->p;
@@ -837,6 +988,15 @@ static void write_config(const struct model *m, const char *dir)
 	sb_printf(&b, "{\n");
 	sb_printf(&b, "  \"architectures\": [\"%s\"],\n", f->arch);
 	sb_printf(&b, "  \"model_type\": \"%s\",\n", f->type);
+	if (f->hybrid == 2) { /* Qwen3.5: the text model's config nests in text_config */
+		sb_printf(&b, "  \"tie_word_embeddings\": %s,\n", json_bool(p->tied));
+		sb_printf(&b, "  \"vision_config\": {\n  \"depth\": 1,\n  \"hidden_size\": 32,\n  \"num_heads\": 2,\n"
+			      "  \"patch_size\": 16,\n  \"temporal_patch_size\": 2,\n  \"out_hidden_size\": %d\n  },\n",
+			  p->hidden);
+		sb_printf(&b, "  \"image_token_id\": 5,\n  \"video_token_id\": 6,\n");
+		sb_printf(&b, "  \"text_config\": {\n");
+		sb_printf(&b, "  \"model_type\": \"%s_text\",\n", f->type);
+	}
 	sb_printf(&b, "  \"hidden_size\": %d,\n", p->hidden);
 	sb_printf(&b, "  \"intermediate_size\": %d,\n", p->ffn);
 	sb_printf(&b, "  \"num_hidden_layers\": %d,\n", p->layers);
@@ -848,10 +1008,15 @@ static void write_config(const struct model *m, const char *dir)
 	sb_printf(&b, "  \"max_position_embeddings\": %d,\n", p->max_pos);
 	sb_printf(&b, "  \"rms_norm_eps\": ");
 	sb_num(&b, p->eps);
-	sb_printf(&b, ",\n  \"rope_theta\": ");
-	sb_num(&b, p->rope_theta);
 	sb_printf(&b, ",\n");
-	if (p->l3.factor > 0) {
+	if (f->hybrid != 2) {
+		sb_printf(&b, "  \"rope_theta\": ");
+		sb_num(&b, p->rope_theta);
+		sb_printf(&b, ",\n");
+	}
+	if (f->hybrid == 2) {
+		/* rope_parameters in cfg_hybrid */
+	} else if (p->l3.factor > 0) {
 		sb_printf(&b, "  \"rope_scaling\": {\n    \"rope_type\": \"llama3\",\n    \"factor\": ");
 		sb_num(&b, p->l3.factor);
 		sb_printf(&b, ",\n    \"low_freq_factor\": ");
@@ -885,6 +1050,8 @@ static void write_config(const struct model *m, const char *dir)
 	sb_printf(&b, "  \"bos_token_id\": 1,\n");
 	sb_printf(&b, "  \"eos_token_id\": 2,\n");
 	sb_printf(&b, "  \"torch_dtype\": \"%s\"\n", dtype_torch_name(p->dtype));
+	if (f->hybrid == 2)
+		sb_printf(&b, "  }\n");
 	sb_printf(&b, "}\n");
 
 	struct out o = { .dir = dir };

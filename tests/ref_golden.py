@@ -7,9 +7,10 @@
 
 It is NOT Hugging Face transformers. It re-implements, step by step, what
 transformers 5.x computes on its float32 eager path (modeling_llama, _mistral,
-_qwen2, _qwen3, _qwen3_moe, _mixtral, _deepseek_v2, _deepseek_v3 and
-modeling_rope_utils), so the C engine can be checked on the MoE and MLA
-presets while no machine with transformers is at hand. tests/hf_golden.py
+_qwen2, _qwen3, _qwen3_moe, _mixtral, _deepseek_v2, _deepseek_v3, _qwen3_next
+and the Qwen3.5 variant, and modeling_rope_utils), so the C engine can be
+checked on the MoE, MLA and hybrid (Gated DeltaNet) presets while no machine
+with transformers is at hand. tests/hf_golden.py
 stays the authority: its goldens replace these files once it has been run.
 
 For each new preset it generates the checkpoint with gen_ckpt, reads the
@@ -58,7 +59,8 @@ from hf_golden import (N_GEN, PROMPT_LENS, CheckError, ckpt_hash, feature_varian
 
 DENSE_PRESETS = ["llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini"]
 NEW_PRESETS = ["qwen3moe-mini", "qwen3moe-fused-mini", "mixtral-mini", "dsv2lite-mini", "dsv3-mini",
-               "llama-hd96-mini", "qwen3-hd256-mini"]
+               "llama-hd96-mini", "qwen3-hd256-mini", "qwen3next-mini", "qwen35-mini", "qwen35moe-mini"]
+HYBRID_ARCHS = {"Qwen3NextForCausalLM", "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration"}
 F32 = np.float32
 
 # DeepseekV2Attention's softmax scale. transformers PR #47435 (merged
@@ -384,6 +386,155 @@ def attention_mla(x, W, p, cfg, rope, mask):
     return linear(o, W(p + "o_proj.weight"), b("o_proj"))
 
 
+# ---------------------------------------------------------------- hybrid (Qwen3-Next, Qwen3.5)
+#
+# Written from transformers' modeling_qwen3_next.py (Qwen3NextRMSNorm,
+# Qwen3NextRMSNormGated, Qwen3NextAttention, Qwen3NextGatedDeltaNet with
+# torch_causal_conv1d_update / torch_chunk_gated_delta_rule /
+# torch_recurrent_gated_delta_rule, Qwen3NextSparseMoeBlock) and the Qwen3.5
+# variant (separate in_proj_qkv / in_proj_z / in_proj_b / in_proj_a, config in
+# text_config, text tensors under model.language_model.). The prompt goes
+# through the chunked form (what HF's eager prefill runs, chunk 64); the
+# token-by-token recurrence is kept as a cross-check (check_delta_forms).
+
+
+def zc_rms_norm(x, w, eps):
+    """Qwen3NextRMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w), weights zero-centred."""
+    var = np.mean(x * x, axis=-1, keepdims=True, dtype=F32)
+    return (x * (F32(1.0) / np.sqrt(var + F32(eps)))) * (F32(1.0) + w)
+
+
+def l2norm(x, eps=1e-6):
+    """fla's l2norm as transformers copies it: x * rsqrt(sum(x^2) + eps)."""
+    return x * (F32(1.0) / np.sqrt(np.sum(x * x, axis=-1, keepdims=True, dtype=F32) + F32(eps)))
+
+
+def softplus(x):
+    """F.softplus, beta 1, threshold 20."""
+    return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, F32(20))))).astype(F32)
+
+
+def delta_recurrent(q, k, v, g, beta):
+    """torch_recurrent_gated_delta_rule (q, k already l2-normalised): q (H, t,
+    dk), k (H, t, dk), v (H, t, dv), g and beta (H, t). Returns (H, t, dv)."""
+    h, t, dk = k.shape
+    q = q * F32(1.0 / math.sqrt(dk))
+    S = np.zeros((h, dk, v.shape[-1]), F32)
+    out = np.zeros((h, t, v.shape[-1]), F32)
+    for i in range(t):
+        S = S * np.exp(g[:, i])[:, None, None]
+        mem = np.sum(S * k[:, i, :, None], axis=-2, dtype=F32)
+        delta = (v[:, i] - mem) * beta[:, i, None]
+        S = S + k[:, i, :, None] * delta[:, None, :]
+        out[:, i] = np.sum(S * q[:, i, :, None], axis=-2, dtype=F32)
+    return out
+
+
+def delta_chunked(q, k, v, g, beta, C=64):
+    """torch_chunk_gated_delta_rule (q, k already l2-normalised), chunks of C:
+    within a chunk the WY/UT form, across chunks the state."""
+    h, t, dk = k.shape
+    dv = v.shape[-1]
+    pad = (C - t % C) % C
+    q, k, v = [np.pad(x, ((0, 0), (0, pad), (0, 0))) for x in (q, k, v)]
+    g, beta = [np.pad(x, ((0, 0), (0, pad))) for x in (g, beta)]
+    n = (t + pad) // C
+    q = q * F32(1.0 / math.sqrt(dk))
+    k_beta, v_beta = k * beta[..., None], v * beta[..., None]
+    q, k, v, k_beta, v_beta = [x.reshape(h, n, C, x.shape[-1]) for x in (q, k, v, k_beta, v_beta)]
+    g = np.cumsum(g.reshape(h, n, C), axis=-1, dtype=F32)
+    decay = np.tril(np.exp(np.tril(g[..., :, None] - g[..., None, :])))
+    incl = np.triu(np.ones((C, C), bool), 0)
+    attn = -np.where(incl, F32(0.0), np.matmul(k_beta, k.swapaxes(-1, -2)) * decay)
+    for i in range(1, C):
+        row = attn[..., i, :i].copy()
+        sub = attn[..., :i, :i].copy()
+        attn[..., i, :i] = row + np.sum(row[..., :, None] * sub, axis=-2, dtype=F32)
+    attn = attn + np.eye(C, dtype=F32)
+    value = np.matmul(attn, v_beta)
+    k_cumdecay = np.matmul(attn, k_beta * np.exp(g)[..., None])
+    S = np.zeros((h, dk, dv), F32)
+    out = np.zeros((h, n, C, dv), F32)
+    strict = np.triu(np.ones((C, C), bool), 1)
+    for i in range(n):
+        qi, ki, vi, gi = q[:, i], k[:, i], value[:, i], g[:, i]
+        a = np.where(strict, F32(0.0), np.matmul(qi, ki.swapaxes(-1, -2)) * decay[:, i])
+        v_new = vi - np.matmul(k_cumdecay[:, i], S)
+        out[:, i] = np.matmul(qi * np.exp(gi)[..., None], S) + np.matmul(a, v_new)
+        S = (S * np.exp(gi[:, -1])[:, None, None]
+             + np.matmul((ki * np.exp(gi[:, -1:] - gi)[..., None]).swapaxes(-1, -2), v_new))
+    return out.reshape(h, n * C, dv)[:, :t]
+
+
+DELTA_CHECK = {"worst": 0.0}
+
+
+def linear_attention(x, W, p, c):
+    """Qwen3NextGatedDeltaNet / Qwen3.5's GatedDeltaNet over a whole prompt."""
+    t = x.shape[0]
+    nk, nv = c["linear_num_key_heads"], c["linear_num_value_heads"]
+    dk, dv = c["linear_key_head_dim"], c["linear_value_head_dim"]
+    r, kd, vd = nv // nk, nk * dk, nv * dv
+    if W.has(p + "in_proj_qkvz.weight"):  # Qwen3-Next: fix_query_key_value_ordering
+        qkvz = linear(x, W(p + "in_proj_qkvz.weight")).reshape(t, nk, 2 * dk + 2 * r * dv)
+        ba = linear(x, W(p + "in_proj_ba.weight")).reshape(t, nk, 2 * r)
+        q, k = qkvz[..., :dk], qkvz[..., dk:2 * dk]
+        v = qkvz[..., 2 * dk:2 * dk + r * dv].reshape(t, nv, dv)
+        z = qkvz[..., 2 * dk + r * dv:].reshape(t, nv, dv)
+        b, a = ba[..., :r].reshape(t, nv), ba[..., r:].reshape(t, nv)
+        mixed = np.concatenate([q.reshape(t, kd), k.reshape(t, kd), v.reshape(t, vd)], -1)
+    else:  # Qwen3.5
+        mixed = linear(x, W(p + "in_proj_qkv.weight"))
+        z = linear(x, W(p + "in_proj_z.weight")).reshape(t, nv, dv)
+        b, a = linear(x, W(p + "in_proj_b.weight")), linear(x, W(p + "in_proj_a.weight"))
+    w = W(p + "conv1d.weight")[:, 0, :]  # (conv_dim, K), depthwise
+    K = w.shape[1]
+    padded = np.concatenate([np.zeros((K - 1, mixed.shape[1]), F32), mixed])
+    conv = np.zeros_like(mixed)
+    for j in range(K):  # nn.Conv1d(padding=K-1)[..., :t]: out[i] = sum_j w[j] x[i - K + 1 + j]
+        conv = conv + w[:, j] * padded[j:j + t]
+    conv = silu(conv)
+    q = conv[:, :kd].reshape(t, nk, dk)
+    k = conv[:, kd:2 * kd].reshape(t, nk, dk)
+    v = conv[:, 2 * kd:].reshape(t, nv, dv)
+    beta = sigmoid(b)
+    g = -np.exp(W(p + "A_log")) * softplus(a + W(p + "dt_bias"))
+    q, k = np.repeat(q, r, axis=1), np.repeat(k, r, axis=1)  # repeat_interleave over heads
+    q, k = l2norm(q), l2norm(k)
+    args = (q.swapaxes(0, 1), k.swapaxes(0, 1), v.swapaxes(0, 1), g.T.copy(), beta.T.copy())
+    o = delta_chunked(*args)
+    if DELTA_CHECK.get("on"):
+        ref = delta_recurrent(*args)
+        DELTA_CHECK["worst"] = max(DELTA_CHECK["worst"], float(np.abs(o - ref).max() / max(1e-30, np.abs(ref).max())))
+    o = o.swapaxes(0, 1)  # (t, nv, dv)
+    var = np.mean(o * o, axis=-1, keepdims=True, dtype=F32)  # Qwen3NextRMSNormGated: plain w
+    o = W(p + "norm.weight") * (o * (F32(1.0) / np.sqrt(var + F32(c["rms_norm_eps"]))))
+    o = o * silu(z)
+    return linear(o.reshape(t, vd), W(p + "out_proj.weight"))
+
+
+def attention_gated(x, W, p, c, rope, mask):
+    """Qwen3NextAttention: q_proj gives per head q then the output gate; q/k
+    zero-centred RMSNorm; RoPE over the first int(head_dim * partial_rotary_factor)
+    dims; output * sigmoid(gate)."""
+    t = x.shape[0]
+    nh, nkv, hd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+    qg = linear(x, W(p + "q_proj.weight")).reshape(t, nh, 2 * hd)
+    q, gate = qg[..., :hd], qg[..., hd:].reshape(t, nh * hd)
+    eps = c["rms_norm_eps"]
+    q = zc_rms_norm(q, W(p + "q_norm.weight"), eps).swapaxes(0, 1)
+    k = zc_rms_norm(linear(x, W(p + "k_proj.weight")).reshape(t, nkv, hd), W(p + "k_norm.weight"), eps).swapaxes(0, 1)
+    v = linear(x, W(p + "v_proj.weight")).reshape(t, nkv, hd).swapaxes(0, 1)
+    cos, sin = rope
+    rd = 2 * cos.shape[-1]
+    q = np.concatenate([rope_rotate_half(q[..., :rd], cos, sin), q[..., rd:]], -1)
+    k = np.concatenate([rope_rotate_half(k[..., :rd], cos, sin), k[..., rd:]], -1)
+    rep = nh // nkv
+    k, v = np.repeat(k, rep, axis=0), np.repeat(v, rep, axis=0)
+    o = sdpa_eager(q, k, v, hd ** -0.5, mask).swapaxes(0, 1).reshape(t, nh * hd)
+    return linear(o * sigmoid(gate), W(p + "o_proj.weight"))
+
+
 # ---------------------------------------------------------------- MLPs
 
 
@@ -521,13 +672,24 @@ class Model:
     """One checkpoint: config, weights and the per-layer block kinds."""
 
     def __init__(self, cfg, w):
-        self.cfg, self.W = cfg, Weights(w)
+        self.W = Weights(w)
         self.stats = RouterStats()
-        cfg = self.cfg
         arch = cfg["architectures"][0]
+        self.hybrid = arch in HYBRID_ARCHS
+        self.tp = "model."
+        if "text_config" in cfg:  # Qwen3.5: the text model's config and tensors nest
+            top = cfg
+            cfg = dict(cfg["text_config"])
+            cfg.setdefault("tie_word_embeddings", top.get("tie_word_embeddings", False))
+            cfg["architectures"] = top["architectures"]
+            self.tp = "model.language_model."
+            for name in w:  # the vision tower is not the text model's: not read, not missed
+                if name.startswith("model.visual."):
+                    self.W.used.add(name)
+        self.cfg = cfg
         known = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
                  "Qwen3MoeForCausalLM", "MixtralForCausalLM", "DeepseekV2ForCausalLM",
-                 "DeepseekV3ForCausalLM"}
+                 "DeepseekV3ForCausalLM"} | HYBRID_ARCHS
         if arch not in known:
             raise CheckError(f"architecture {arch} is not implemented in this reference")
         self.mla = cfg["model_type"] in ("deepseek_v2", "deepseek_v3")
@@ -539,14 +701,22 @@ class Model:
         if cfg["model_type"] == "deepseek_v3" and cfg.get("topk_method", "noaux_tc") != "noaux_tc":
             self.notes.append(f"topk_method {cfg['topk_method']} ignored, as HF's DeepseekV3MoE does")
         self.kinds = [self.mlp_kind(i) for i in range(cfg["num_hidden_layers"])]
+        n = cfg["num_hidden_layers"]
+        self.layer_types = cfg.get("layer_types") or (
+            ["linear_attention" if (i + 1) % cfg.get("full_attention_interval", 4) else "full_attention"
+             for i in range(n)] if self.hybrid else ["full_attention"] * n)
         self.windows = [self.window(i) for i in range(cfg["num_hidden_layers"])]
         rdim = cfg["qk_rope_head_dim"] if self.mla else (cfg.get("head_dim")
                                                           or cfg["hidden_size"] // cfg["num_attention_heads"])
+        if self.hybrid:
+            prf = (cfg.get("rope_parameters") or {}).get("partial_rotary_factor",
+                                                         cfg.get("partial_rotary_factor", 1.0))
+            rdim = int(rdim * prf)
         self.inv_freq, self.att_scaling = rope_inv_freq(cfg, rdim)
         self.experts = {}
         for i, kind in enumerate(self.kinds):
             if kind != "dense":
-                p = f"model.layers.{i}.{self.mlp_prefix()}"
+                p = f"{self.tp}layers.{i}.{self.mlp_prefix()}"
                 self.experts[i] = load_experts(self.W, p, cfg, self.n_experts())
 
     def n_experts(self):
@@ -561,6 +731,10 @@ class Model:
         mlp_only_layers and num_experts > 0 and (i + 1) % decoder_sparse_step
         == 0; DeepSeek iff i >= first_k_dense_replace; Mixtral always."""
         c, mt = self.cfg, self.cfg["model_type"]
+        if mt in ("qwen3_next", "qwen3_5_moe_text"):  # Qwen3NextDecoderLayer's rule
+            moe = (i not in (c.get("mlp_only_layers") or []) and c.get("num_experts", 0) > 0
+                   and (i + 1) % c.get("decoder_sparse_step", 1) == 0)
+            return "qwen3_next" if moe else "dense"
         if mt == "qwen3_moe":
             moe = (i not in (c.get("mlp_only_layers") or []) and c.get("num_experts", 0) > 0
                    and (i + 1) % c.get("decoder_sparse_step", 1) == 0)
@@ -585,11 +759,20 @@ class Model:
 
     def mlp(self, i, x):
         W, c, kind = self.W, self.cfg, self.kinds[i]
-        p = f"model.layers.{i}.{self.mlp_prefix()}"
+        p = f"{self.tp}layers.{i}.{self.mlp_prefix()}"
         if kind == "dense":
             return mlp_dense(x, W(p + "gate_proj.weight"), W(p + "up_proj.weight"), W(p + "down_proj.weight"))
         what = f"layer {i} router"
         logits = linear(x, W(p + "gate.weight"))
+        if kind == "qwen3_next":  # Qwen3NextSparseMoeBlock: softmax top-k, + sigmoid-gated shared expert
+            idx, w = router_softmax_topk(logits, c["num_experts_per_tok"], c.get("norm_topk_prob", True),
+                                         self.stats, what)
+            out = mlp_moe(x, self.experts[i], idx, w)
+            if c.get("shared_expert_intermediate_size"):
+                sh = mlp_dense(x, W(p + "shared_expert.gate_proj.weight"), W(p + "shared_expert.up_proj.weight"),
+                               W(p + "shared_expert.down_proj.weight"))
+                out = out + sigmoid(linear(x, W(p + "shared_expert_gate.weight"))) * sh
+            return out
         if kind == "qwen3_moe":
             idx, w = router_softmax_topk(logits, c["num_experts_per_tok"], c.get("norm_topk_prob", False),
                                          self.stats, what)
@@ -611,24 +794,31 @@ class Model:
         W, c = self.W, self.cfg
         t, eps = len(ids), c["rms_norm_eps"]
         rope = rope_cos_sin(self.inv_freq, self.att_scaling, t)
-        x = W("model.embed_tokens.weight")[np.asarray(ids)]
+        norm = zc_rms_norm if self.hybrid else rms_norm
+        x = W(self.tp + "embed_tokens.weight")[np.asarray(ids)]
         for i in range(c["num_hidden_layers"]):
-            p = f"model.layers.{i}."
+            p = f"{self.tp}layers.{i}."
             mask = causal_mask(t, self.windows[i])
-            h = rms_norm(x, W(p + "input_layernorm.weight"), eps)
-            attn = attention_mla if self.mla else attention_gqa
-            x = x + attn(h, W, p + "self_attn.", c, rope, mask)
-            h = rms_norm(x, W(p + "post_attention_layernorm.weight"), eps)
+            h = norm(x, W(p + "input_layernorm.weight"), eps)
+            if self.layer_types[i] == "linear_attention":
+                x = x + linear_attention(h, W, p + "linear_attn.", c)
+            elif self.hybrid:
+                x = x + attention_gated(h, W, p + "self_attn.", c, rope, mask)
+            else:
+                attn = attention_mla if self.mla else attention_gqa
+                x = x + attn(h, W, p + "self_attn.", c, rope, mask)
+            h = norm(x, W(p + "post_attention_layernorm.weight"), eps)
             x = x + self.mlp(i, h)
-        x = rms_norm(x, W("model.norm.weight"), eps)
-        head = W("lm_head.weight") if W.has("lm_head.weight") else W("model.embed_tokens.weight")
+        x = norm(x, W(self.tp + "norm.weight"), eps)
+        head = W("lm_head.weight") if W.has("lm_head.weight") else W(self.tp + "embed_tokens.weight")
         if not W.has("lm_head.weight") and not c.get("tie_word_embeddings", False):
             raise CheckError("no lm_head.weight and tie_word_embeddings is false")
         return linear(x, head)
 
     def describe(self):
         c = self.cfg
-        kinds = ",".join(k if k == "dense" else "moe" for k in self.kinds)
+        kinds = ",".join(("lin+" if lt == "linear_attention" and self.hybrid else "") + (k if k == "dense" else "moe")
+                         for k, lt in zip(self.kinds, self.layer_types))
         rp = rope_parameters(c)
         s = f"{c['architectures'][0]} layers[{kinds}] rope={rp['rope_type']} att_scaling={self.att_scaling:.6g}"
         if self.mla:
@@ -725,7 +915,16 @@ def ref_one(args, preset, tmp):
     for note in model.notes:
         print(f"  note: {note}", flush=True)
     t0 = time.time()
-    records, argmax_ties = run_protocol(model, preset, cfg["vocab_size"])
+    records, argmax_ties = run_protocol(model, preset, model.cfg["vocab_size"])
+    if model.hybrid:  # the chunked gated delta rule against the token-by-token recurrence
+        DELTA_CHECK.update(on=True, worst=0.0)
+        pr, ge = records[-1][0], records[-1][1]
+        model.forward(pr + ge)
+        DELTA_CHECK["on"] = False
+        print(f"  chunked vs recurrent gated delta rule over {len(pr + ge)} tokens: max rel diff "
+              f"{DELTA_CHECK['worst']:.2e}", flush=True)
+        if DELTA_CHECK["worst"] > 1e-5:
+            raise CheckError(f"chunked and recurrent delta rules differ by {DELTA_CHECK['worst']:.2e}")
     dt = time.time() - t0
     unused = model.W.unused()
     if unused:
@@ -733,9 +932,9 @@ def ref_one(args, preset, tmp):
     effects = predict_effects(cfg, w, records)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, preset + ".bin")
-    write_golden(path, cfg["vocab_size"], h, records)
+    write_golden(path, model.cfg["vocab_size"], h, records)
     v2, h2, back = read_golden(path)
-    if v2 != cfg["vocab_size"] or h2 != h or any(
+    if v2 != model.cfg["vocab_size"] or h2 != h or any(
             list(a[0]) != r[0] or list(a[1]) != r[1] or not (a[3] == r[3]).all() for a, r in zip(back, records)):
         raise CheckError(f"{path}: re-read does not match what was written")
     for (pr, ge, ma, _) in records:
@@ -772,7 +971,8 @@ def write_versions(args, presets, results):
         "transformers 5.x's float32 eager path; tests/hf_golden.py still owes the real HF goldens.",
         f"date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
         "semantics: read from transformers 5.x sources (modeling_*/modular_* of llama, mistral, qwen2,",
-        "  qwen3, qwen2_moe, qwen3_moe, mixtral, deepseek_v2, deepseek_v3; modeling_rope_utils), not",
+        "  qwen3, qwen2_moe, qwen3_moe, mixtral, deepseek_v2, deepseek_v3, qwen3_next, qwen3_5,",
+        "  qwen3_5_moe; modeling_rope_utils), not",
         "  checked against a 5.17 install; the dense presets agree with the HF goldens to ~6e-6",
         f"command: {' '.join([sys.executable] + sys.argv)}",
         f"python: {platform.python_version()} ({sys.executable})",
@@ -780,6 +980,13 @@ def write_versions(args, presets, results):
         f"host: {platform.platform()}",
         f"deepseek_v2 softmax scale: qk_head_dim^-0.5{' * mscale^2 (transformers PR #47435 on)' if DSV2_SOFTMAX_MSCALE else ' only (before transformers PR #47435)'}",
     ]
+    path = os.path.join(args.out, "VERSIONS.txt")
+    if os.path.exists(path):  # the lines of presets not rerun now stay
+        with open(path) as f:
+            for ln in f:
+                name = ln.split(":", 1)[0]
+                if name in NEW_PRESETS and name not in presets and ": ckpt_hash" in ln:
+                    lines.append(ln.rstrip("\n"))
     for p in presets:
         r = results.get(p)
         if r:

@@ -2,8 +2,10 @@
  * chunked prefill mixed with decodes, a queue longer than max_running, a KV
  * pool so small that requests are preempted and recomputed, and a cancel in
  * the middle, for a dense model and for each MoE / MLA layer plan (a token's
- * experts and its latent attention must not depend on its batch-mates). No
- * allocation happens after boot, and every block returns. */
+ * experts and its latent attention must not depend on its batch-mates), and
+ * for the hybrid models (a sequence's recurrent state carried across prefill
+ * chunks, reset when preemption recomputes it). No allocation happens after
+ * boot, and every block and every recurrent-state slot returns. */
 #include "t.h"
 #include "tutil.h"
 
@@ -100,6 +102,15 @@ static void boot(struct engine *en, const char *dir, int max_running, int max_ba
 
 static const char *preset;
 
+/* Every recurrent-state slot is back in the pool (none for models without). */
+static void states_back(const struct engine *e, const char *what)
+{
+	struct ts_err err = {0};
+	T_CHECK(e->s.kv.n_states_free == e->s.kv.n_states, "%s %s: state slots leaked: %d of %d free", preset, what,
+		e->s.kv.n_states_free, e->s.kv.n_states);
+	T_CHECK(kv_pool_check(&e->s.kv, &err) == 0, "%s %s: %s", preset, what, err.msg);
+}
+
 static void compare(const struct run *u, const char *what)
 {
 	for (int i = 0; i < NP; i++)
@@ -127,6 +138,7 @@ static void batching(const char *name)
 		T_CHECK(n_alone[i] == MAXT, "request %d alone made %d tokens, want %d", i, n_alone[i], MAXT);
 	}
 	T_CHECK(en.s.kv.n_free == en.s.kv.n_blocks, "blocks leaked: %d of %d free", en.s.kv.n_free, en.s.kv.n_blocks);
+	states_back(&en, "alone");
 	engine_stop(&en);
 
 	/* all at once: chunked prefill (16 tokens a step) beside decodes, a queue */
@@ -139,6 +151,7 @@ static void batching(const char *name)
 	T_CHECK(allocs == 0, "%llu allocations after ready", (unsigned long long)allocs);
 	T_CHECK(en.s.st.steps > 10, "only %llu steps: the batch was not mixed", (unsigned long long)en.s.st.steps);
 	T_CHECK(en.s.kv.n_free == en.s.kv.n_blocks, "blocks leaked: %d of %d free", en.s.kv.n_free, en.s.kv.n_blocks);
+	states_back(&en, "batched");
 	engine_stop(&en);
 
 	/* a pool of 8 blocks (128 tokens) for 6 requests of up to 84 tokens: preemption */
@@ -156,6 +169,7 @@ static void batching(const char *name)
 	T_CHECK(en.s.st.transitions[REQ_DECODE][REQ_PREEMPTED] + en.s.st.transitions[REQ_PREFILL][REQ_PREEMPTED] ==
 			en.s.st.preemptions,
 		"transition counts disagree with preemptions");
+	states_back(&en, "after preemption");
 	engine_stop(&en);
 
 	/* cancel one request mid-decode: its blocks return, the others are unaffected */
@@ -172,10 +186,13 @@ static void batching(const char *name)
 	struct sched_events ev = {on_tok, on_done, &u};
 	while (u.n[2] < 5)
 		sched_step(&en.s, &ev);
-	int free_before = en.s.kv.n_free;
+	int free_before = en.s.kv.n_free, states_free_before = en.s.kv.n_states_free;
 	T_CHECK(sched_cancel(&en.s, id2, &ev) == 0, "cancel failed");
 	T_CHECK(en.s.kv.n_free > free_before, "cancel returned no blocks");
 	T_CHECK(u.done[2] == 2, "cancelled request got no terminal event");
+	if (en.s.has_state)
+		T_CHECK(en.s.kv.n_states_free == states_free_before + 1, "%s: cancel returned %d state slots, want 1",
+			preset, en.s.kv.n_states_free - states_free_before);
 	T_CHECK(sched_cancel(&en.s, id2, &ev) == -E_INVAL, "second cancel of the same id accepted");
 	drain(&en, &u, NP);
 	for (int i = 0; i < NP; i++)
@@ -184,12 +201,14 @@ static void batching(const char *name)
 				"request %d changed by another's cancel", i);
 	T_CHECK(en.s.kv.n_free == en.s.kv.n_blocks, "blocks leaked after cancel: %d of %d free", en.s.kv.n_free,
 		en.s.kv.n_blocks);
+	states_back(&en, "after cancel");
 	engine_stop(&en);
 }
 
 int main(void)
 {
-	static const char *const plans[] = {"llama3-mini", "qwen3moe-mini", "mixtral-mini", "dsv2lite-mini", "dsv3-mini"};
+	static const char *const plans[] = {"llama3-mini",    "qwen3moe-mini", "mixtral-mini",  "dsv2lite-mini",
+					    "dsv3-mini",      "qwen3next-mini", "qwen35-mini", "qwen35moe-mini"};
 	uint64_t x = 42;
 
 	for (int i = 0; i < NP; i++) /* ids below every preset's vocab (512) */

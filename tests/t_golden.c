@@ -20,7 +20,8 @@
 static const char *const presets[] = {"llama2-mini", "llama3-mini", "mistral-mini", "qwen2-mini", "qwen3-mini"};
 static const char *const plan_presets[] = {"qwen3moe-mini",   "qwen3moe-fused-mini", "mixtral-mini",
 					   "dsv2lite-mini",   "dsv3-mini",           "llama-hd96-mini",
-					   "qwen3-hd256-mini"};
+					   "qwen3-hd256-mini", "qwen3next-mini",      "qwen35-mini",
+					   "qwen35moe-mini"};
 
 /* rel_err (||a - ref|| / ||ref||) comes with boot.c through tutil.h. */
 
@@ -93,7 +94,9 @@ static void check_preset(const char *preset, int hf_only)
 			seq[i] = 0;
 		}
 		T_CHECK(kv_seq_reserve(&s->kv, slot, n) == 0, "%s: kv reserve", preset);
-		struct batch_seq bs = {kv_seq_table(&s->kv, slot), kv_seq_blocks(&s->kv, slot), -1};
+		/* a recurrent model's state slot: fresh at position 0, carried across the chunks */
+		struct batch_seq bs = {kv_seq_table(&s->kv, slot), kv_seq_blocks(&s->kv, slot),
+				       s->has_state ? kv_state_alloc(&s->kv) : -1};
 		double prompt_err = 0, gen_err = 0;
 		for (int done = 0; done < (int)gp->n_prompt;) {
 			int k = TS_MIN((int)gp->n_prompt - done, 8);
@@ -116,6 +119,8 @@ static void check_preset(const char *preset, int hf_only)
 			gen_err = re > gen_err ? re : gen_err;
 		}
 		kv_seq_release(&s->kv, slot);
+		if (bs.state >= 0)
+			kv_state_free(&s->kv, bs.state);
 		T_CHECK(prompt_err < 1e-4, "%s prompt %u (%u tokens): prefill logits rel err %.3g >= 1e-4", preset, p,
 			gp->n_prompt, prompt_err);
 		T_CHECK(gen_err < 1e-4, "%s prompt %u: decode logits rel err %.3g >= 1e-4", preset, p, gen_err);

@@ -13,7 +13,12 @@
  *     reference, nothing deadlocks, nothing leaks, nothing is allocated;
  * (f) a step where every running request waits on blocks another holds;
  * (g) a preemption inside a step never grows the batch past its budget.
- * Every step forwards at most max_batch_tokens. */
+ * Every step forwards at most max_batch_tokens.
+ * Hybrid models (qwen3next-mini, qwen35moe-mini: recurrent state beside the
+ * KV): no prefix reuse across requests (h), and (b) and (e) again: a kept
+ * session's next turn continues its state and equals a fresh run of the whole
+ * conversation, a divergent one recomputes from 0, and every state slot comes
+ * back after cancels, preemptions, evictions and ends. */
 #include "t.h"
 #include "tutil.h"
 
@@ -28,6 +33,7 @@ struct run {
 };
 
 static const char *dir;
+static int hybrid; /* the model has recurrent layers (state slots, no prefix cache) */
 static struct engine en, ref;
 
 static int on_tok(void *ctx, const struct req *r, int32_t t)
@@ -155,6 +161,51 @@ static void check_quiet(struct engine *e_, const char *what)
 		e_->s.kv.n_blocks);
 	T_CHECK(e_->s.kv.n_empty + e_->s.kv.n_lru == e_->s.kv.n_blocks, "%s: empty %d + cached %d != %d", what,
 		e_->s.kv.n_empty, e_->s.kv.n_lru, e_->s.kv.n_blocks);
+	T_CHECK(e_->s.kv.n_states_free == e_->s.kv.n_states, "%s: state slots leaked: %d of %d free", what,
+		e_->s.kv.n_states_free, e_->s.kv.n_states);
+	T_CHECK(hybrid == (e_->s.kv.n_states > 0), "%s: %d state slots on a %s model", what, e_->s.kv.n_states,
+		hybrid ? "hybrid" : "non-recurrent");
+}
+
+/* ------------------------------------------------------------ (h) hybrid: no prefix reuse */
+
+/* A recurrent state cannot be rewound to a block boundary, and no snapshots
+ * are kept: a request sharing a long prefix with an earlier one computes it
+ * all and gives the tokens of a cold engine; a cancel returns its state. */
+static void t_hybrid_prefix(void)
+{
+	static struct run u;
+	static int32_t R[2][60], want[2][MAXT];
+	struct ts_err e = {0};
+	for (int i = 0; i < 60; i++)
+		R[0][i] = R[1][i] = rtok();
+	R[1][59] = R[0][59] + 1;
+	for (int i = 0; i < 2; i++)
+		reference(R[i], 60, 8, i, want[i]);
+	boot(&en, 4, 4, 64, 16 * 16);
+	T_CHECK(en.s.kv.prefix_off == 1, "prefix cache on for a hybrid model");
+	memset(&u, 0, sizeof(u));
+	for (int i = 0; i < 2; i++) {
+		struct sub b = {R[i], 60, 8, i, 0, 0, 0};
+		T_CHECK(submit(&en, i, &b, &e) == 0, "submit: %s", e.msg);
+		drain(&en, &u, i + 1);
+		T_CHECK(u.n_cached[i] == 0, "request %d reused %d tokens of a hybrid model", i, u.n_cached[i]);
+		T_CHECK(!memcmp(u.toks[i], want[i], 8 * 4), "request %d differs from a cold engine", i);
+	}
+	T_CHECK(en.s.kv.st.hit_blocks == 0, "%llu prefix hits", (unsigned long long)en.s.kv.st.hit_blocks);
+	/* a cancel mid-decode returns its state slot */
+	uint64_t id = 0;
+	struct sched_submit sb = {.prompt = R[0], .n_prompt = 60, .max_tokens = 30, .ignore_eos = 1, .user = 2};
+	samp_params_default(&sb.samp);
+	T_CHECK(sched_submit(&en.s, &sb, &id, &e) == 0, "submit: %s", e.msg);
+	struct sched_events ev = {on_tok, on_done, &u};
+	while (u.n[2] < 3)
+		sched_step(&en.s, &ev);
+	T_CHECK(en.s.kv.n_states_free == en.s.kv.n_states - 1, "a running request holds %d state slots",
+		en.s.kv.n_states - en.s.kv.n_states_free);
+	T_CHECK(sched_cancel(&en.s, id, &ev) == 0, "cancel");
+	check_quiet(&en, "hybrid prefix");
+	engine_stop(&en);
 }
 
 /* ------------------------------------------------------------ (a) shared prefixes */
@@ -350,7 +401,9 @@ static void t_sessions(void)
 		b = (struct sub){conv, L1 + 10, N2, s, 10, 1, 0};
 		T_CHECK(submit(&en, 1, &b, &e) == 0, "divergent turn: %s", e.msg);
 		drain(&en, &u, 2);
-		T_CHECK(u.n_cached[1] == 16, "divergent turn reused %d, want 16", u.n_cached[1]);
+		/* hybrid: the state holds all 30 positions and cannot be rewound to 20: recomputed */
+		T_CHECK(u.n_cached[1] == (hybrid ? 0 : 16), "divergent turn reused %d, want %d", u.n_cached[1],
+			hybrid ? 0 : 16);
 		T_CHECK(!memcmp(u.toks[1], wantq[s], N2 * 4), "divergent turn differs");
 		T_CHECK(u.state[1] == REQ_PARKED, "kept divergent turn ended %s", req_state_name(u.state[1]));
 		settle(&en, &u);
@@ -674,13 +727,19 @@ int main(void)
 	t_random(4, 64);
 	t_random(6, 128);
 	T_CHECK(r_preempt > 0 && r_evict > 0 && r_resume > 0, "the random runs did not exercise pressure");
-	static const char *const plans[] = {"dsv3-mini", "qwen3moe-mini"};
+	static const char *const plans[] = {"dsv3-mini", "qwen3moe-mini", "qwen3next-mini", "qwen35moe-mini"};
 	for (size_t i = 0; i < TS_ARRAY_LEN(plans); i++) {
 		uint64_t p0 = r_preempt, e0 = r_evict;
 		dir = t_ckpt(plans[i]);
-		t_shared_prefix();
+		hybrid = strstr(plans[i], "next") || strstr(plans[i], "qwen35");
+		if (hybrid)
+			t_hybrid_prefix();
+		else
+			t_shared_prefix();
 		t_sessions();
 		t_random(4, 64);
+		if (hybrid) /* 2 running, 4 parked or waiting sessions, 4 state slots: short of states too */
+			t_random(2, 32);
 		T_CHECK(r_preempt > p0 && r_evict > e0, "%s: the random run did not exercise pressure", plans[i]);
 	}
 	return T_DONE();
