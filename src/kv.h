@@ -28,7 +28,13 @@
  *    (kv_seq_writable). Its last, partial block is always such a block.
  *  - With no sequence holding blocks, n_free == n_blocks.
  *
- * Does not: allocate after boot. Every table is sized at kv_pool_init.
+ * Recurrent states (models with LINEAR layers): a second, flat pool of slot
+ * ids beside the blocks (kv_state_*), one id per sequence that holds a state;
+ * the backend keeps the states themselves, one per id. sched decides who
+ * holds one (sched.h); kv_pool_check counts them.
+ *
+ * Does not: allocate after boot. Every table is sized at kv_pool_init (and
+ * kv_state_pool_init, at boot too).
  * Threads: the engine thread only.
  */
 #ifndef TS_KV_H

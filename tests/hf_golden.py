@@ -622,8 +622,10 @@ def feature_variants(cfg):
         v.append(("sliding_window", {"sliding_window": None}, cfg["sliding_window"]))
     if cfg.get("rope_scaling"):
         v.append(("rope_scaling", {"rope_scaling": None}, 1))  # position 0 is unrotated
-    if mt == "qwen3_moe":
+    if mt in ("qwen3_moe", "qwen3_next"):
         v.append(("norm_topk_prob", {"norm_topk_prob": not cfg["norm_topk_prob"]}, 0))
+    if mt == "qwen3_next":  # RoPE over a quarter of the head; position 0 is unrotated
+        v.append(("partial_rotary_factor", {"partial_rotary_factor": 0.5}, 1))
     if mt in ("mixtral", "deepseek_v2") and cfg["num_experts_per_tok"] > 1:
         v.append(("top-1", {"num_experts_per_tok": 1}, 0))
     if mt in ("deepseek_v2", "deepseek_v3") and cfg["routed_scaling_factor"] != 1:

@@ -362,6 +362,34 @@ static void t_random(void)
 	kv_pool_free(&P);
 }
 
+/* The recurrent-state pool: ids 0.. handed out lowest first, each once, all
+ * back after free; short is -E_NOSPACE; the accounting check sees a slot
+ * that was lost. */
+static void t_states(void)
+{
+	struct ts_err e = {0};
+	int32_t got[4];
+	T_CHECK(kv_pool_init(&P, 4, 16, 2, 64, &e) == 0, "init: %s", e.msg);
+	T_CHECK(kv_state_pool_init(&P, 4, &e) == 0 && P.n_states == 4 && P.n_states_free == 4, "state pool: %s", e.msg);
+	for (int i = 0; i < 4; i++)
+		got[i] = kv_state_alloc(&P);
+	T_CHECK(got[0] == 0 && got[1] == 1 && got[2] == 2 && got[3] == 3, "ids %d %d %d %d, want 0 1 2 3", got[0],
+		got[1], got[2], got[3]);
+	T_CHECK(kv_state_alloc(&P) == -E_NOSPACE, "a fifth state from a pool of 4");
+	check_pool("states all held");
+	kv_state_free(&P, got[2]);
+	T_CHECK(kv_state_alloc(&P) == 2, "a freed state is not the next handed out");
+	for (int i = 0; i < 4; i++)
+		kv_state_free(&P, got[i]);
+	T_CHECK(P.n_states_free == 4, "%d of 4 states free", P.n_states_free);
+	check_pool("states all free");
+	P.n_states_free--; /* a slot lost: the check must see it */
+	T_CHECK(kv_pool_check(&P, &e) == -E_INTERNAL, "a lost state slot passed the check");
+	T_HAS(e.msg, "state slots");
+	P.n_states_free++;
+	kv_pool_free(&P);
+}
+
 int main(void)
 {
 	struct ts_err e = {0};
@@ -371,6 +399,7 @@ int main(void)
 	t_dedup_truncate();
 	t_collisions();
 	t_random();
+	t_states();
 	T_CHECK(kv_pool_init(&P, 0, 16, 1, 16, &e) == -E_INVAL, "an empty pool accepted");
 	T_HAS(e.msg, "blocks");
 	return T_DONE();
