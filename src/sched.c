@@ -706,7 +706,7 @@ int sched_step(struct sched *s, const struct sched_events *ev)
 			 * (running requests hold at most max_running of the 2 * max_running,
 			 * so one of them holds one). A state starts at position 0. */
 			while ((r->state_slot = kv_state_alloc(&s->kv)) < 0 && relieve(s, slot))
-				;
+				s->st.state_relieves++;
 			if (NEVER(r->state_slot < 0 || r->n_computed != 0)) {
 				log_error("sched: req=%llu has no state slot at position %d: failing it",
 					  (unsigned long long)r->id, r->n_computed);

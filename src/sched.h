@@ -148,6 +148,7 @@ struct sched_stats {
 	uint64_t sessions_resumed;   /* SUBMITs that continued a parked session */
 	uint64_t sessions_expired;   /* parked sessions ended by their TTL */
 	uint64_t sessions_evicted;   /* parked sessions ended for blocks or a slot */
+	uint64_t state_relieves;     /* parked or waiting sessions that gave up a recurrent state to running work */
 	uint64_t transitions[REQ_STATE_N][REQ_STATE_N];
 };
 

@@ -18,7 +18,8 @@
  * KV): no prefix reuse across requests (h), and (b) and (e) again: a kept
  * session's next turn continues its state and equals a fresh run of the whole
  * conversation, a divergent one recomputes from 0, and every state slot comes
- * back after cancels, preemptions, evictions and ends. */
+ * back after cancels, preemptions, evictions and ends; a request short of a
+ * state slot takes the least recently parked session's (t_hybrid_states). */
 #include "t.h"
 #include "tutil.h"
 
@@ -450,6 +451,62 @@ static void t_sessions(void)
 	engine_stop(&en);
 }
 
+/* Hybrid: with max_running 1 the pool has 2 state slots. Two kept sessions
+ * park holding both; a third request, short of a state, ends the least
+ * recently parked session (its tokens still right), and the survivor's next
+ * turn still continues its own state. */
+static void t_hybrid_states(void)
+{
+	static struct run u;
+	static int32_t A[12], B[12], C[12], A2[4], want[3][8], wantb[8], convb[32];
+	struct ts_err e = {0};
+	for (int i = 0; i < 12; i++)
+		A[i] = rtok(), B[i] = rtok(), C[i] = rtok();
+	for (int i = 0; i < 4; i++)
+		A2[i] = rtok();
+	reference(A, 12, 8, 0, want[0]);
+	reference(B, 12, 8, 1, want[1]);
+	reference(C, 12, 8, 2, want[2]);
+	memcpy(convb, B, sizeof(B));
+	memcpy(convb + 12, want[1], sizeof(want[1]));
+	memcpy(convb + 20, A2, sizeof(A2));
+	reference(convb, 24, 8, 1, wantb);
+	boot(&en, 1, 4, 64, 16 * 16);
+	T_CHECK(en.s.kv.n_states == 2, "%d state slots for max_running 1, want 2", en.s.kv.n_states);
+	memset(&u, 0, sizeof(u));
+	struct sub b = {A, 12, 8, 0, 31, 1, 0};
+	T_CHECK(submit(&en, 0, &b, &e) == 0, "session A: %s", e.msg);
+	drain(&en, &u, 1);
+	settle(&en, &u);
+	b = (struct sub){B, 12, 8, 1, 32, 1, 0};
+	T_CHECK(submit(&en, 1, &b, &e) == 0, "session B: %s", e.msg);
+	drain(&en, &u, 2);
+	settle(&en, &u);
+	T_CHECK(en.s.n_parked == 2 && en.s.kv.n_states_free == 0, "%d parked, %d states free: want 2 and 0",
+		en.s.n_parked, en.s.kv.n_states_free);
+	b = (struct sub){C, 12, 8, 2, 0, 0, 0};
+	T_CHECK(submit(&en, 2, &b, &e) == 0, "request C: %s", e.msg);
+	uint64_t ev0 = en.s.st.sessions_evicted;
+	drain(&en, &u, 3);
+	T_CHECK(en.s.st.state_relieves == 1 && en.s.st.sessions_evicted == ev0 + 1,
+		"%llu states relieved, %llu sessions evicted: want 1 and 1", (unsigned long long)en.s.st.state_relieves,
+		(unsigned long long)(en.s.st.sessions_evicted - ev0));
+	for (int i = 0; i < 3; i++)
+		T_CHECK(!memcmp(u.toks[i], want[i], 8 * 4), "request %d differs from its reference", i);
+	/* A, the least recently parked, is gone; B continues its own state */
+	b = (struct sub){A2, 4, 8, 0, 31, 0, 1};
+	T_CHECK(submit(&en, 3, &b, &e) == -E_INVAL, "append to the evicted session A accepted");
+	b = (struct sub){A2, 4, 8, 1, 32, 0, 1};
+	T_CHECK(submit(&en, 4, &b, &e) == 0, "session B turn 2: %s", e.msg);
+	uint64_t pf = en.s.st.prefill_tokens;
+	drain(&en, &u, 4);
+	T_CHECK(en.s.st.prefill_tokens - pf == 4 && u.n_cached[4] == 20, "B's turn 2 prefilled %llu, reused %d: want 4, 20",
+		(unsigned long long)(en.s.st.prefill_tokens - pf), u.n_cached[4]);
+	T_CHECK(!memcmp(u.toks[4], wantb, 8 * 4), "B's turn 2 differs from one request with the whole conversation");
+	check_quiet(&en, "hybrid states");
+	engine_stop(&en);
+}
+
 /* ------------------------------------------------------------ (c) TTL */
 
 static void t_ttl(void)
@@ -559,7 +616,7 @@ static void t_pressure(void)
 #define RS 6
 #define RTURNS 4
 
-static uint64_t r_preempt, r_evict, r_resume;
+static uint64_t r_preempt, r_evict, r_resume, r_state_relieves;
 
 static void t_random(int max_running, int max_batch_tokens)
 {
@@ -627,6 +684,7 @@ static void t_random(int max_running, int max_batch_tokens)
 	r_preempt += en.s.st.preemptions;
 	r_evict += en.s.st.sessions_evicted;
 	r_resume += en.s.st.sessions_resumed;
+	r_state_relieves += en.s.st.state_relieves;
 	engine_stop(&en);
 }
 
@@ -738,8 +796,13 @@ int main(void)
 			t_shared_prefix();
 		t_sessions();
 		t_random(4, 64);
-		if (hybrid) /* 2 running, 4 parked or waiting sessions, 4 state slots: short of states too */
+		if (hybrid) { /* 2 running, 4 parked or waiting sessions, 4 state slots: short of states too */
+			uint64_t s0 = r_state_relieves;
 			t_random(2, 32);
+			printf("%s: %llu state slots given up to running work\n", plans[i],
+			       (unsigned long long)(r_state_relieves - s0));
+			t_hybrid_states();
+		}
 		T_CHECK(r_preempt > p0 && r_evict > e0, "%s: the random run did not exercise pressure", plans[i]);
 	}
 	return T_DONE();
