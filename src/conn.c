@@ -95,6 +95,89 @@ int conn_peer_same(const struct conn_peer *a, const struct conn_peer *b)
 	return a->len == b->len && memcmp(a->addr, b->addr, a->len) == 0;
 }
 
+int conn_evictable(const struct conn *c)
+{
+	return c->st == CONN_HANDSHAKE || c->st == CONN_HELLO;
+}
+
+int conn_evict_before(const struct conn *a, const struct conn *b)
+{
+	if (a->st != b->st)
+		return a->st == CONN_HANDSHAKE;
+	return a->seq < b->seq;
+}
+
+static int conn_reading(const struct conn *c)
+{
+	return c->st == CONN_HELLO || c->st == CONN_OPEN;
+}
+
+enum conn_read_result conn_read(struct conn *c, size_t out_limit, double now,
+				void (*frame)(void *ctx, struct conn *c, const struct proto_frame *f), void *ctx,
+				struct ts_err *e)
+{
+	static uint8_t buf[16384]; /* the network thread's: decrypted bytes live here only until fed */
+	if (c->st == CONN_HANDSHAKE) {
+		int rc = conn_io_handshake(&c->io);
+		if (rc == TLS_AGAIN)
+			return CONN_READ_AGAIN;
+		if (rc < 0)
+			return CONN_READ_REFUSED;
+		conn_set_state(c, CONN_HELLO, now);
+	}
+	while (conn_reading(c) && conn_io_unsent(&c->io) < out_limit) {
+		int r = conn_io_read(&c->io, buf, sizeof(buf));
+		if (r == TLS_AGAIN)
+			return CONN_READ_AGAIN;
+		if (r <= 0)
+			return CONN_READ_EOF;
+		size_t off = 0;
+		while (off < (size_t)r && conn_reading(c)) {
+			struct proto_frame f;
+			size_t used = 0;
+			int fr = proto_reader_feed(&c->io.rd, buf + off, (size_t)r - off, &used, &f, e);
+			off += used;
+			if (fr < 0)
+				return CONN_READ_BAD;
+			if (fr == PROTO_FRAME) {
+				c->t_rx = now; /* a whole frame: the idle clock starts again */
+				frame(ctx, c, &f);
+			} else if (used == 0) {
+				break;
+			}
+		}
+	}
+	return conn_reading(c) ? CONN_READ_FULL : CONN_READ_AGAIN;
+}
+
+int conn_write(struct conn *c)
+{
+	if (c->st != CONN_HELLO && c->st != CONN_OPEN && c->st != CONN_CLOSING)
+		return 0;
+	int rc = conn_io_flush(&c->io);
+	if (rc < 0)
+		return rc;
+	return c->st == CONN_CLOSING && !conn_io_unsent(&c->io);
+}
+
+uint32_t conn_want(const struct conn *c, int paused)
+{
+	switch (c->st) {
+	case CONN_FREE:
+	case CONN_DEAD:
+	case CONN_STATE_N:
+		return 0;
+	case CONN_HANDSHAKE:
+		return tls_want(&c->io.tls) == TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN;
+	case CONN_HELLO:
+	case CONN_OPEN:
+		return conn_io_events(&c->io, !paused);
+	case CONN_CLOSING:
+		return conn_io_events(&c->io, 0);
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------ transport */
 
 static int cb_send(void *ctx, const uint8_t *p, size_t n)

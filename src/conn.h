@@ -98,6 +98,37 @@ enum conn_due conn_timer(const struct conn *c, const struct conn_limits *l, doub
 /* Whether a and b are the same client address. */
 int conn_peer_same(const struct conn_peer *a, const struct conn_peer *b);
 
+/* Whether c is not yet open (in its TLS handshake or waiting for HELLO), so
+ * that a new connection may take its slot when all are taken; and which of
+ * two such goes first: one still in its handshake (not authenticated) before
+ * one waiting for HELLO, then the one accepted earlier. */
+int conn_evictable(const struct conn *c);
+int conn_evict_before(const struct conn *a, const struct conn *b);
+
+/* What conn_read did. */
+enum conn_read_result {
+	CONN_READ_AGAIN,   /* read all there was (or a frame changed the state): wait for the socket */
+	CONN_READ_FULL,    /* stopped: the output is over the limit (read again once it drains) */
+	CONN_READ_EOF,     /* the peer closed, or the transport died */
+	CONN_READ_REFUSED, /* the TLS handshake failed: c->io.tls.err says why */
+	CONN_READ_BAD,     /* a malformed frame: c->io.rd.err is the ERROR code, e says why */
+};
+
+/* HANDSHAKE: one handshake step (to HELLO when it completes). HELLO, OPEN:
+ * reads and decrypts while the unsent output stays below out_limit, and
+ * hands each whole frame to frame() (which may change c's state: reading
+ * stops then); a whole frame restarts the idle clock. */
+enum conn_read_result conn_read(struct conn *c, size_t out_limit, double now,
+				void (*frame)(void *ctx, struct conn *c, const struct proto_frame *f), void *ctx,
+				struct ts_err *e);
+
+/* Writes what the socket takes: 0, or -E_* when the transport died. In
+ * CLOSING, 1 once everything is written (close it now). */
+int conn_write(struct conn *c);
+
+/* The epoll interest c needs in its state; paused: not reading input. */
+uint32_t conn_want(const struct conn *c, int paused);
+
 /* ------------------------------------------------------------ transport */
 
 /* Sets up the transport on an accepted socket. max_frame: the largest frame

@@ -197,3 +197,19 @@ int net_wait(int ep, const struct net_timers *t, struct epoll_event *evs, int n)
 	int r = epoll_wait(ep, evs, n, ms);
 	return r < 0 ? 0 : r;
 }
+
+void net_run(int ep, struct net_timers *t, const struct net_handlers *h)
+{
+	struct epoll_event evs[64];
+	for (;;) {
+		int n = net_wait(ep, t, evs, 64);
+		double now = ts_now();
+		for (int i = 0; i < n; i++)
+			h->ready(h->ctx, evs[i].data.u64, evs[i].events, now);
+		int id;
+		while ((id = net_timer_pop(t, now)) >= 0)
+			h->due(h->ctx, id, now);
+		if (h->round(h->ctx, now))
+			return;
+	}
+}

@@ -51,4 +51,16 @@ int net_timer_pop(struct net_timers *t, double now);
  * events (0 on a deadline or EINTR). */
 int net_wait(int ep, const struct net_timers *t, struct epoll_event *evs, int n);
 
+/* What the loop calls, on the network thread. */
+struct net_handlers {
+	void *ctx;
+	void (*ready)(void *ctx, uint64_t tag, uint32_t events, double now); /* an fd added with tag is ready */
+	void (*due)(void *ctx, int id, double now);                          /* id's deadline passed (disarmed) */
+	int (*round)(void *ctx, double now); /* after each wake-up's events and deadlines; nonzero ends the loop */
+};
+
+/* The event loop: waits (net_wait), hands out ready fds, then due deadlines,
+ * then ends the round; returns when round() says so. */
+void net_run(int ep, struct net_timers *t, const struct net_handlers *h);
+
 #endif

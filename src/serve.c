@@ -2,8 +2,12 @@
  * is the network thread and the lifecycle; serve_eng.c is the engine thread;
  * serve_int.h the messages between them and the state.
  *
- * Reading order: the network thread's per-request bookkeeping; frames in; the
- * loop; start/stop.
+ * Reading order: the network thread's per-request bookkeeping; frames in
+ * (routing each to its request or answering it); the connection slots over
+ * conn's state machine (service after any event, accept with eviction and
+ * the per-peer cap, drain); the handlers that net_run calls; start/stop.
+ * The epoll loop and the timers are net's, the connection's states, clocks
+ * and transport steps conn's.
  *
  * Ownership. A connection slot's event ring has one producer (the engine) and
  * one consumer (the network thread). A slot is reused only after the engine
@@ -572,67 +576,50 @@ static void conn_kill(struct serve *sv, struct sconn *c)
 	}
 }
 
+static struct sconn *sconn_of(struct conn *cn)
+{
+	return (struct sconn *)((char *)cn - offsetof(struct sconn, cn));
+}
+
+static void frame_in(void *ctx, struct conn *cn, const struct proto_frame *f)
+{
+	on_frame(ctx, sconn_of(cn), f);
+}
+
+/* The socket is readable (or the handshake wants it): what conn_read found. */
 static void conn_input(struct serve *sv, struct sconn *c, double now)
 {
-	static uint8_t buf[16384];
-	if (c->cn.st == CONN_HANDSHAKE) {
-		int rc = conn_io_handshake(&c->cn.io);
-		if (rc == TLS_AGAIN)
-			return;
-		if (rc < 0) {
-			log_msg(LOG_WARN, "serve: TLS handshake refused: peer=%s %s", c->cn.peer.text, c->cn.io.tls.err.msg);
-			conn_kill(sv, c);
-			return;
-		}
-		conn_set_state(&c->cn, CONN_HELLO, now);
+	struct ts_err e = {0};
+	switch (conn_read(&c->cn, sv->o.out_limit_bytes, now, frame_in, sv, &e)) {
+	case CONN_READ_AGAIN:
+		return;
+	case CONN_READ_FULL: /* conn_output reads on once the output drains */
+		c->paused = 1;
+		return;
+	case CONN_READ_REFUSED:
+		log_msg(LOG_WARN, "serve: TLS handshake refused: peer=%s %s", c->cn.peer.text, c->cn.io.tls.err.msg);
+		conn_kill(sv, c);
+		return;
+	case CONN_READ_EOF: /* end of stream: its requests are cancelled */
+		conn_kill(sv, c);
+		return;
+	case CONN_READ_BAD:
+		conn_fail(sv, c, c->cn.io.rd.err, e.msg);
+		return;
 	}
-	while ((c->cn.st == CONN_HELLO || c->cn.st == CONN_OPEN) && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes) {
-		int r = conn_io_read(&c->cn.io, buf, sizeof(buf));
-		if (r == TLS_AGAIN)
-			return;
-		if (r <= 0) {
-			conn_kill(sv, c); /* end of stream: its requests are cancelled */
-			return;
-		}
-		size_t off = 0;
-		while (off < (size_t)r && (c->cn.st == CONN_HELLO || c->cn.st == CONN_OPEN)) {
-			struct ts_err e = {0};
-			struct proto_frame f;
-			size_t used = 0;
-			int fr = proto_reader_feed(&c->cn.io.rd, buf + off, (size_t)r - off, &used, &f, &e);
-			off += used;
-			if (fr < 0) {
-				conn_fail(sv, c, c->cn.io.rd.err, e.msg);
-				return;
-			}
-			if (fr == PROTO_FRAME) {
-				c->cn.t_rx = now; /* a whole frame: the idle clock starts again */
-				on_frame(sv, c, &f);
-			} else if (used == 0) {
-				break;
-			}
-		}
-	}
-	c->paused = c->cn.st == CONN_OPEN || c->cn.st == CONN_HELLO;
 }
 
 static void conn_output(struct serve *sv, struct sconn *c, double now)
 {
-	if (c->cn.st != CONN_HELLO && c->cn.st != CONN_OPEN && c->cn.st != CONN_CLOSING)
-		return;
-	if (conn_io_flush(&c->cn.io) < 0) {
-		conn_kill(sv, c);
-		return;
-	}
-	if (c->cn.st == CONN_CLOSING && !conn_io_unsent(&c->cn.io)) {
+	int rc = conn_write(&c->cn);
+	if (rc != 0) { /* dead, or CLOSING and all sent */
 		conn_kill(sv, c);
 		return;
 	}
 	if (c->paused && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes) {
 		c->paused = 0;
 		conn_input(sv, c, now); /* decrypted bytes may wait inside the session */
-		if ((c->cn.st == CONN_HELLO || c->cn.st == CONN_OPEN || c->cn.st == CONN_CLOSING) &&
-		    conn_io_flush(&c->cn.io) < 0)
+		if (conn_write(&c->cn) != 0)
 			conn_kill(sv, c);
 	}
 }
@@ -641,9 +628,7 @@ static void conn_update_mask(struct serve *sv, struct sconn *c)
 {
 	if (c->cn.st == CONN_FREE || c->cn.st == CONN_DEAD)
 		return;
-	int want_in = c->cn.st == CONN_HANDSHAKE || ((c->cn.st == CONN_HELLO || c->cn.st == CONN_OPEN) && !c->paused);
-	uint32_t m = c->cn.st == CONN_HANDSHAKE ? (tls_want(&c->cn.io.tls) == TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN)
-						: conn_io_events(&c->cn.io, want_in);
+	uint32_t m = conn_want(&c->cn, c->paused);
 	if (m != c->cn.ev_mask) {
 		net_epoll_mod(sv->ep, c->cn.io.fd, m, (uint64_t)(c - sv->conns) + 2);
 		c->cn.ev_mask = m;
@@ -784,17 +769,8 @@ static void conn_service(struct serve *sv, struct sconn *c, double now)
 	conn_arm(sv, c, now);
 }
 
-/* Which of two connections before OPEN goes first: one still in its TLS
- * handshake (not authenticated) before one waiting for HELLO, then the older. */
-static int evict_before(const struct sconn *a, const struct sconn *b)
-{
-	if (a->cn.st != b->cn.st)
-		return a->cn.st == CONN_HANDSHAKE;
-	return a->cn.seq < b->cn.seq;
-}
-
 /* The slot a new connection takes: a free one, else one evicted from those
- * in their TLS handshake or before HELLO (evict_before), else none. */
+ * not yet open (conn_evict_before), else none. */
 static struct sconn *conn_slot(struct serve *sv)
 {
 	struct sconn *old = NULL;
@@ -802,7 +778,7 @@ static struct sconn *conn_slot(struct serve *sv)
 		struct sconn *c = &sv->conns[i];
 		if (c->cn.st == CONN_FREE)
 			return c;
-		if ((c->cn.st == CONN_HANDSHAKE || c->cn.st == CONN_HELLO) && (!old || evict_before(c, old)))
+		if (conn_evictable(&c->cn) && (!old || conn_evict_before(&c->cn, &old->cn)))
 			old = c;
 	}
 	if (old) {
@@ -906,44 +882,54 @@ static void drain_tick(struct serve *sv, struct sconn *c, double now)
 		conn_set_state(&c->cn, CONN_CLOSING, now);
 }
 
+/* ------------------------------------------------------------ network: the loop (net_run) */
+
+static void net_ready(void *ctx, uint64_t tag, uint32_t events, double now)
+{
+	struct serve *sv = ctx;
+	if (tag == 0) {
+		if (!sv->draining)
+			do_accept(sv, now);
+	} else if (tag >= 2) {
+		struct sconn *c = &sv->conns[tag - 2];
+		if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->cn.st == CONN_HANDSHAKE && (events & EPOLLOUT)))
+			conn_input(sv, c, now);
+		conn_service(sv, c, now);
+	} /* tag 1, net_wake: net_round takes what it announced */
+}
+
+static void net_due(void *ctx, int id, double now)
+{
+	struct serve *sv = ctx;
+	conn_service(sv, &sv->conns[id], now);
+}
+
+/* The engine's marks, the drain, and the end once drained. */
+static int net_round(void *ctx, double now)
+{
+	struct serve *sv = ctx;
+	ring_wake_drain(&sv->net_wake);
+	uint16_t ci;
+	while (ring_spsc_pop(&sv->dirty, &ci)) {
+		atomic_exchange_explicit(&sv->conns[ci].dirty, 0, memory_order_acq_rel);
+		conn_service(sv, &sv->conns[ci], now);
+	}
+	if (atomic_load(&sv->drain_req) && !sv->draining)
+		start_drain(sv, now);
+	if (!sv->draining || sv->n_conns > 0)
+		return 0;
+	struct cmd m = {.type = CMD_STOP};
+	while (push_cmd(sv, &m) < 0)
+		poll(NULL, 0, 1); /* the engine is taking the last commands */
+	return 1;
+}
+
 static void *net_main(void *arg)
 {
 	struct serve *sv = arg;
-	struct epoll_event evs[64];
-	for (;;) {
-		int n = net_wait(sv->ep, &sv->timers, evs, 64);
-		double now = ts_now();
-		for (int i = 0; i < n; i++) {
-			uint64_t tag = evs[i].data.u64;
-			if (tag == 0) {
-				if (!sv->draining)
-					do_accept(sv, now);
-			} else if (tag >= 2) {
-				struct sconn *c = &sv->conns[tag - 2];
-				if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ||
-				    (c->cn.st == CONN_HANDSHAKE && (evs[i].events & EPOLLOUT)))
-					conn_input(sv, c, now);
-				conn_service(sv, c, now);
-			}
-		}
-		ring_wake_drain(&sv->net_wake);
-		uint16_t ci;
-		while (ring_spsc_pop(&sv->dirty, &ci)) {
-			atomic_exchange_explicit(&sv->conns[ci].dirty, 0, memory_order_acq_rel);
-			conn_service(sv, &sv->conns[ci], now);
-		}
-		if (atomic_load(&sv->drain_req) && !sv->draining)
-			start_drain(sv, now);
-		int id;
-		while ((id = net_timer_pop(&sv->timers, now)) >= 0)
-			conn_service(sv, &sv->conns[id], now);
-		if (sv->draining && sv->n_conns == 0) {
-			struct cmd m = {.type = CMD_STOP};
-			while (push_cmd(sv, &m) < 0)
-				poll(NULL, 0, 1); /* the engine is taking the last commands */
-			return NULL;
-		}
-	}
+	struct net_handlers h = {sv, net_ready, net_due, net_round};
+	net_run(sv->ep, &sv->timers, &h);
+	return NULL;
 }
 
 /* ------------------------------------------------------------ start / stop */

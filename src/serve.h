@@ -1,6 +1,6 @@
 /* serve: the server on top of a ready engine.
  *
- *   network thread: epoll, accept, TLS, frames (conn, proto)
+ *   network thread: net_run (epoll, deadlines), connections (conn), frames (proto)
  *        --commands--> [ring_mpsc] --> engine thread: sched_submit/cancel/step
  *        <--events---- [ring_spsc per connection] <--
  *
