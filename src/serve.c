@@ -542,8 +542,8 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
  * take that follows. An id is in the ring at most once, so a ring of
  * max_conns ids never fills. */
 
-/* Closes a connection that is in the engine (OPEN, CLOSING): DEAD until the
- * engine acknowledges the CLOSE. One that never reached OPEN goes to FREE. */
+/* Frees a connection that never reached OPEN: nothing of it is in the
+ * engine, so its slot is FREE at once. */
 static void conn_drop(struct serve *sv, struct sconn *c)
 {
 	net_epoll_del(sv->ep, c->cn.io.fd);
@@ -553,6 +553,8 @@ static void conn_drop(struct serve *sv, struct sconn *c)
 	sv->n_conns--;
 }
 
+/* Closes c now: one before OPEN is dropped; one in the engine (OPEN,
+ * CLOSING) is DEAD until the engine acknowledges its CLOSE (conn_reap). */
 static void conn_kill(struct serve *sv, struct sconn *c)
 {
 	switch (c->cn.st) {
