@@ -120,6 +120,33 @@ static const struct cfg_key cfg_keys[] = {
 	{"server", "tls_psk_file", CFG_T_PATH, FIELD(server.tls_psk_file), .def = "",
 	 .accepted = "a file holding 32..96 hex digits (16..48 bytes); empty = certificate mode",
 	 .help = "PSK mode: the file with the pre-shared key in hex (keep it mode 0600)"},
+	{"server", "max_connections", CFG_T_INT, FIELD(server.max_connections), .def = "64", .min = 1, .max = 4096,
+	 .help = "connections open at once; beyond it a new connection takes the slot of one not yet open (the oldest "
+		 "still in its TLS handshake, else the oldest waiting for HELLO), else it is closed before the handshake"},
+	{"server", "max_conns_per_peer", CFG_T_INT, FIELD(server.max_conns_per_peer), .def = "16", .min = 1,
+	 .max = 4096,
+	 .help = "connections open at once from one client address; one more is closed before the TLS handshake"},
+	{"server", "max_requests", CFG_T_INT, FIELD(server.max_requests), .def = "64", .min = 1, .max = 4096,
+	 .help = "live requests on one connection (WELCOME max_requests); one more is answered TOO_MANY_REQUESTS"},
+	{"server", "max_frame_bytes", CFG_T_INT, FIELD(server.max_frame_bytes), .def = "262144", .min = 4096,
+	 .max = 16777216, .help = "largest frame the server accepts; WELCOME's max_frame is the smaller of this and the client's"},
+	{"server", "initial_credit", CFG_T_INT, FIELD(server.initial_credit), .def = "256", .min = 1, .max = 16777216,
+	 .help = "tokens each request may receive before the client's first CREDIT (WELCOME initial_credit)"},
+	{"server", "credit_timeout_ms", CFG_T_INT, FIELD(server.credit_timeout_ms), .def = "30000", .min = 100,
+	 .max = 3600000, .help = "a request throttled this long in a row ends with ERROR STALLED (WELCOME credit_timeout_ms)"},
+	{"server", "output_limit_bytes", CFG_T_INT, FIELD(server.output_limit_bytes), .def = "262144",
+	 .min = 16384, .max = 67108864,
+	 .help = "unsent output bytes beyond which a connection is throttled and its input no longer read"},
+	{"server", "handshake_timeout_ms", CFG_T_INT, FIELD(server.handshake_timeout_ms), .def = "10000", .min = 100,
+	 .max = 600000, .help = "a connection whose TLS handshake has not completed this long after accept is closed"},
+	{"server", "hello_timeout_ms", CFG_T_INT, FIELD(server.hello_timeout_ms), .def = "10000", .min = 100,
+	 .max = 600000, .help = "a connection that has not sent HELLO this long after its TLS handshake is closed"},
+	{"server", "ping_interval_ms", CFG_T_INT, FIELD(server.ping_interval_ms), .def = "30000", .min = 100,
+	 .max = 3600000,
+	 .help = "after this long without a frame from the client the server sends PING, and again each interval (WELCOME ping_interval_ms)"},
+	{"server", "idle_timeout_ms", CFG_T_INT, FIELD(server.idle_timeout_ms), .def = "75000", .min = 200,
+	 .max = 86400000,
+	 .help = "a connection without a frame from the client this long is closed; more than ping_interval_ms (WELCOME idle_timeout_ms)"},
 
 	{"log", "level", CFG_T_ENUM, FIELD(log.level), .def = "info", .words = words_level,
 	 .help = "least severe log level written to stderr; off = nothing"},
@@ -641,6 +668,14 @@ static int cfg_cross_check(struct cfg_load_ctx *x)
 			       "%s:%d: [server] tls_psk_identity and tls_psk_file go together: set both for PSK mode, "
 			       "neither for certificates",
 			       x->file, line);
+	}
+	if (c->server.idle_timeout_ms <= c->server.ping_interval_ms) {
+		int i_p = key_find("server", "ping_interval_ms"), i_i = key_find("server", "idle_timeout_ms");
+		int line = TS_MAX(i_p >= 0 ? x->key_line[i_p] : 0, i_i >= 0 ? x->key_line[i_i] : 0);
+		return ts_errf(x->e, E_RANGE,
+			       "%s:%d: [server] idle_timeout_ms = %d is not more than ping_interval_ms = %d; a silent "
+			       "client must get a PING before it is closed",
+			       x->file, line, c->server.idle_timeout_ms, c->server.ping_interval_ms);
 	}
 	if (c->engine.kv_tokens != 0 && c->engine.kv_tokens < c->engine.max_seq_len) {
 		int blame_seq = x->key_line[i_seq] > x->key_line[i_kv];

@@ -52,6 +52,17 @@ struct cfg {
 		char tls_ca[CFG_PATH_MAX];
 		char tls_psk_identity[256];  /* PSK mode when set (with tls_psk_file) */
 		char tls_psk_file[CFG_PATH_MAX];
+		int max_connections;        /* connections open at once */
+		int max_conns_per_peer;     /* of those, from one client address */
+		int max_requests;           /* live requests per connection */
+		int max_frame_bytes;        /* largest frame accepted */
+		int initial_credit;         /* tokens per request before the first CREDIT */
+		int credit_timeout_ms;      /* throttled this long: ERROR STALLED */
+		int output_limit_bytes;     /* unsent output beyond which a connection is throttled */
+		int handshake_timeout_ms;   /* accept to TLS handshake done */
+		int hello_timeout_ms;       /* TLS handshake done to HELLO */
+		int ping_interval_ms;       /* silence before the server PINGs */
+		int idle_timeout_ms;        /* silence before the server closes */
 	} server;
 	struct {
 		int level;                  /* enum log_level */

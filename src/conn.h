@@ -1,10 +1,26 @@
-/* conn: one client connection's transport: a non-blocking socket, its TLS
- * session, the frame reader, and a bounded output buffer.
+/* conn: one client connection: its state machine and clocks, and its
+ * transport (a non-blocking socket, its TLS session, the frame reader, a
+ * bounded output buffer).
  *
- * Owns: the socket fd, the TLS session (handshake, read, write, close), the
- * proto_reader and its payload buffer, the bytes waiting to be written.
- * Does not: decide what frames mean (serve does), talk to the engine.
+ * Owns: the connection's state (enum + table of legal successors +
+ * conn_set_state), the deadline each state keeps (TLS handshake, HELLO, idle
+ * PING and close, the CLOSING linger) in the one switch of conn_timer, the
+ * peer's address; the socket fd, the TLS session (handshake, read, write,
+ * close), the proto_reader and its payload buffer, the bytes waiting to be
+ * written.
+ * Does not: decide what frames mean or talk to the engine (serve does), wait
+ * or keep timers (net does: conn_timer says when it wants to be called).
  * Threads: a conn belongs to the network thread that accepted it.
+ *
+ * States:
+ *   FREE       the slot is unused
+ *   HANDSHAKE  accepted; TLS handshake under way   (handshake_timeout_ms)
+ *   HELLO      TLS done; waiting for HELLO          (hello_timeout_ms)
+ *   OPEN       WELCOME sent; serving                (ping_interval_ms, idle_timeout_ms)
+ *   CLOSING    flushing a last frame, then close    (CONN_LINGER_S)
+ *   DEAD       socket closed; the engine has not yet acknowledged the close
+ * A connection that never reached OPEN has nothing in the engine, so it goes
+ * back to FREE at once; one that did passes through DEAD.
  */
 #ifndef TS_CONN_H
 #define TS_CONN_H
@@ -24,6 +40,96 @@ struct conn_io {
 	size_t o_again;           /* bytes of the tls_write that returned TLS_AGAIN */
 	int eof;                  /* the peer closed (or the transport died) */
 };
+
+/* ------------------------------------------------------------ the machine */
+
+#define CONN_STATES(X) X(FREE) X(HANDSHAKE) X(HELLO) X(OPEN) X(CLOSING) X(DEAD)
+#define CONN_STATE_ENUM(n) CONN_##n,
+enum conn_state { CONN_STATES(CONN_STATE_ENUM) CONN_STATE_N };
+#undef CONN_STATE_ENUM
+
+#define CONN_LINGER_S 2.0 /* CLOSING: how long the last bytes may take to leave */
+
+/* The clocks of the states, in seconds ([server] *_ms keys). */
+struct conn_limits {
+	double handshake_s; /* accept to TLS handshake done */
+	double hello_s;     /* TLS handshake done to HELLO */
+	double ping_s;      /* OPEN: silence before a PING, and between PINGs */
+	double idle_s;      /* OPEN: silence before the close; > ping_s */
+};
+
+/* The client's address, for the per-peer cap and for logs. */
+struct conn_peer {
+	uint8_t addr[16]; /* IPv4 (4 bytes) or IPv6 (16) */
+	uint8_t len;
+	char text[64];    /* "127.0.0.1:51234" */
+};
+
+struct conn {
+	enum conn_state st;
+	struct conn_io io;
+	struct conn_peer peer;
+	uint64_t seq;    /* accept order: eviction takes the lowest */
+	double t_accept; /* when the socket was accepted */
+	double t_state;  /* when st was entered */
+	double t_rx;     /* OPEN: when the last complete frame was read */
+	double t_ping;   /* OPEN: when the last PING was sent (0: none yet) */
+	uint64_t n_ping; /* PINGs sent: the next PING's value */
+	uint32_t ev_mask; /* epoll interest now */
+};
+
+const char *conn_state_name(enum conn_state s);
+
+/* The one choke point for state changes: a change the table does not allow
+ * is a bug, logged and refused (-E_INTERNAL). Entering OPEN starts its idle
+ * clock. */
+int conn_set_state(struct conn *c, enum conn_state to, double now);
+
+/* What a state's clock asks of the caller at now. */
+enum conn_due {
+	CONN_DUE_NONE,    /* nothing; *next says when to ask again (0: never) */
+	CONN_DUE_EXPIRED, /* HANDSHAKE or HELLO past its deadline: drop it */
+	CONN_DUE_PING,    /* OPEN and silent: send a PING, set t_ping, ask again */
+	CONN_DUE_IDLE,    /* OPEN and silent past idle_s: close it */
+	CONN_DUE_LINGER,  /* CLOSING for CONN_LINGER_S: close it without waiting */
+};
+enum conn_due conn_timer(const struct conn *c, const struct conn_limits *l, double now, double *next);
+
+/* Whether a and b are the same client address. */
+int conn_peer_same(const struct conn_peer *a, const struct conn_peer *b);
+
+/* Whether c is not yet open (in its TLS handshake or waiting for HELLO), so
+ * that a new connection may take its slot when all are taken; and which of
+ * two such goes first: one still in its handshake (not authenticated) before
+ * one waiting for HELLO, then the one accepted earlier. */
+int conn_evictable(const struct conn *c);
+int conn_evict_before(const struct conn *a, const struct conn *b);
+
+/* What conn_read did. */
+enum conn_read_result {
+	CONN_READ_AGAIN,   /* read all there was (or a frame changed the state): wait for the socket */
+	CONN_READ_FULL,    /* stopped: the output is over the limit (read again once it drains) */
+	CONN_READ_EOF,     /* the peer closed, or the transport died */
+	CONN_READ_REFUSED, /* the TLS handshake failed: c->io.tls.err says why */
+	CONN_READ_BAD,     /* a malformed frame: c->io.rd.err is the ERROR code, e says why */
+};
+
+/* HANDSHAKE: one handshake step (to HELLO when it completes). HELLO, OPEN:
+ * reads and decrypts while the unsent output stays below out_limit, and
+ * hands each whole frame to frame() (which may change c's state: reading
+ * stops then); a whole frame restarts the idle clock. */
+enum conn_read_result conn_read(struct conn *c, size_t out_limit, double now,
+				void (*frame)(void *ctx, struct conn *c, const struct proto_frame *f), void *ctx,
+				struct ts_err *e);
+
+/* Writes what the socket takes: 0, or -E_* when the transport died. In
+ * CLOSING, 1 once everything is written (close it now). */
+int conn_write(struct conn *c);
+
+/* The epoll interest c needs in its state; paused: not reading input. */
+uint32_t conn_want(const struct conn *c, int paused);
+
+/* ------------------------------------------------------------ transport */
 
 /* Sets up the transport on an accepted socket. max_frame: the largest frame
  * the server will agree to; out_cap: output buffer bytes (>= 2 max frames).

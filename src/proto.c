@@ -597,6 +597,8 @@ int proto_decode_welcome(const uint8_t *p, uint32_t len, uint32_t flags, struct 
 	    {&l->max_logprobs, "max_logprobs"},
 	    {&out->initial_credit, "initial_credit"},
 	    {&out->credit_timeout_ms, "credit_timeout_ms"},
+	    {&out->ping_interval_ms, "ping_interval_ms"},
+	    {&out->idle_timeout_ms, "idle_timeout_ms"},
 	};
 	for (size_t i = 0; i < TS_ARRAY_LEN(f); i++)
 		if ((rc = rd_u32(&r, f[i].v, f[i].name)) < 0)
@@ -608,6 +610,11 @@ int proto_decode_welcome(const uint8_t *p, uint32_t len, uint32_t flags, struct 
 		    e, E_RANGE,
 		    "WELCOME max_requests = %u, initial_credit = %u, credit_timeout_ms = %u: each must be >= 1",
 		    out->max_requests, out->initial_credit, out->credit_timeout_ms);
+	if (out->ping_interval_ms < 1 || out->idle_timeout_ms <= out->ping_interval_ms)
+		return ts_errf(e, E_RANGE,
+		               "WELCOME ping_interval_ms = %u, idle_timeout_ms = %u: want 1 <= ping_interval_ms < "
+		               "idle_timeout_ms",
+		               out->ping_interval_ms, out->idle_timeout_ms);
 	if ((rc = proto_limits_check(l, e)) < 0) {
 		err_prefix(e, "WELCOME ");
 		return rc;
@@ -628,7 +635,7 @@ int proto_encode_welcome(uint8_t *buf, size_t cap, const struct proto_welcome *w
 	const uint32_t v[] = {
 	    w->version,      l->max_frame,      w->max_requests,     l->max_tokens,         l->vocab,
 	    l->max_seq_len,  l->max_stop_ids,   l->max_stop_seqs,    l->max_stop_seq_bytes, l->max_text_bytes,
-	    l->max_logprobs, w->initial_credit, w->credit_timeout_ms};
+	    l->max_logprobs, w->initial_credit, w->credit_timeout_ms, w->ping_interval_ms, w->idle_timeout_ms};
 	for (size_t i = 0; i < TS_ARRAY_LEN(v); i++)
 		wr_u32(&o, v[i]);
 	wr_str(&o, w->model);

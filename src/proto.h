@@ -151,7 +151,10 @@ enum proto_priority { PROTO_PRIO_INTERACTIVE = 0, PROTO_PRIO_NORMAL, PROTO_PRIO_
 	X(DECODE_US, 20)                                                                                               \
 	X(FRAMES_IN, 21)                                                                                               \
 	X(FRAMES_OUT, 22)                                                                                              \
-	X(PROTOCOL_ERRORS, 23)
+	X(PROTOCOL_ERRORS, 23)                                                                                         \
+	X(CONNECTIONS_REFUSED, 24)                                                                                     \
+	X(CONNECTIONS_EVICTED, 25)                                                                                     \
+	X(CONNECTIONS_TIMED_OUT, 26)
 #define PROTO_STAT_ENUM(n, v) PROTO_STAT_##n = v,
 enum proto_stat_key { PROTO_STATS_KEYS(PROTO_STAT_ENUM) PROTO_STAT_END };
 #undef PROTO_STAT_ENUM
@@ -322,6 +325,8 @@ struct proto_welcome {
 	uint32_t max_requests;       /* live requests per connection */
 	uint32_t initial_credit;     /* tokens each request may receive before any CREDIT */
 	uint32_t credit_timeout_ms;  /* a request stalled this long ends with ERROR STALLED */
+	uint32_t ping_interval_ms;   /* the server PINGs a connection silent this long; >= 1 */
+	uint32_t idle_timeout_ms;    /* and closes one silent this long; > ping_interval_ms */
 	struct proto_limits lim;     /* lim.max_frame = min(client's, server's); has_tokenizer = flag */
 	struct proto_str model;      /* the model's name (checkpoint directory) */
 	struct proto_str arch;       /* "LlamaForCausalLM" */

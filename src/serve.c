@@ -2,8 +2,12 @@
  * is the network thread and the lifecycle; serve_eng.c is the engine thread;
  * serve_int.h the messages between them and the state.
  *
- * Reading order: the network thread's per-request bookkeeping; frames in; the
- * loop; start/stop.
+ * Reading order: the network thread's per-request bookkeeping; frames in
+ * (routing each to its request or answering it); the connection slots over
+ * conn's state machine (service after any event, accept with eviction and
+ * the per-peer cap, drain); the handlers that net_run calls; start/stop.
+ * The epoll loop and the timers are net's, the connection's states, clocks
+ * and transport steps conn's.
  *
  * Ownership. A connection slot's event ring has one producer (the engine) and
  * one consumer (the network thread). A slot is reused only after the engine
@@ -30,7 +34,7 @@
 static void out_commit(struct serve *sv, struct sconn *c, int n)
 {
 	if (n > 0) {
-		conn_io_commit(&c->io, (size_t)n);
+		conn_io_commit(&c->cn.io, (size_t)n);
 		sv->frames_out++;
 	}
 }
@@ -38,14 +42,14 @@ static void out_commit(struct serve *sv, struct sconn *c, int n)
 static void send_error(struct serve *sv, struct sconn *c, uint32_t rid, uint32_t code, const char *msg)
 {
 	size_t room;
-	uint8_t *p = conn_io_tail(&c->io, &room);
+	uint8_t *p = conn_io_tail(&c->cn.io, &room);
 	out_commit(sv, c, proto_encode_error(p, room, rid, code, msg));
 }
 
 static void send_done(struct serve *sv, struct sconn *c, uint32_t rid, const struct proto_done *d)
 {
 	size_t room;
-	uint8_t *p = conn_io_tail(&c->io, &room);
+	uint8_t *p = conn_io_tail(&c->cn.io, &room);
 	out_commit(sv, c, proto_encode_done(p, room, rid, d));
 }
 
@@ -56,8 +60,7 @@ static void conn_fail(struct serve *sv, struct sconn *c, uint32_t code, const ch
 	if (code == PROTO_ERR_PROTOCOL || code == PROTO_ERR_BAD_FRAME || code == PROTO_ERR_FRAME_TOO_LARGE ||
 	    code == PROTO_ERR_UNSUPPORTED_VERSION)
 		sv->proto_errors++;
-	c->st = CS_CLOSING;
-	c->t_closing = ts_now();
+	conn_set_state(&c->cn, CONN_CLOSING, ts_now());
 }
 
 static int push_cmd(struct serve *sv, const struct cmd *m)
@@ -111,16 +114,18 @@ static struct nreq *req_find(struct sconn *c, int mr, uint32_t rid)
 }
 
 /* Sends what credit and the output limit allow; the terminal frame after the
- * last token; STALLED after credit_timeout_ms without credit. */
-static void pump_tokens(struct serve *sv, struct sconn *c, double now)
+ * last token; STALLED after credit_timeout_ms without credit. Returns 1 when
+ * the output limit held tokens back that credit would allow. */
+static int pump_tokens(struct serve *sv, struct sconn *c, double now)
 {
-	if (c->st != CS_OPEN)
-		return;
+	int held = 0;
+	if (c->cn.st != CONN_OPEN)
+		return 0;
 	for (int k = 0; k < sv->o.max_requests; k++) {
 		struct nreq *q = &c->req[k];
 		if (q->st != NR_LIVE)
 			continue;
-		while (q->sent < q->n_pend && q->credit > 0 && conn_io_unsent(&c->io) < sv->o.out_limit_bytes) {
+		while (q->sent < q->n_pend && q->credit > 0 && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes) {
 			uint32_t n = (uint32_t)(q->n_pend - q->sent), fit = (c->max_frame - PROTO_HDR_BYTES - 8) / 4;
 			n = n < q->credit ? n : q->credit;
 			n = n < fit ? n : fit;
@@ -135,7 +140,7 @@ static void pump_tokens(struct serve *sv, struct sconn *c, double now)
 				a.text = (struct proto_str){q->text ? q->text + q->text_sent : "", end - q->text_sent};
 			}
 			size_t room;
-			uint8_t *p = conn_io_tail(&c->io, &room);
+			uint8_t *p = conn_io_tail(&c->cn.io, &room);
 			int w = proto_encode_tokens(p, room, q->rid, &a);
 			if (w < 0)
 				break;
@@ -143,11 +148,12 @@ static void pump_tokens(struct serve *sv, struct sconn *c, double now)
 			q->text_sent += a.text.len;
 			q->sent += (int)n, q->credit -= n;
 		}
+		held |= q->sent < q->n_pend && q->credit > 0;
 		if (q->has_term && q->sent == q->n_pend && q->text_sent < q->text_len) {
 			/* text held to the end: one TOKENS with no ids (needs no credit) */
 			struct proto_tokens_args a = {.text = {q->text + q->text_sent, q->text_len - q->text_sent}};
 			size_t room;
-			uint8_t *p = conn_io_tail(&c->io, &room);
+			uint8_t *p = conn_io_tail(&c->cn.io, &room);
 			int w = proto_encode_tokens(p, room, q->rid, &a);
 			if (w > 0) {
 				out_commit(sv, c, w);
@@ -171,6 +177,7 @@ static void pump_tokens(struct serve *sv, struct sconn *c, double now)
 			q->t_stall = 0;
 		}
 	}
+	return held;
 }
 
 static int text_append(struct nreq *q, const char *t, size_t n)
@@ -216,7 +223,7 @@ static void take_events(struct serve *sv, struct sconn *c)
 			}
 			continue;
 		}
-		if (q->st == NR_ZOMBIE || c->st != CS_OPEN) {
+		if (q->st == NR_ZOMBIE || c->cn.st != CONN_OPEN) {
 			req_free(c, q);
 			continue;
 		}
@@ -239,7 +246,7 @@ static void take_events(struct serve *sv, struct sconn *c)
 static void send_goaway(struct serve *sv, struct sconn *c)
 {
 	size_t room;
-	uint8_t *p = conn_io_tail(&c->io, &room);
+	uint8_t *p = conn_io_tail(&c->cn.io, &room);
 	out_commit(sv, c, proto_encode_goaway(p, room, atomic_load(&sv->drain_ms), "server is draining"));
 	c->goaway_sent = 1;
 }
@@ -286,6 +293,8 @@ static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame
 		.max_requests = (uint32_t)sv->o.max_requests,
 		.initial_credit = sv->o.initial_credit,
 		.credit_timeout_ms = sv->o.credit_timeout_ms,
+		.ping_interval_ms = sv->o.ping_interval_ms,
+		.idle_timeout_ms = sv->o.idle_timeout_ms,
 		.lim = serve_limits(sv, mf),
 		.model = {name, (uint32_t)strnlen(name, PROTO_MAX_NAME)},
 		.arch = {en->m.arch_name, (uint32_t)strnlen(en->m.arch_name, PROTO_MAX_NAME)},
@@ -293,15 +302,15 @@ static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame
 		.server = {"tokenspeed 0.1", 14},
 	};
 	size_t room;
-	uint8_t *p = conn_io_tail(&c->io, &room);
+	uint8_t *p = conn_io_tail(&c->cn.io, &room);
 	int n = proto_encode_welcome(p, room, &w);
-	if (n < 0 || proto_reader_limit(&c->io.rd, mf, (uint8_t)ver) < 0) {
+	if (n < 0 || proto_reader_limit(&c->cn.io.rd, mf, (uint8_t)ver) < 0) {
 		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "cannot welcome this HELLO");
 		return;
 	}
 	out_commit(sv, c, n);
 	c->max_frame = mf;
-	c->st = CS_OPEN;
+	conn_set_state(&c->cn, CONN_OPEN, ts_now());
 	if (sv->draining)
 		send_goaway(sv, c);
 }
@@ -398,7 +407,7 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 	struct ts_err e = {0};
 	uint32_t code = 0, rid = f->h.request_id;
 	sv->frames_in++;
-	if (c->st == CS_HELLO) {
+	if (c->cn.st == CONN_HELLO) {
 		on_hello(sv, c, f);
 		return;
 	}
@@ -413,7 +422,7 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 		}
 		return;
 	}
-	switch (f->h.type) {
+	switch ((enum proto_type)f->h.type) {
 	case PROTO_SUBMIT:
 		on_submit(sv, c, f);
 		return;
@@ -447,7 +456,7 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 		}
 		if (f->h.type == PROTO_PING) {
 			size_t room;
-			uint8_t *p = conn_io_tail(&c->io, &room);
+			uint8_t *p = conn_io_tail(&c->cn.io, &room);
 			out_commit(sv, c, proto_encode_pong(p, room, v));
 		}
 		return;
@@ -481,6 +490,15 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 			case PROTO_STAT_PROTOCOL_ERRORS:
 				kv[i].value = sv->proto_errors;
 				break;
+			case PROTO_STAT_CONNECTIONS_REFUSED:
+				kv[i].value = sv->n_refused;
+				break;
+			case PROTO_STAT_CONNECTIONS_EVICTED:
+				kv[i].value = sv->n_evicted;
+				break;
+			case PROTO_STAT_CONNECTIONS_TIMED_OUT:
+				kv[i].value = sv->n_timed_out;
+				break;
 			}
 		}
 		for (int a = 0; a < REQ_STATE_N; a++) /* key 1000 + 8 * from + to (PROTOCOL.md) */
@@ -488,105 +506,138 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 				kv[n++] = (struct proto_stat){PROTO_STAT_TRANS + (uint32_t)(a * REQ_STATE_N + b),
 							      atomic_load_explicit(&sv->trans[a][b], memory_order_relaxed)};
 		size_t room;
-		uint8_t *p = conn_io_tail(&c->io, &room);
+		uint8_t *p = conn_io_tail(&c->cn.io, &room);
 		out_commit(sv, c, proto_encode_stats(p, room, kv, n));
 		return;
 	}
-	default: /* HELLO again */
+	case PROTO_HELLO:
 		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "a second HELLO");
 		return;
+	case PROTO_WELCOME: /* the server's own types: proto_hdr_check refused them above */
+	case PROTO_TOKENS:
+	case PROTO_DONE:
+	case PROTO_ERROR:
+	case PROTO_GOAWAY:
+	case PROTO_TYPE_END:
+		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "a frame the server does not accept");
+		return;
 	}
 }
 
-/* ------------------------------------------------------------ network: connections */
+/* ------------------------------------------------------------ network: connections
+ *
+ * Event-driven: a slot is serviced (conn_service) only when something happened
+ * to it: its socket is ready (epoll), the engine pushed events for it or
+ * acknowledged its CLOSE (the dirty ring), or its deadline passed (net's timer
+ * heap, one deadline per slot: the nearest of its state's clock, a throttled
+ * request's credit_timeout_ms, the drain deadline, a retry of a full command
+ * ring). Nothing sweeps every connection on a period.
+ *
+ * The dirty ring. The engine pushes a slot's id when it flips the slot's
+ * dirty flag from 0 to 1 (after pushing the events themselves); the network
+ * thread pops the id, flips the flag back to 0, then takes the events. Both
+ * flips are exchanges with acq_rel order, so when the engine's exchange finds
+ * 1 (and pushes no id) the network thread's later exchange reads the engine's
+ * write and synchronizes with it: the events pushed before it are seen by the
+ * take that follows. An id is in the ring at most once, so a ring of
+ * max_conns ids never fills. */
 
+/* Frees a connection that never reached OPEN: nothing of it is in the
+ * engine, so its slot is FREE at once. */
+static void conn_drop(struct serve *sv, struct sconn *c)
+{
+	net_epoll_del(sv->ep, c->cn.io.fd);
+	conn_io_free(&c->cn.io);
+	net_timer_set(&sv->timers, (int)(c - sv->conns), 0);
+	conn_set_state(&c->cn, CONN_FREE, ts_now());
+	sv->n_conns--;
+}
+
+/* Closes c now: one before OPEN is dropped; one in the engine (OPEN,
+ * CLOSING) is DEAD until the engine acknowledges its CLOSE (conn_reap). */
 static void conn_kill(struct serve *sv, struct sconn *c)
 {
-	if (c->st == CS_DEAD || c->st == CS_FREE)
+	switch (c->cn.st) {
+	case CONN_FREE:
+	case CONN_DEAD:
+	case CONN_STATE_N:
 		return;
-	if (c->st == CS_CLOSING)
-		tls_close_notify(&c->io.tls); /* best effort: never waits */
-	net_epoll_del(sv->ep, c->io.fd);
-	conn_io_free(&c->io);
-	c->st = CS_DEAD;
-	c->close_pending = 1;
+	case CONN_HANDSHAKE:
+	case CONN_HELLO:
+		conn_drop(sv, c);
+		return;
+	case CONN_CLOSING:
+		tls_close_notify(&c->cn.io.tls); /* best effort: never waits */
+		/* fall through */
+	case CONN_OPEN:
+		net_epoll_del(sv->ep, c->cn.io.fd);
+		conn_io_free(&c->cn.io);
+		conn_set_state(&c->cn, CONN_DEAD, ts_now());
+		c->close_pending = 1;
+		return;
+	}
 }
 
-static void conn_input(struct serve *sv, struct sconn *c)
+static struct sconn *sconn_of(struct conn *cn)
 {
-	static uint8_t buf[16384];
-	if (c->st == CS_HANDSHAKE) {
-		int rc = conn_io_handshake(&c->io);
-		if (rc == TLS_AGAIN)
-			return;
-		if (rc < 0) {
-			log_msg(LOG_WARN, "serve: TLS handshake refused: %s", c->io.tls.err.msg);
-			conn_kill(sv, c);
-			return;
-		}
-		c->st = CS_HELLO;
-	}
-	while ((c->st == CS_HELLO || c->st == CS_OPEN) && conn_io_unsent(&c->io) < sv->o.out_limit_bytes) {
-		int r = conn_io_read(&c->io, buf, sizeof(buf));
-		if (r == TLS_AGAIN)
-			return;
-		if (r <= 0) {
-			conn_kill(sv, c); /* end of stream: its requests are cancelled */
-			return;
-		}
-		size_t off = 0;
-		while (off < (size_t)r && (c->st == CS_HELLO || c->st == CS_OPEN)) {
-			struct ts_err e = {0};
-			struct proto_frame f;
-			size_t used = 0;
-			int fr = proto_reader_feed(&c->io.rd, buf + off, (size_t)r - off, &used, &f, &e);
-			off += used;
-			if (fr < 0) {
-				conn_fail(sv, c, c->io.rd.err, e.msg);
-				return;
-			}
-			if (fr == PROTO_FRAME)
-				on_frame(sv, c, &f);
-			else if (used == 0)
-				break;
-		}
-	}
-	c->paused = c->st == CS_OPEN || c->st == CS_HELLO;
+	return (struct sconn *)((char *)cn - offsetof(struct sconn, cn));
 }
 
-static void conn_output(struct serve *sv, struct sconn *c)
+static void frame_in(void *ctx, struct conn *cn, const struct proto_frame *f)
 {
-	if (c->st == CS_FREE || c->st == CS_DEAD || c->st == CS_HANDSHAKE)
+	on_frame(ctx, sconn_of(cn), f);
+}
+
+/* The socket is readable (or the handshake wants it): what conn_read found. */
+static void conn_input(struct serve *sv, struct sconn *c, double now)
+{
+	struct ts_err e = {0};
+	switch (conn_read(&c->cn, sv->o.out_limit_bytes, now, frame_in, sv, &e)) {
+	case CONN_READ_AGAIN:
 		return;
-	if (conn_io_flush(&c->io) < 0) {
+	case CONN_READ_FULL: /* conn_output reads on once the output drains */
+		c->paused = 1;
+		return;
+	case CONN_READ_REFUSED:
+		log_msg(LOG_WARN, "serve: TLS handshake refused: peer=%s %s", c->cn.peer.text, c->cn.io.tls.err.msg);
+		conn_kill(sv, c);
+		return;
+	case CONN_READ_EOF: /* end of stream: its requests are cancelled */
+		conn_kill(sv, c);
+		return;
+	case CONN_READ_BAD:
+		conn_fail(sv, c, c->cn.io.rd.err, e.msg);
+		return;
+	}
+}
+
+static void conn_output(struct serve *sv, struct sconn *c, double now)
+{
+	int rc = conn_write(&c->cn);
+	if (rc != 0) { /* dead, or CLOSING and all sent */
 		conn_kill(sv, c);
 		return;
 	}
-	if (c->st == CS_CLOSING && (!conn_io_unsent(&c->io) || ts_now() - c->t_closing > 2.0)) {
-		conn_kill(sv, c);
-		return;
-	}
-	if (c->paused && conn_io_unsent(&c->io) < sv->o.out_limit_bytes) {
+	if (c->paused && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes) {
 		c->paused = 0;
-		conn_input(sv, c); /* decrypted bytes may wait inside the session */
-		if (c->st != CS_DEAD && conn_io_flush(&c->io) < 0)
+		conn_input(sv, c, now); /* decrypted bytes may wait inside the session */
+		if (conn_write(&c->cn) != 0)
 			conn_kill(sv, c);
 	}
 }
 
 static void conn_update_mask(struct serve *sv, struct sconn *c)
 {
-	if (c->st == CS_FREE || c->st == CS_DEAD)
+	if (c->cn.st == CONN_FREE || c->cn.st == CONN_DEAD)
 		return;
-	int want_in = c->st == CS_HANDSHAKE || ((c->st == CS_HELLO || c->st == CS_OPEN) && !c->paused);
-	uint32_t m = c->st == CS_HANDSHAKE ? (tls_want(&c->io.tls) == TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN)
-					   : conn_io_events(&c->io, want_in);
-	if (m != c->ev_mask) {
-		net_epoll_mod(sv->ep, c->io.fd, m, (uint64_t)(c - sv->conns) + 2);
-		c->ev_mask = m;
+	uint32_t m = conn_want(&c->cn, c->paused);
+	if (m != c->cn.ev_mask) {
+		net_epoll_mod(sv->ep, c->cn.io.fd, m, (uint64_t)(c - sv->conns) + 2);
+		c->cn.ev_mask = m;
 	}
 }
 
+/* DEAD: pushes the CLOSE, then frees the slot once the engine acknowledged it. */
 static void conn_reap(struct serve *sv, struct sconn *c)
 {
 	if (c->close_pending) {
@@ -600,41 +651,197 @@ static void conn_reap(struct serve *sv, struct sconn *c)
 	struct ev v;
 	while (ring_spsc_pop(&c->evr, &v))
 		;
-	for (int k = 0; k < sv->o.max_requests; k++)
+	for (int k = 0; k < sv->o.max_requests; k++) {
 		ts_free(c->req[k].pend);
+		ts_free(c->req[k].text);
+		ts_free(c->req[k].tend);
+	}
 	memset(c->req, 0, (size_t)sv->o.max_requests * sizeof(*c->req));
 	c->n_live = 0;
 	atomic_store(&c->acked, 0);
 	atomic_store(&c->overflow, 0);
-	c->st = CS_FREE;
+	conn_set_state(&c->cn, CONN_FREE, ts_now());
 	sv->n_conns--;
 }
 
-static void do_accept(struct serve *sv)
+static void send_ping(struct serve *sv, struct sconn *c, double now)
+{
+	size_t room;
+	uint8_t *p = conn_io_tail(&c->cn.io, &room);
+	out_commit(sv, c, proto_encode_ping(p, room, ++c->cn.n_ping));
+	c->cn.t_ping = now;
+}
+
+/* What the connection's state clock asks for now. */
+static void conn_clock(struct serve *sv, struct sconn *c, double now)
+{
+	double next;
+	for (;;) {
+		switch (conn_timer(&c->cn, &sv->lim, now, &next)) {
+		case CONN_DUE_NONE:
+			return;
+		case CONN_DUE_EXPIRED:
+			log_msg(LOG_INFO, "serve: closed peer=%s: no %s within %.0f ms", c->cn.peer.text,
+				c->cn.st == CONN_HANDSHAKE ? "TLS handshake" : "HELLO",
+				1e3 * (c->cn.st == CONN_HANDSHAKE ? sv->lim.handshake_s : sv->lim.hello_s));
+			sv->n_timed_out++;
+			conn_drop(sv, c);
+			return;
+		case CONN_DUE_PING:
+			send_ping(sv, c, now);
+			continue;
+		case CONN_DUE_IDLE:
+			log_msg(LOG_INFO, "serve: closed peer=%s: silent for idle_timeout_ms = %.0f", c->cn.peer.text,
+				1e3 * sv->lim.idle_s);
+			sv->n_timed_out++;
+			conn_set_state(&c->cn, CONN_CLOSING, now);
+			continue;
+		case CONN_DUE_LINGER:
+			conn_kill(sv, c);
+			return;
+		}
+	}
+}
+
+static double min_due(double a, double b)
+{
+	return a == 0 ? b : b == 0 ? a : a < b ? a : b;
+}
+
+/* Arms the slot's one timer for the nearest thing it waits for. */
+static void conn_arm(struct serve *sv, struct sconn *c, double now)
+{
+	double due = 0;
+	int retry = c->cn.st == CONN_DEAD && c->close_pending;
+	if (c->cn.st != CONN_DEAD && c->cn.st != CONN_FREE)
+		conn_timer(&c->cn, &sv->lim, now, &due);
+	if (c->cn.st == CONN_OPEN) {
+		for (int k = 0; k < sv->o.max_requests; k++) {
+			const struct nreq *q = &c->req[k];
+			retry |= q->cancel_want != 0;
+			if (q->st == NR_LIVE && q->t_stall > 0)
+				due = min_due(due, q->t_stall + sv->o.credit_timeout_ms / 1e3);
+		}
+		if (sv->draining && c->n_live > 0 && now < sv->drain_deadline)
+			due = min_due(due, sv->drain_deadline);
+	}
+	if (retry) /* the command ring was full: try again soon */
+		due = min_due(due, now + 0.002);
+	net_timer_set(&sv->timers, (int)(c - sv->conns), due);
+}
+
+static void drain_tick(struct serve *sv, struct sconn *c, double now);
+
+/* Everything a slot has to do after an event of any kind. */
+static void conn_service(struct serve *sv, struct sconn *c, double now)
+{
+	if (c->cn.st == CONN_FREE)
+		return;
+	if (c->cn.st != CONN_DEAD && atomic_load_explicit(&c->overflow, memory_order_acquire))
+		conn_kill(sv, c);
+	if (c->cn.st == CONN_DEAD) {
+		conn_reap(sv, c);
+		if (c->cn.st == CONN_DEAD)
+			conn_arm(sv, c, now);
+		return;
+	}
+	take_events(sv, c);
+	for (int k = 0; k < sv->o.max_requests; k++)
+		if (c->req[k].cancel_want) {
+			c->req[k].cancel_done = 0;
+			req_cancel(sv, c, &c->req[k], (enum cancel_how)(c->req[k].cancel_want - 1));
+		}
+	int more;
+	do { /* tokens held at the output limit go as soon as a flush makes room */
+		more = pump_tokens(sv, c, now);
+		conn_output(sv, c, now);
+	} while (more && c->cn.st == CONN_OPEN && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes);
+	if (sv->draining)
+		drain_tick(sv, c, now);
+	conn_clock(sv, c, now);
+	conn_output(sv, c, now);
+	if (c->cn.st == CONN_DEAD) {
+		conn_reap(sv, c);
+		if (c->cn.st == CONN_FREE)
+			return;
+	}
+	if (c->cn.st == CONN_FREE)
+		return;
+	conn_update_mask(sv, c);
+	conn_arm(sv, c, now);
+}
+
+/* The slot a new connection takes: a free one, else one evicted from those
+ * not yet open (conn_evict_before), else none. */
+static struct sconn *conn_slot(struct serve *sv)
+{
+	struct sconn *old = NULL;
+	for (int i = 0; i < sv->o.max_conns; i++) {
+		struct sconn *c = &sv->conns[i];
+		if (c->cn.st == CONN_FREE)
+			return c;
+		if (conn_evictable(&c->cn) && (!old || conn_evict_before(&c->cn, &old->cn)))
+			old = c;
+	}
+	if (old) {
+		log_msg(LOG_INFO, "serve: evicted peer=%s (%s, %.1f s old): all max_connections = %d slots are taken",
+			old->cn.peer.text, old->cn.st == CONN_HANDSHAKE ? "in its TLS handshake" : "before HELLO",
+			ts_now() - old->cn.t_accept, sv->o.max_conns);
+		sv->n_evicted++;
+		conn_drop(sv, old);
+	}
+	return old;
+}
+
+static int peer_count(const struct serve *sv, const struct conn_peer *p)
+{
+	int n = 0;
+	for (int i = 0; i < sv->o.max_conns; i++) {
+		const struct sconn *c = &sv->conns[i];
+		if (c->cn.st != CONN_FREE && c->cn.st != CONN_DEAD && conn_peer_same(&c->cn.peer, p))
+			n++;
+	}
+	return n;
+}
+
+static void do_accept(struct serve *sv, double now)
 {
 	for (;;) {
-		int fd = net_accept(sv->lfd);
+		struct conn_peer peer = {0};
+		int fd = net_accept(sv->lfd, peer.addr, &peer.len, peer.text, sizeof(peer.text));
 		if (fd < 0)
 			return;
-		struct sconn *c = NULL;
-		for (int i = 0; i < sv->o.max_conns && !c; i++)
-			if (sv->conns[i].st == CS_FREE)
-				c = &sv->conns[i];
-		struct ts_err e = {0};
-		size_t ocap = (size_t)sv->o.out_limit_bytes + 4 * (size_t)sv->o.max_frame;
-		if (!c || conn_io_init(&c->io, fd, &sv->tls, sv->o.max_frame, ocap, &e) < 0) {
-			log_msg(LOG_WARN, "serve: connection refused: %s", c ? e.msg : "max_conns connections open");
+		/* refused before the TLS handshake: closing costs the server nothing */
+		if (peer_count(sv, &peer) >= sv->o.max_conns_per_peer) {
+			log_msg(LOG_WARN, "serve: connection refused: peer=%s has max_conns_per_peer = %d open",
+				peer.text, sv->o.max_conns_per_peer);
+			sv->n_refused++;
 			close(fd);
 			continue;
 		}
-		c->st = CS_HANDSHAKE;
+		struct sconn *c = conn_slot(sv);
+		struct ts_err e = {0};
+		size_t ocap = (size_t)sv->o.out_limit_bytes + 4 * (size_t)sv->o.max_frame;
+		if (!c || conn_io_init(&c->cn.io, fd, &sv->tls, sv->o.max_frame, ocap, &e) < 0) {
+			log_msg(LOG_WARN, "serve: connection refused: peer=%s %s", peer.text,
+				c ? e.msg : "all max_connections slots hold open connections");
+			sv->n_refused++;
+			close(fd);
+			continue;
+		}
+		c->cn.peer = peer;
+		c->cn.t_accept = now;
+		c->cn.seq = ++sv->n_accepted;
+		c->cn.n_ping = 0;
+		conn_set_state(&c->cn, CONN_HANDSHAKE, now);
 		c->paused = 0;
 		c->goaway_sent = 0;
 		c->max_frame = PROTO_MIN_FRAME;
-		c->ev_mask = EPOLLIN;
+		c->cn.ev_mask = EPOLLIN;
 		sv->n_conns++;
 		net_epoll_add(sv->ep, fd, EPOLLIN, (uint64_t)(c - sv->conns) + 2);
-		conn_input(sv, c);
+		conn_input(sv, c, now);
+		conn_service(sv, c, now);
 	}
 }
 
@@ -649,16 +856,17 @@ static void start_drain(struct serve *sv, double now)
 	}
 	for (int i = 0; i < sv->o.max_conns; i++) {
 		struct sconn *c = &sv->conns[i];
-		if (c->st == CS_OPEN)
+		if (c->cn.st == CONN_OPEN)
 			send_goaway(sv, c);
-		else if (c->st == CS_HANDSHAKE || c->st == CS_HELLO)
+		else if (c->cn.st == CONN_HANDSHAKE || c->cn.st == CONN_HELLO)
 			conn_kill(sv, c);
+		conn_service(sv, c, now);
 	}
 }
 
 static void drain_tick(struct serve *sv, struct sconn *c, double now)
 {
-	if (c->st != CS_OPEN)
+	if (c->cn.st != CONN_OPEN)
 		return;
 	if (now >= sv->drain_deadline)
 		for (int k = 0; k < sv->o.max_requests; k++) {
@@ -672,67 +880,58 @@ static void drain_tick(struct serve *sv, struct sconn *c, double now)
 				req_cancel(sv, c, q, HOW_SERVER);
 			}
 		}
-	if (c->n_live == 0 && !conn_io_unsent(&c->io)) {
-		c->st = CS_CLOSING;
-		c->t_closing = now;
+	if (c->n_live == 0) /* CLOSING sends what is left, then closes */
+		conn_set_state(&c->cn, CONN_CLOSING, now);
+}
+
+/* ------------------------------------------------------------ network: the loop (net_run) */
+
+static void net_ready(void *ctx, uint64_t tag, uint32_t events, double now)
+{
+	struct serve *sv = ctx;
+	if (tag == 0) {
+		if (!sv->draining)
+			do_accept(sv, now);
+	} else if (tag >= 2) {
+		struct sconn *c = &sv->conns[tag - 2];
+		if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->cn.st == CONN_HANDSHAKE && (events & EPOLLOUT)))
+			conn_input(sv, c, now);
+		conn_service(sv, c, now);
+	} /* tag 1, net_wake: net_round takes what it announced */
+}
+
+static void net_due(void *ctx, int id, double now)
+{
+	struct serve *sv = ctx;
+	conn_service(sv, &sv->conns[id], now);
+}
+
+/* The engine's marks, the drain, and the end once drained. */
+static int net_round(void *ctx, double now)
+{
+	struct serve *sv = ctx;
+	ring_wake_drain(&sv->net_wake);
+	uint16_t ci;
+	while (ring_spsc_pop(&sv->dirty, &ci)) {
+		atomic_exchange_explicit(&sv->conns[ci].dirty, 0, memory_order_acq_rel);
+		conn_service(sv, &sv->conns[ci], now);
 	}
+	if (atomic_load(&sv->drain_req) && !sv->draining)
+		start_drain(sv, now);
+	if (!sv->draining || sv->n_conns > 0)
+		return 0;
+	struct cmd m = {.type = CMD_STOP};
+	while (push_cmd(sv, &m) < 0)
+		poll(NULL, 0, 1); /* the engine is taking the last commands */
+	return 1;
 }
 
 static void *net_main(void *arg)
 {
 	struct serve *sv = arg;
-	struct epoll_event evs[64];
-	for (;;) {
-		int n = epoll_wait(sv->ep, evs, 64, 20);
-		for (int i = 0; i < n; i++) {
-			uint64_t tag = evs[i].data.u64;
-			if (tag == 0) {
-				if (!sv->draining)
-					do_accept(sv);
-			} else if (tag >= 2) {
-				struct sconn *c = &sv->conns[tag - 2];
-				if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-					conn_input(sv, c);
-				if (c->st == CS_HANDSHAKE && (evs[i].events & EPOLLOUT))
-					conn_input(sv, c);
-			}
-		}
-		ring_wake_drain(&sv->net_wake);
-		double now = ts_now();
-		if (atomic_load(&sv->drain_req) && !sv->draining)
-			start_drain(sv, now);
-		int busy = 0;
-		for (int i = 0; i < sv->o.max_conns; i++) {
-			struct sconn *c = &sv->conns[i];
-			if (c->st == CS_FREE)
-				continue;
-			busy = 1;
-			if (c->st == CS_DEAD) {
-				conn_reap(sv, c);
-				continue;
-			}
-			if (atomic_load_explicit(&c->overflow, memory_order_acquire)) {
-				conn_kill(sv, c);
-				continue;
-			}
-			take_events(sv, c);
-			for (int k = 0; k < sv->o.max_requests; k++)
-				if (c->req[k].cancel_want) {
-					c->req[k].cancel_done = 0;
-					req_cancel(sv, c, &c->req[k], (enum cancel_how)(c->req[k].cancel_want - 1));
-				}
-			pump_tokens(sv, c, now);
-			if (sv->draining)
-				drain_tick(sv, c, now);
-			conn_output(sv, c);
-			conn_update_mask(sv, c);
-		}
-		if (sv->draining && !busy) {
-			struct cmd m = {.type = CMD_STOP};
-			if (push_cmd(sv, &m) == 0)
-				return NULL;
-		}
-	}
+	struct net_handlers h = {sv, net_ready, net_due, net_round};
+	net_run(sv->ep, &sv->timers, &h);
+	return NULL;
 }
 
 /* ------------------------------------------------------------ start / stop */
@@ -742,8 +941,8 @@ static void serve_free(struct serve *sv)
 	if (sv->conns)
 		for (int i = 0; i < sv->o.max_conns; i++) {
 			struct sconn *c = &sv->conns[i];
-			if (c->st != CS_FREE && c->st != CS_DEAD)
-				conn_io_free(&c->io);
+			if (c->cn.st != CONN_FREE && c->cn.st != CONN_DEAD)
+				conn_io_free(&c->cn.io);
 			if (c->req)
 				for (int k = 0; k < sv->o.max_requests; k++) {
 					ts_free(c->req[k].pend);
@@ -761,6 +960,8 @@ static void serve_free(struct serve *sv)
 	stext_enc_free(&sv->enc);
 	ts_free(sv->e_closing);
 	ring_mpsc_free(&sv->cmds);
+	ring_spsc_free(&sv->dirty);
+	net_timers_free(&sv->timers);
 	ring_wake_free(&sv->cmd_wake);
 	ring_wake_free(&sv->net_wake);
 	if (sv->lfd >= 0)
@@ -788,24 +989,37 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 	sv->lfd = sv->ep = -1;
 	sv->en = en;
 	sv->o = o ? *o : (struct serve_opts){0};
-	if (sv->o.max_conns <= 0)
-		sv->o.max_conns = 64;
-	if (sv->o.max_requests <= 0)
-		sv->o.max_requests = 64;
-	if (!sv->o.max_frame)
-		sv->o.max_frame = 256u << 10;
-	if (sv->o.max_frame < PROTO_MIN_FRAME)
-		sv->o.max_frame = PROTO_MIN_FRAME;
-	if (!sv->o.initial_credit)
-		sv->o.initial_credit = 256;
-	if (!sv->o.credit_timeout_ms)
-		sv->o.credit_timeout_ms = 30000;
-	if (!sv->o.out_limit_bytes)
-		sv->o.out_limit_bytes = 256u << 10;
-	if (sv->o.max_conns > 4096 || sv->o.max_requests > 4096) {
+	struct serve_opts *so = &sv->o;
+#define OPT(f, key) so->f = so->f ? so->f : cf->server.key
+#define OPTU(f, key) so->f = so->f ? so->f : (uint32_t)cf->server.key
+	OPT(max_conns, max_connections);
+	OPT(max_conns_per_peer, max_conns_per_peer);
+	OPT(max_requests, max_requests);
+	OPTU(max_frame, max_frame_bytes);
+	OPTU(initial_credit, initial_credit);
+	OPTU(credit_timeout_ms, credit_timeout_ms);
+	OPTU(out_limit_bytes, output_limit_bytes);
+	OPTU(handshake_timeout_ms, handshake_timeout_ms);
+	OPTU(hello_timeout_ms, hello_timeout_ms);
+	OPTU(ping_interval_ms, ping_interval_ms);
+	OPTU(idle_timeout_ms, idle_timeout_ms);
+#undef OPT
+#undef OPTU
+	if (so->max_frame < PROTO_MIN_FRAME)
+		so->max_frame = PROTO_MIN_FRAME;
+	if (so->max_conns < 1 || so->max_conns > 4096 || so->max_requests < 1 || so->max_requests > 4096 ||
+	    so->max_conns_per_peer < 1 || !so->initial_credit || !so->credit_timeout_ms || !so->out_limit_bytes ||
+	    !so->handshake_timeout_ms || !so->hello_timeout_ms || !so->ping_interval_ms ||
+	    so->idle_timeout_ms <= so->ping_interval_ms) {
 		ts_free(sv);
-		return ts_errf(e, E_RANGE, "serve: max_conns and max_requests are at most 4096");
+		return ts_errf(e, E_RANGE,
+			       "serve: [server] limits out of range (max_connections and max_requests 1..4096, "
+			       "idle_timeout_ms more than ping_interval_ms)");
 	}
+	sv->lim = (struct conn_limits){.handshake_s = so->handshake_timeout_ms / 1e3,
+				       .hello_s = so->hello_timeout_ms / 1e3,
+				       .ping_s = so->ping_interval_ms / 1e3,
+				       .idle_s = so->idle_timeout_ms / 1e3};
 	if (psk) { /* PSK mode: [server] tls_psk_identity + tls_psk_file */
 		uint8_t key[TLS_PSK_MAX_BYTES];
 		int n = tls_psk_load(cf->server.tls_psk_file, key, sizeof(key), e);
@@ -833,7 +1047,12 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 		if ((rc = ring_spsc_init(&sv->conns[i].evr, EV_RING_CAP, sizeof(struct ev), e)) < 0)
 			goto out_free;
 	}
-	if ((rc = ring_mpsc_init(&sv->cmds, CMD_RING_CAP, sizeof(struct cmd), e)) < 0 ||
+	uint32_t dcap = 2;
+	while (dcap < (uint32_t)sv->o.max_conns)
+		dcap *= 2;
+	if ((rc = net_timers_init(&sv->timers, sv->o.max_conns, e)) < 0 ||
+	    (rc = ring_spsc_init(&sv->dirty, dcap, sizeof(uint16_t), e)) < 0 ||
+	    (rc = ring_mpsc_init(&sv->cmds, CMD_RING_CAP, sizeof(struct cmd), e)) < 0 ||
 	    (rc = ring_wake_init(&sv->cmd_wake, e)) < 0 || (rc = ring_wake_init(&sv->net_wake, e)) < 0)
 		goto out_free;
 	if ((sv->lfd = net_listen(sv->o.listen ? sv->o.listen : cf->server.listen, &sv->port, e)) < 0) {
@@ -863,8 +1082,11 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 		goto out_free;
 	}
 	sv->started_net = 1;
-	log_msg(LOG_INFO, "serve: listening port=%d max_conns=%d max_requests=%d", sv->port, sv->o.max_conns,
-		sv->o.max_requests);
+	log_msg(LOG_INFO,
+		"serve: listening port=%d max_connections=%d max_conns_per_peer=%d max_requests=%d "
+		"handshake_timeout_ms=%u hello_timeout_ms=%u ping_interval_ms=%u idle_timeout_ms=%u",
+		sv->port, so->max_conns, so->max_conns_per_peer, so->max_requests, so->handshake_timeout_ms,
+		so->hello_timeout_ms, so->ping_interval_ms, so->idle_timeout_ms);
 	*out = sv;
 	return 0;
 out_free:

@@ -1,6 +1,6 @@
 /* serve: the server on top of a ready engine.
  *
- *   network thread: epoll, accept, TLS, frames (conn, proto)
+ *   network thread: net_run (epoll, deadlines), connections (conn), frames (proto)
  *        --commands--> [ring_mpsc] --> engine thread: sched_submit/cancel/step
  *        <--events---- [ring_spsc per connection] <--
  *
@@ -18,14 +18,17 @@
 
 #include "boot.h"
 
+/* Overrides of the [server] keys (tests); 0 or NULL = the config's value. */
 struct serve_opts {
-	const char *listen;        /* NULL = cfg [server] listen; "127.0.0.1:0" picks a port */
-	int max_conns;             /* 0 = 64 */
-	int max_requests;          /* live requests per connection; 0 = 64 */
-	uint32_t max_frame;        /* the server's max frame; 0 = 256 KiB */
-	uint32_t initial_credit;   /* 0 = 256 */
-	uint32_t credit_timeout_ms; /* 0 = 30000 */
-	uint32_t out_limit_bytes;  /* unsent output beyond which a connection is throttled; 0 = 256 KiB */
+	const char *listen;         /* listen; "127.0.0.1:0" picks a port */
+	int max_conns;              /* max_connections */
+	int max_conns_per_peer;     /* max_conns_per_peer */
+	int max_requests;           /* max_requests: live requests per connection */
+	uint32_t max_frame;         /* max_frame_bytes */
+	uint32_t initial_credit;    /* initial_credit */
+	uint32_t credit_timeout_ms; /* credit_timeout_ms */
+	uint32_t out_limit_bytes;   /* output_limit_bytes: unsent output beyond which a connection is throttled */
+	uint32_t handshake_timeout_ms, hello_timeout_ms, ping_interval_ms, idle_timeout_ms;
 };
 
 struct serve;

@@ -10,6 +10,17 @@
 #include "log.h"
 #include "serve_int.h"
 
+/* Tells the network thread that slot ci has something new (serve.c says why
+ * the exchange makes the events pushed before it visible there). */
+static void eng_mark(struct serve *sv, int ci)
+{
+	if (!atomic_exchange_explicit(&sv->conns[ci].dirty, 1, memory_order_acq_rel)) {
+		uint16_t id = (uint16_t)ci;
+		ring_spsc_push(&sv->dirty, &id); /* never full: each slot is in it at most once */
+	}
+	sv->ev_pushed = 1;
+}
+
 static void eng_push(struct serve *sv, int ci, const struct ev *v)
 {
 	struct sconn *c = &sv->conns[ci];
@@ -19,7 +30,7 @@ static void eng_push(struct serve *sv, int ci, const struct ev *v)
 		atomic_store_explicit(&c->overflow, 1, memory_order_release);
 		sv->e_closing[ci] = 1;
 	}
-	sv->ev_pushed = 1;
+	eng_mark(sv, ci);
 }
 
 /* text in EV_TEXT events of msg's size, the last piece in v (EV_TOKEN or EV_TEXT) */
@@ -182,7 +193,7 @@ static void eng_cmd(struct serve *sv, struct cmd *c, const struct sched_events *
 		eng_cancel_conn(sv, c->conn, ev);
 		sv->e_closing[c->conn] = 0;
 		atomic_store_explicit(&sv->conns[c->conn].acked, 1, memory_order_release);
-		sv->ev_pushed = 1;
+		eng_mark(sv, c->conn);
 		break;
 	case CMD_STOP:
 		sv->stop = 1;

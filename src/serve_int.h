@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "conn.h"
+#include "net.h"
 #include "proto.h"
 #include "ring.h"
 #include "serve.h"
@@ -70,22 +71,20 @@ struct nreq {
 	uint32_t *tend;     /* (cap) text_len after each token; NULL: no text wanted (TOKENS carry none) */
 };
 
-enum cs { CS_FREE, CS_HANDSHAKE, CS_HELLO, CS_OPEN, CS_CLOSING, CS_DEAD };
-
+/* A connection slot: the connection (its state machine is conn's) and what
+ * serve keeps for it. */
 struct sconn {
-	enum cs st;
-	struct conn_io io;
+	struct conn cn;
 	struct nreq *req; /* (max_requests) */
 	int n_live;
 	uint32_t max_frame;
-	uint32_t ev_mask;
 	int paused;        /* output over the limit: not reading */
 	int close_pending; /* CLOSE not yet pushed */
 	int goaway_sent;
-	double t_closing;
 	struct ring_spsc evr;
 	_Atomic int overflow; /* engine: an event did not fit; net closes */
 	_Atomic int acked;    /* engine: CLOSE handled */
+	_Atomic int dirty;    /* engine: the slot's id is in the dirty ring (see serve.c) */
 };
 
 struct ereq {
@@ -101,6 +100,7 @@ struct serve {
 	struct tls_config tls;
 	int lfd, port, ep;
 	struct ring_mpsc cmds;
+	struct ring_spsc dirty; /* engine -> net: ids of slots with new events or an acknowledged CLOSE */
 	struct ring_wake cmd_wake, net_wake;
 	struct sconn *conns; /* (max_conns) */
 	pthread_t t_net, t_eng;
@@ -117,9 +117,12 @@ struct serve {
 	_Atomic uint64_t trans[REQ_STATE_N][REQ_STATE_N]; /* the FSM's transition counts, for STATS */
 	/* network thread only */
 	struct stext_enc enc;
+	struct net_timers timers; /* one deadline per connection slot */
+	struct conn_limits lim;
 	int draining, stop_sent;
 	double drain_deadline;
 	uint64_t n_conns, frames_in, frames_out, proto_errors, n_rejected;
+	uint64_t n_accepted, n_refused, n_evicted, n_timed_out;
 };
 
 /* serve_eng.c: the engine thread's loop, and its figures for STATS (also

@@ -256,6 +256,8 @@ static int tsc_frame(struct tsc *c, const struct proto_frame *f, struct tsc_even
 		c->max_requests = w.max_requests;
 		c->initial_credit = w.initial_credit;
 		c->credit_timeout_ms = w.credit_timeout_ms;
+		c->ping_interval_ms = w.ping_interval_ms;
+		c->idle_timeout_ms = w.idle_timeout_ms;
 		c->welcome_flags = f->h.flags;
 		c->lim = w.lim;
 		str_copy(c->model, sizeof(c->model), &w.model);

@@ -124,6 +124,7 @@ struct tsc {
 
 	/* From WELCOME. */
 	uint32_t version, max_requests, initial_credit, credit_timeout_ms, welcome_flags;
+	uint32_t ping_interval_ms, idle_timeout_ms; /* the server PINGs after this silence, closes after that */
 	struct proto_limits lim;
 	char model[PROTO_MAX_NAME + 1], arch[PROTO_MAX_NAME + 1], checkpoint[PROTO_MAX_NAME + 1],
 	    server[PROTO_MAX_NAME + 1];

@@ -473,6 +473,8 @@ __attribute__((unused)) static size_t fuzz_proto_seed(uint8_t *buf, size_t cap)
 	    .max_requests = 64,
 	    .initial_credit = 256,
 	    .credit_timeout_ms = 30000,
+	    .ping_interval_ms = 30000,
+	    .idle_timeout_ms = 75000,
 	    .lim = fuzz_proto_lim_text,
 	    .model = {"Llama-3.1-8B", 12},
 	    .arch = {"LlamaForCausalLM", 16},

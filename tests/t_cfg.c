@@ -19,7 +19,9 @@ static char cwd[PATH_MAX];   /* canonical working directory (the repo root) */
 static const char *const all_keys[] = {
 	"path", "dtype", "chat_format", "max_seq_len", "max_batch_tokens", "max_running", "kv_block_tokens",
 	"kv_tokens", "kv_mem_fraction", "max_queue", "backend", "gpus", "cpu_threads",
-	"listen", "tls_cert", "tls_key", "tls_ca", "tls_psk_identity", "tls_psk_file", "level",
+	"listen", "tls_cert", "tls_key", "tls_ca", "tls_psk_identity", "tls_psk_file",
+	"max_connections", "max_conns_per_peer", "max_requests", "max_frame_bytes", "initial_credit", "credit_timeout_ms",
+	"output_limit_bytes", "handshake_timeout_ms", "hello_timeout_ms", "ping_interval_ms", "idle_timeout_ms", "level",
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -297,6 +299,10 @@ static void test_errors(void)
 	    "[engine] max_seq_len = 4096", "must fit", "(accepted 0 or 4096..1099511627776)");
 	ERR("[model]\npath = m\n[engine]\nkv_tokens = 1000\nmax_seq_len = 2000\n", E_RANGE,
 	    "@:5: [engine] max_seq_len = \"2000\"", "[engine] kv_tokens = 1000", "(accepted 16..1000)");
+	ERR("[model]\npath = m\n[server]\nping_interval_ms = 5000\nidle_timeout_ms = 5000\n", E_RANGE,
+	    "@:5: [server] idle_timeout_ms = 5000 is not more than ping_interval_ms = 5000");
+	ERR("[model]\npath = m\n[server]\nping_interval_ms = 99\n", E_RANGE, "@:4: [server] ping_interval_ms",
+	    "(accepted 100..3600000)");
 
 	/* Lines inih cannot parse. */
 	ERR("[model]\npath = m\nthis is not ini\n", E_FORMAT, "@:3: cannot parse \"this is not ini\"",

@@ -134,6 +134,8 @@ static void test_hello_welcome(void)
 	                             .max_requests = 32,
 	                             .initial_credit = 128,
 	                             .credit_timeout_ms = 10000,
+	                             .ping_interval_ms = 30000,
+	                             .idle_timeout_ms = 75000,
 	                             .lim = lim_text,
 	                             .model = {"m", 1},
 	                             .arch = {"Qwen3ForCausalLM", 16},
@@ -145,6 +147,7 @@ static void test_hello_welcome(void)
 	T_CHECK(frame_ok(fbuf, n, PROTO_WELCOME, PROTO_WELCOME_TOKENIZER, 0, &f), "WELCOME frame");
 	T_CHECK(proto_decode_welcome(f.payload, f.h.length, f.h.flags, &x, &e) == 0, "WELCOME decodes: %s", e.msg);
 	T_CHECK(x.version == 1 && x.max_requests == 32 && x.initial_credit == 128 && x.credit_timeout_ms == 10000 &&
+	            x.ping_interval_ms == 30000 && x.idle_timeout_ms == 75000 &&
 	            memcmp(&x.lim, &lim_text, sizeof(lim_text)) == 0 && str_is(x.model, "m") &&
 	            str_is(x.arch, "Qwen3ForCausalLM") && str_is(x.checkpoint, "sha256:ab") &&
 	            str_is(x.server, "tokenspeed 0.1"),
@@ -961,6 +964,8 @@ static void test_other_invalid(void)
 	                          .max_requests = 1,
 	                          .initial_credit = 1,
 	                          .credit_timeout_ms = 1,
+	                          .ping_interval_ms = 1,
+	                          .idle_timeout_ms = 2,
 	                          .lim = lim_text},
 	                     x;
 	static uint8_t wb[1024];
@@ -992,6 +997,8 @@ static void test_other_invalid(void)
 	    {40, 21, "max_logprobs = 21"},
 	    {44, 0, "initial_credit = 0"},
 	    {48, 0, "credit_timeout_ms = 0"},
+	    {52, 0, "ping_interval_ms = 0, idle_timeout_ms = 2"},
+	    {56, 1, "ping_interval_ms = 1, idle_timeout_ms = 1"},
 	};
 	for (size_t i = 0; i < TS_ARRAY_LEN(bad); i++) {
 		n = proto_encode_welcome(wb, sizeof(wb), &w);

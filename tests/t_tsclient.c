@@ -194,6 +194,8 @@ static void *fake_thread(void *arg)
 	                          .max_requests = 8,
 	                          .initial_credit = 4,
 	                          .credit_timeout_ms = 5000,
+	                          .ping_interval_ms = 30000,
+	                          .idle_timeout_ms = 75000,
 	                          .lim = fk_lim,
 	                          .model = {"fake-model", 10},
 	                          .arch = {"LlamaForCausalLM", 16},
