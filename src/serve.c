@@ -623,7 +623,7 @@ static void do_accept(struct serve *sv)
 		struct ts_err e = {0};
 		size_t ocap = (size_t)sv->o.out_limit_bytes + 4 * (size_t)sv->o.max_frame;
 		if (!c || conn_io_init(&c->io, fd, &sv->tls, sv->o.max_frame, ocap, &e) < 0) {
-			log_msg(LOG_WARN, "serve: connection refused: %s", c ? e.msg : "max_conns connections open");
+			log_rl(1000, LOG_WARN, "serve: connection refused: %s", c ? e.msg : "max_conns connections open");
 			close(fd);
 			continue;
 		}
