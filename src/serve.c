@@ -120,6 +120,12 @@ static void pump_tokens(struct serve *sv, struct sconn *c, double now)
 		struct nreq *q = &c->req[k];
 		if (q->st != NR_LIVE)
 			continue;
+		if (q->credit_owed) { /* the engine paused it at zero credit: pass the grant on */
+			struct cmd m = {.type = CMD_CREDIT, .conn = (uint16_t)(c - sv->conns), .slot = (uint16_t)k,
+					.rid = q->rid, .n_credit = q->credit_owed};
+			if (push_cmd(sv, &m) == 0)
+				q->credit_owed = 0;
+		}
 		while (q->sent < q->n_pend && q->credit > 0 && conn_io_unsent(&c->io) < sv->o.out_limit_bytes) {
 			uint32_t n = (uint32_t)(q->n_pend - q->sent), fit = (c->max_frame - PROTO_HDR_BYTES - 8) / 4;
 			n = n < q->credit ? n : q->credit;
@@ -160,7 +166,7 @@ static void pump_tokens(struct serve *sv, struct sconn *c, double now)
 			req_free(c, q);
 			continue;
 		}
-		if (q->sent < q->n_pend && q->credit == 0) {
+		if (q->credit == 0) { /* paused in the engine, or holding unsent tokens */
 			if (q->t_stall == 0)
 				q->t_stall = now;
 			else if ((now - q->t_stall) * 1e3 >= sv->o.credit_timeout_ms) {
@@ -434,8 +440,10 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 			return;
 		if (f->h.type == PROTO_CANCEL)
 			req_cancel(sv, c, q, HOW_CLIENT);
-		else
+		if (f->h.type == PROTO_CREDIT) {
 			q->credit = tokens > UINT32_MAX - q->credit ? UINT32_MAX : q->credit + tokens;
+			q->credit_owed = tokens > UINT32_MAX - q->credit_owed ? UINT32_MAX : q->credit_owed + tokens;
+		}
 		return;
 	}
 	case PROTO_PING:

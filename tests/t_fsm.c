@@ -6,7 +6,8 @@
  * Events: a plain submit (two "connections" take turns), a kept session's
  * turn (BUSY while its previous turn is live), a cancel, a disconnect (every
  * live request of connection 0 cancelled, as serve_eng does on CLOSE), a
- * preemption, a TTL expiry of every parked session, a drain (steps until
+ * preemption, a hold toggled (a client out of credit, then granting more:
+ * a held request must compute nothing and leave running), a TTL expiry of every parked session, a drain (steps until
  * idle) and one step. The pool is tiny (6 blocks of 2 tokens, 2 running,
  * 2 waiting) so that admission, memory pressure, preemption, eviction of
  * parked sessions and BUSY all happen within a few events.
@@ -98,14 +99,14 @@ static const struct sched_events EV = {on_token, on_done, NULL};
 
 /* ------------------------------------------------------------ events */
 
-enum ev_kind { E_SUBMIT, E_SESSION, E_APPEND, E_CANCEL, E_DISCONNECT, E_PREEMPT, E_TTL, E_DRAIN, E_STEP, E_KINDS };
+enum ev_kind { E_SUBMIT, E_SESSION, E_APPEND, E_CANCEL, E_DISCONNECT, E_PREEMPT, E_HOLD, E_TTL, E_DRAIN, E_STEP, E_KINDS };
 static const char *const ev_names[E_KINDS] = {"submit", "session", "append", "cancel", "disconnect",
-					      "preempt", "ttl", "drain", "step"};
+					      "preempt", "hold", "ttl", "drain", "step"};
 
 #define SESSION 0x5e55
 
 static char fail_msg[2048];
-static uint64_t n_busy;
+static uint64_t n_busy, n_holds;
 
 static int is_terminal(enum req_state st)
 {
@@ -210,12 +211,25 @@ static int ev_cancel(uint64_t id)
 	return 0;
 }
 
+/* One step; a held request must not compute, nor stay in running. */
 static int ev_step(void)
 {
+	int n_tok[8];
+	for (int i = 0; i < S.n_slots; i++)
+		n_tok[i] = S.reqs[i].held ? S.reqs[i].n_tokens : -1;
 	int rc = sched_step(&S, &EV);
 	if (rc < 0) {
 		snprintf(fail_msg, sizeof(fail_msg), "step: %d", rc);
 		return -1;
+	}
+	for (int i = 0; i < S.n_slots; i++) {
+		const struct req *r = &S.reqs[i];
+		if (n_tok[i] >= 0 && r->held && !is_terminal(r->state) &&
+		    (r->n_tokens != n_tok[i] || index_of(S.running, S.n_running, i) >= 0)) {
+			snprintf(fail_msg, sizeof(fail_msg), "held req %llu (%s) grew %d -> %d tokens or stayed running",
+				 (unsigned long long)r->id, req_state_name(r->state), n_tok[i], r->n_tokens);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -255,6 +269,16 @@ static int apply(enum ev_kind k)
 			memset(S.b_chunk, 0, (size_t)S.n_running * sizeof(int));
 			preempt(&S, v);
 		}
+		return 0;
+	}
+	case E_HOLD: { /* toggles the oldest live request's hold (a client out of credit, then granting) */
+		uint64_t id = oldest_live(-1);
+		int slot = id ? slot_of(id) : -1;
+		if (slot >= 0 && sched_hold(&S, id, !S.reqs[slot].held) != 0) {
+			snprintf(fail_msg, sizeof(fail_msg), "hold %llu refused", (unsigned long long)id);
+			return -1;
+		}
+		n_holds += slot >= 0;
 		return 0;
 	}
 	case E_TTL:
@@ -364,6 +388,9 @@ static int check(void)
 /* After the sequence: drain, expire every session, and nothing may remain. */
 static int check_end(void)
 {
+	for (int i = 0; i < S.n_slots; i++) /* the client grants credit again */
+		if (S.reqs[i].held && !is_terminal(S.reqs[i].state) && S.reqs[i].state != REQ_PARKED)
+			sched_hold(&S, S.reqs[i].id, 0);
 	if (ev_drain() < 0 || check() < 0)
 		return -1;
 	sched_expire(&S, ts_now() + 1e7);
@@ -468,13 +495,13 @@ int main(int argc, char **argv)
 	T_CHECK(n_failed == 0, "%llu of %llu sequences broke an invariant", (unsigned long long)n_failed,
 		(unsigned long long)n_seqs);
 	/* the space is worth enumerating only if the interesting paths happen */
-	T_CHECK(n_preempted > 0 && n_evicted > 0 && n_expired > 0 && n_resumed > 0 && n_busy > 0,
-		"busy %llu, preemptions %llu, sessions evicted %llu, expired %llu, resumed %llu",
-		(unsigned long long)n_busy, (unsigned long long)n_preempted,
+	T_CHECK(n_preempted > 0 && n_evicted > 0 && n_expired > 0 && n_resumed > 0 && n_busy > 0 && n_holds > 0,
+		"holds %llu, busy %llu, preemptions %llu, sessions evicted %llu, expired %llu, resumed %llu",
+		(unsigned long long)n_holds, (unsigned long long)n_busy, (unsigned long long)n_preempted,
 		(unsigned long long)n_evicted, (unsigned long long)n_expired, (unsigned long long)n_resumed);
 	printf("t_fsm: %d event kinds, every sequence of depth 1..%d: %llu sequences, %llu events, %.1f s "
-	       "(BUSY %llu, preemptions %llu, sessions resumed %llu, evicted %llu, expired %llu)\n",
-	       E_KINDS, depth, (unsigned long long)n_seqs, (unsigned long long)n_events, dt, (unsigned long long)n_busy,
+	       "(holds %llu, BUSY %llu, preemptions %llu, sessions resumed %llu, evicted %llu, expired %llu)\n",
+	       E_KINDS, depth, (unsigned long long)n_seqs, (unsigned long long)n_events, dt, (unsigned long long)n_holds, (unsigned long long)n_busy,
 	       (unsigned long long)n_preempted, (unsigned long long)n_resumed, (unsigned long long)n_evicted,
 	       (unsigned long long)n_expired);
 	return T_DONE();
