@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fault.h"
+
 int net_listen(const char *addr, int *port, struct ts_err *e)
 {
 	char host[256];
@@ -54,7 +56,7 @@ int net_listen(const char *addr, int *port, struct ts_err *e)
 
 int net_accept(int lfd)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int fd = FAULT_ERRNO(FAULT_SOCK, EMFILE) ? -1 : accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	int one = 1;

@@ -835,7 +835,7 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 	for (int i = 0; i < sv->o.max_conns; i++) {
 		sv->conns[i].req = ts_alloc((size_t)sv->o.max_requests * sizeof(struct nreq));
 		if (!sv->conns[i].req) {
-			ts_errf(e, -rc, "serve tables");
+			rc = ts_errf(e, E_NOMEM, "serve tables"); /* rc may hold the last ring_spsc_init: 0 */
 			goto out_free;
 		}
 		if ((rc = ring_spsc_init(&sv->conns[i].evr, EV_RING_CAP, sizeof(struct ev), e)) < 0)

@@ -499,7 +499,7 @@ int main(int argc, char **argv)
 		"holds %llu, busy %llu, preemptions %llu, sessions evicted %llu, expired %llu, resumed %llu",
 		(unsigned long long)n_holds, (unsigned long long)n_busy, (unsigned long long)n_preempted,
 		(unsigned long long)n_evicted, (unsigned long long)n_expired, (unsigned long long)n_resumed);
-	printf("t_fsm: %d event kinds, every sequence of depth 1..%d: %llu sequences, %llu events, %.1f s "
+	printf("#> t_fsm: %d event kinds, every sequence of depth 1..%d: %llu sequences, %llu events, %.1f s "
 	       "(holds %llu, BUSY %llu, preemptions %llu, sessions resumed %llu, evicted %llu, expired %llu)\n",
 	       E_KINDS, depth, (unsigned long long)n_seqs, (unsigned long long)n_events, dt, (unsigned long long)n_holds, (unsigned long long)n_busy,
 	       (unsigned long long)n_preempted, (unsigned long long)n_resumed, (unsigned long long)n_evicted,
