@@ -37,8 +37,8 @@
 #endif
 
 #define MAX_RUNNING 8
-#define MAX_QUEUE 16
-#define DIR_SOAK "build/soak"
+#define MAX_QUEUE   16
+#define DIR_SOAK    "build/soak"
 
 static int port;
 static pid_t server;
@@ -50,10 +50,10 @@ static int vocab = 256;
 static _Atomic uint64_t n_req, n_done, n_err, n_busy, n_cut, n_bad, n_connect_fail, n_flood, n_actions[6];
 static _Atomic int overload_on;
 
-#define BAD(...)                                      \
-	do {                                          \
-		n_bad++;                              \
-		fprintf(stderr, "soak: " __VA_ARGS__); \
+#define BAD(...)                                                                                                       \
+	do {                                                                                                           \
+		n_bad++;                                                                                               \
+		fprintf(stderr, "soak: " __VA_ARGS__);                                                                 \
 	} while (0)
 
 /* ------------------------------------------------------------ helpers */
@@ -97,17 +97,39 @@ static int stats(struct snap *s)
 			for (uint32_t i = 0; i < ev.n_stats; i++) {
 				uint64_t v = ev.stats[i].value;
 				switch (ev.stats[i].key) {
-				case PROTO_STAT_KV_BLOCKS: s->blocks = v; break;
-				case PROTO_STAT_KV_BLOCKS_FREE: s->blocks_free = v; break;
-				case PROTO_STAT_REQUESTS_RUNNING: s->running = v; break;
-				case PROTO_STAT_REQUESTS_QUEUED: s->queued = v; break;
-				case PROTO_STAT_SESSIONS_PARKED: s->parked = v; break;
-				case PROTO_STAT_CONNECTIONS: s->conns = v; break;
-				case PROTO_STAT_REQUESTS_ACCEPTED: s->accepted = v; break;
-				case PROTO_STAT_REQUESTS_REJECTED: s->rejected = v; break;
-				case PROTO_STAT_REQUESTS_DONE: s->done = v; break;
-				case PROTO_STAT_REQUESTS_CANCELLED: s->cancelled = v; break;
-				case PROTO_STAT_REQUESTS_FAILED: s->failed = v; break;
+				case PROTO_STAT_KV_BLOCKS:
+					s->blocks = v;
+					break;
+				case PROTO_STAT_KV_BLOCKS_FREE:
+					s->blocks_free = v;
+					break;
+				case PROTO_STAT_REQUESTS_RUNNING:
+					s->running = v;
+					break;
+				case PROTO_STAT_REQUESTS_QUEUED:
+					s->queued = v;
+					break;
+				case PROTO_STAT_SESSIONS_PARKED:
+					s->parked = v;
+					break;
+				case PROTO_STAT_CONNECTIONS:
+					s->conns = v;
+					break;
+				case PROTO_STAT_REQUESTS_ACCEPTED:
+					s->accepted = v;
+					break;
+				case PROTO_STAT_REQUESTS_REJECTED:
+					s->rejected = v;
+					break;
+				case PROTO_STAT_REQUESTS_DONE:
+					s->done = v;
+					break;
+				case PROTO_STAT_REQUESTS_CANCELLED:
+					s->cancelled = v;
+					break;
+				case PROTO_STAT_REQUESTS_FAILED:
+					s->failed = v;
+					break;
 				}
 			}
 			ok = 0;
@@ -123,8 +145,8 @@ static int stats(struct snap *s)
 static int settle(struct snap *s)
 {
 	for (int i = 0; i < 150; i++) {
-		if (stats(s) == 0 && s->running == 0 && s->queued == 0 && s->parked == 0 && s->blocks_free == s->blocks &&
-		    s->conns == 1)
+		if (stats(s) == 0 && s->running == 0 && s->queued == 0 && s->parked == 0 &&
+		    s->blocks_free == s->blocks && s->conns == 1)
 			return 0;
 		usleep(100000);
 	}
@@ -142,10 +164,14 @@ struct rq {
 };
 
 static int submit(struct tsc *c, struct rq *r, const int32_t *p, int n, int max_tokens, uint64_t sid, int keep,
-		  uint64_t seed)
+                  uint64_t seed)
 {
-	struct tsc_request q = {.prompt = p, .n_prompt = (uint32_t)n, .max_tokens = (uint32_t)max_tokens,
-				.ignore_eos = 1, .session_id = sid, .keep_session = keep};
+	struct tsc_request q = {.prompt = p,
+	                        .n_prompt = (uint32_t)n,
+	                        .max_tokens = (uint32_t)max_tokens,
+	                        .ignore_eos = 1,
+	                        .session_id = sid,
+	                        .keep_session = keep};
 	samp_params_default(&q.samp);
 	q.samp.temperature = 0.8f, q.samp.seed = seed;
 	memset(r, 0, sizeof(*r));
@@ -442,11 +468,12 @@ static int start_server(void)
 	    sh("build/tokenspeed certs " DIR_SOAK "/certs >/dev/null 2>&1"))
 		return -1;
 	snprintf(ini, sizeof(ini),
-		 "[model]\npath = %s/" DIR_SOAK "/model\n[engine]\nmax_seq_len = 512\nmax_batch_tokens = 128\n"
-		 "max_running = %d\nmax_queue = %d\nkv_block_tokens = 16\nkv_tokens = 2048\n[device]\nbackend = cpu\n"
-		 "cpu_threads = 2\n[server]\nlisten = 127.0.0.1:%d\ntls_cert = %s/" DIR_SOAK "/certs/server.crt\n"
-		 "tls_key = %s/" DIR_SOAK "/certs/server.key\ntls_ca = %s/" DIR_SOAK "/certs/ca.crt\n[log]\nlevel = info\n",
-		 cwd, MAX_RUNNING, MAX_QUEUE, free_port(), cwd, cwd, cwd);
+	         "[model]\npath = %s/" DIR_SOAK "/model\n[engine]\nmax_seq_len = 512\nmax_batch_tokens = 128\n"
+	         "max_running = %d\nmax_queue = %d\nkv_block_tokens = 16\nkv_tokens = 2048\n[device]\nbackend = cpu\n"
+	         "cpu_threads = 2\n[server]\nlisten = 127.0.0.1:%d\ntls_cert = %s/" DIR_SOAK "/certs/server.crt\n"
+	         "tls_key = %s/" DIR_SOAK "/certs/server.key\ntls_ca = %s/" DIR_SOAK
+	         "/certs/ca.crt\n[log]\nlevel = info\n",
+	         cwd, MAX_RUNNING, MAX_QUEUE, free_port(), cwd, cwd, cwd);
 	FILE *f = fopen(DIR_SOAK "/soak.ini", "w");
 	if (!f || fputs(ini, f) < 0 || fclose(f) != 0)
 		return -1;
@@ -523,8 +550,10 @@ int main(int argc, char **argv)
 	if (!port)
 		return T_DONE();
 	snprintf(where, sizeof(where), "127.0.0.1:%d", port);
-	tt = (struct tsc_tls){.ca = DIR_SOAK "/certs/ca.crt", .cert = DIR_SOAK "/certs/client.crt",
-			      .key = DIR_SOAK "/certs/client.key", .server_name = "localhost"};
+	tt = (struct tsc_tls){.ca = DIR_SOAK "/certs/ca.crt",
+	                      .cert = DIR_SOAK "/certs/client.crt",
+	                      .key = DIR_SOAK "/certs/client.key",
+	                      .server_name = "localhost"};
 	{
 		struct tsc c;
 		struct ts_err e = {0};
@@ -545,9 +574,10 @@ int main(int argc, char **argv)
 	double warm_s = secs / 4 < 10 ? secs / 4 : 10;
 	run_load(threads, warm_s, NULL, NULL);
 	struct snap b0 = {0}, b1 = {0};
-	T_CHECK(settle(&b0) == 0, "settled after warm-up: running %llu queued %llu parked %llu blocks %llu/%llu conns %llu",
-		(unsigned long long)b0.running, (unsigned long long)b0.queued, (unsigned long long)b0.parked,
-		(unsigned long long)b0.blocks_free, (unsigned long long)b0.blocks, (unsigned long long)b0.conns);
+	T_CHECK(settle(&b0) == 0,
+	        "settled after warm-up: running %llu queued %llu parked %llu blocks %llu/%llu conns %llu",
+	        (unsigned long long)b0.running, (unsigned long long)b0.queued, (unsigned long long)b0.parked,
+	        (unsigned long long)b0.blocks_free, (unsigned long long)b0.blocks, (unsigned long long)b0.conns);
 	long rss0 = rss_kb(server), rss_peak = rss0;
 	uint64_t req0 = n_req;
 
@@ -556,19 +586,20 @@ int main(int argc, char **argv)
 	run_load(threads, secs, &rss_peak, series);
 	double dt = ts_now() - t0;
 
-	T_CHECK(settle(&b1) == 0, "settled after the soak: running %llu queued %llu parked %llu blocks %llu/%llu conns %llu",
-		(unsigned long long)b1.running, (unsigned long long)b1.queued, (unsigned long long)b1.parked,
-		(unsigned long long)b1.blocks_free, (unsigned long long)b1.blocks, (unsigned long long)b1.conns);
+	T_CHECK(settle(&b1) == 0,
+	        "settled after the soak: running %llu queued %llu parked %llu blocks %llu/%llu conns %llu",
+	        (unsigned long long)b1.running, (unsigned long long)b1.queued, (unsigned long long)b1.parked,
+	        (unsigned long long)b1.blocks_free, (unsigned long long)b1.blocks, (unsigned long long)b1.conns);
 	long rss1 = rss_kb(server);
 	T_CHECK(b1.blocks_free == b0.blocks_free && b1.blocks == b0.blocks && b1.conns == b0.conns,
-		"blocks and connection slots identical before and after");
+	        "blocks and connection slots identical before and after");
 	T_CHECK(b1.accepted == b1.done + b1.cancelled + b1.failed,
-		"the server's requests: %llu accepted = %llu done + %llu cancelled + %llu failed",
-		(unsigned long long)b1.accepted, (unsigned long long)b1.done, (unsigned long long)b1.cancelled,
-		(unsigned long long)b1.failed);
+	        "the server's requests: %llu accepted = %llu done + %llu cancelled + %llu failed",
+	        (unsigned long long)b1.accepted, (unsigned long long)b1.done, (unsigned long long)b1.cancelled,
+	        (unsigned long long)b1.failed);
 	T_CHECK(n_bad == 0, "%llu protocol violations (terminal frames, hangs)", (unsigned long long)n_bad);
 	T_CHECK(rss1 - rss0 <= SOAK_RSS_SLACK_KB, "RSS grew %ld kB after the warm-up (slack %d kB)", rss1 - rss0,
-		SOAK_RSS_SLACK_KB);
+	        SOAK_RSS_SLACK_KB);
 	uint64_t sup = 0;
 	int refused = count_lines("connection refused", &sup);
 
@@ -577,14 +608,15 @@ int main(int argc, char **argv)
 	waitpid(server, &st, 0);
 	T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server exit on SIGTERM: status %d", st);
 
-	printf("#> soak: %.0f s, %d threads: %llu requests (%llu done, %llu BUSY, %llu other errors, %llu on connections "
-	       "we cut), actions gen %llu session %llu cancel %llu storm %llu overload %llu; %llu idle flood "
-	       "connections, %llu client connects retried\n",
-	       dt, threads, (unsigned long long)(n_req - req0), (unsigned long long)n_done, (unsigned long long)n_busy,
-	       (unsigned long long)n_err, (unsigned long long)n_cut, (unsigned long long)n_actions[A_GEN],
-	       (unsigned long long)n_actions[A_SESSION], (unsigned long long)n_actions[A_CANCEL],
-	       (unsigned long long)n_actions[A_STORM], (unsigned long long)n_actions[A_OVERLOAD],
-	       (unsigned long long)n_flood, (unsigned long long)n_connect_fail);
+	printf(
+	    "#> soak: %.0f s, %d threads: %llu requests (%llu done, %llu BUSY, %llu other errors, %llu on connections "
+	    "we cut), actions gen %llu session %llu cancel %llu storm %llu overload %llu; %llu idle flood "
+	    "connections, %llu client connects retried\n",
+	    dt, threads, (unsigned long long)(n_req - req0), (unsigned long long)n_done, (unsigned long long)n_busy,
+	    (unsigned long long)n_err, (unsigned long long)n_cut, (unsigned long long)n_actions[A_GEN],
+	    (unsigned long long)n_actions[A_SESSION], (unsigned long long)n_actions[A_CANCEL],
+	    (unsigned long long)n_actions[A_STORM], (unsigned long long)n_actions[A_OVERLOAD],
+	    (unsigned long long)n_flood, (unsigned long long)n_connect_fail);
 	printf("#> soak: before/after: KV blocks free %llu/%llu -> %llu/%llu, connections %llu -> %llu, server VmRSS "
 	       "%ld kB at ready, %ld kB after a %.0f s warm-up, %ld kB after the soak (peak %ld kB); \"connection "
 	       "refused\" log lines %d (+%llu suppressed)\n",

@@ -171,10 +171,14 @@ static void drain_first(struct tsc *c, struct rq_state *r)
 }
 
 static int submit(struct tsc *c, struct rq_state *r, const int32_t *prompt, uint32_t n, uint32_t max_tokens,
-		  uint64_t sid, int keep)
+                  uint64_t sid, int keep)
 {
-	struct tsc_request q = {.prompt = prompt, .n_prompt = n, .max_tokens = max_tokens, .ignore_eos = 1,
-				.session_id = sid, .keep_session = keep};
+	struct tsc_request q = {.prompt = prompt,
+	                        .n_prompt = n,
+	                        .max_tokens = max_tokens,
+	                        .ignore_eos = 1,
+	                        .session_id = sid,
+	                        .keep_session = keep};
 	samp_params_default(&q.samp);
 	memset(r, 0, sizeof(*r));
 	int rc = tsc_submit(c, &q, &r->id);
@@ -188,8 +192,8 @@ static int submit(struct tsc *c, struct rq_state *r, const int32_t *prompt, uint
 static void scen_served(enum scen s)
 {
 	struct ts_err e = {0};
-	struct serve_opts so = {.listen = "127.0.0.1:0", .max_conns = 4, .max_requests = 4, .initial_credit = 4,
-				.credit_timeout_ms = 5000};
+	struct serve_opts so = {
+	    .listen = "127.0.0.1:0", .max_conns = 4, .max_requests = 4, .initial_credit = 4, .credit_timeout_ms = 5000};
 	struct serve *sv = NULL;
 	if (serve_start(&sv, &en, &so, &e) < 0) {
 		if (!e.msg[0])
@@ -218,8 +222,7 @@ static void scen_served(enum scen s)
 				wait_terms(&c, rs, 1, NULL);
 			break;
 		case S_SESSION:
-			if (submit(&c, &rs[0], p1, 8, 4, 0x77, 1) == 0 && wait_terms(&c, rs, 1, NULL) == 0 &&
-			    !c.dead) {
+			if (submit(&c, &rs[0], p1, 8, 4, 0x77, 1) == 0 && wait_terms(&c, rs, 1, NULL) == 0 && !c.dead) {
 				static const int32_t p2[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9, 10};
 				if (submit(&c, &rs[1], p2, 13, 4, 0x77, 0) == 0)
 					wait_terms(&c, rs + 1, 1, NULL);
@@ -288,11 +291,11 @@ static int run_child(enum scen s, enum fault_kind k, uint64_t n, struct report *
 	if (WIFSIGNALED(st)) {
 		out->outcome = O_BAD;
 		snprintf(out->msg, sizeof(out->msg), "killed by signal %d%s", WTERMSIG(st),
-			 WTERMSIG(st) == SIGALRM ? " (hang)" : "");
+		         WTERMSIG(st) == SIGALRM ? " (hang)" : "");
 	} else if (WEXITSTATUS(st) != 0) {
 		out->outcome = O_BAD;
 		snprintf(out->msg, sizeof(out->msg), "exit status %d (a sanitizer report: see stderr)",
-			 WEXITSTATUS(st));
+		         WEXITSTATUS(st));
 	} else if (got != (ssize_t)sizeof(*out)) {
 		out->outcome = O_BAD;
 		snprintf(out->msg, sizeof(out->msg), "no report from the child");
@@ -310,7 +313,7 @@ static void scenario(enum scen s)
 	run_child(s, FAULT_ALLOC, 0, &r0);
 	/* a drain may cancel its request (ERROR CANCELLED): that is its served result */
 	T_CHECK(r0.outcome == O_SERVED || (s == S_DRAIN && r0.outcome == O_CLEAN_ERROR), "%s without faults: %s",
-		scen_names[s], r0.msg);
+	        scen_names[s], r0.msg);
 	for (int k = 0; k < FAULT_KINDS; k++) {
 		uint64_t total = r0.count[k] + (r0.count[k] ? MARGIN : 0);
 		uint64_t step = !full && total > T_FAULTS_MAX_N ? (total + T_FAULTS_MAX_N - 1) / T_FAULTS_MAX_N : 1;
@@ -325,23 +328,24 @@ static void scenario(enum scen s)
 			if (r.outcome == O_BAD) {
 				if (broken++ < 3)
 					fprintf(stderr, "FAIL %s, %s call %llu failing: %s\n", scen_names[s],
-						fault_name((enum fault_kind)k), (unsigned long long)n, r.msg);
+					        fault_name((enum fault_kind)k), (unsigned long long)n, r.msg);
 			} else if (r.fired) {
 				served += r.outcome == O_SERVED;
 				if (r.outcome == O_SERVED && s == S_BOOT && strlen(served_at) < 150)
-					snprintf(served_at + strlen(served_at), sizeof(served_at) - strlen(served_at), " %llu",
-						 (unsigned long long)n);
+					snprintf(served_at + strlen(served_at), sizeof(served_at) - strlen(served_at),
+					         " %llu", (unsigned long long)n);
 				errors += r.outcome == O_CLEAN_ERROR;
 			}
 		}
 		T_CHECK(broken == 0, "%s, %s: %d of %d runs broken", scen_names[s], fault_name((enum fault_kind)k),
-			broken, runs);
+		        broken, runs);
 		printf("#> %-12s %-6s calls %4llu: %s, %3d runs, %3d reached the fault: %3d served, %3d clean errors, "
 		       "%d broken (%.1f s)\n",
 		       scen_names[s], fault_name((enum fault_kind)k), (unsigned long long)r0.count[k],
 		       step == 1 ? "every N" : "sampled", runs, reached, served, errors, broken, ts_now() - t0);
 		if (served_at[0]) /* boot went on without what failed: optional, or a lost error? */
-			printf("#>   booted although %s call N failed, N =%s\n", fault_name((enum fault_kind)k), served_at);
+			printf("#>   booted although %s call N failed, N =%s\n", fault_name((enum fault_kind)k),
+			       served_at);
 		if (step > 1)
 			printf("#>   sampled: every %llu-th N of %llu\n", (unsigned long long)step,
 			       (unsigned long long)total);
@@ -356,10 +360,11 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	const char *ck = "build-faults/ckpt/llama3-mini";
 	char cmd[600];
-	snprintf(cmd, sizeof(cmd),
-		 "rm -rf %s && mkdir -p build-faults/ckpt && build/tests/gen_ckpt --preset llama3-mini --tokenizer --out %s "
-		 ">/dev/null",
-		 ck, ck);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "rm -rf %s && mkdir -p build-faults/ckpt && build/tests/gen_ckpt --preset llama3-mini --tokenizer --out %s "
+	    ">/dev/null",
+	    ck, ck);
 	if (system(cmd) != 0) {
 		fprintf(stderr, "t_faults: %s failed (make test builds build/tests/gen_ckpt)\n", cmd);
 		return 1;

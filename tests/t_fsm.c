@@ -32,8 +32,8 @@
 
 /* ------------------------------------------------------------ null backend */
 
-#define VOCAB 16
-#define BT 2       /* tokens per KV block */
+#define VOCAB   16
+#define BT      2 /* tokens per KV block */
 #define NBLOCKS 6
 #define MAX_SEQ 16
 
@@ -99,9 +99,21 @@ static const struct sched_events EV = {on_token, on_done, NULL};
 
 /* ------------------------------------------------------------ events */
 
-enum ev_kind { E_SUBMIT, E_SESSION, E_APPEND, E_CANCEL, E_DISCONNECT, E_PREEMPT, E_HOLD, E_TTL, E_DRAIN, E_STEP, E_KINDS };
-static const char *const ev_names[E_KINDS] = {"submit", "session", "append", "cancel", "disconnect",
-					      "preempt", "hold", "ttl", "drain", "step"};
+enum ev_kind {
+	E_SUBMIT,
+	E_SESSION,
+	E_APPEND,
+	E_CANCEL,
+	E_DISCONNECT,
+	E_PREEMPT,
+	E_HOLD,
+	E_TTL,
+	E_DRAIN,
+	E_STEP,
+	E_KINDS
+};
+static const char *const ev_names[E_KINDS] = {"submit",  "session", "append", "cancel", "disconnect",
+                                              "preempt", "hold",    "ttl",    "drain",  "step"};
 
 #define SESSION 0x5e55
 
@@ -136,8 +148,12 @@ static int slot_of(uint64_t id)
 static int ev_submit(int session)
 {
 	int32_t prompt[4] = {1, 2, (int32_t)(1 + sh.n_submits % 3), 5};
-	struct sched_submit a = {.prompt = prompt, .n_prompt = 3, .max_tokens = 3, .ignore_eos = 1, .priority = 1,
-				 .user = (uint64_t)(sh.n_submits & 1)};
+	struct sched_submit a = {.prompt = prompt,
+	                         .n_prompt = 3,
+	                         .max_tokens = 3,
+	                         .ignore_eos = 1,
+	                         .priority = 1,
+	                         .user = (uint64_t)(sh.n_submits & 1)};
 	samp_params_default(&a.samp);
 	a.samp.temperature = 0;
 	if (session) {
@@ -164,8 +180,8 @@ static int ev_submit(int session)
 			a.append = 1;
 		}
 	}
-	int live_session = session && session_slot(&S, SESSION) >= 0 &&
-			   S.reqs[session_slot(&S, SESSION)].state != REQ_PARKED;
+	int live_session =
+	    session && session_slot(&S, SESSION) >= 0 && S.reqs[session_slot(&S, SESSION)].state != REQ_PARKED;
 	int resumes = session && session_slot(&S, SESSION) >= 0 && !live_session;
 	int full = !resumes && S.n_free == 0 && oldest_parked(&S) < 0;
 	uint64_t id = 0;
@@ -181,7 +197,7 @@ static int ev_submit(int session)
 	}
 	if ((live_session || full) != (rc == -E_BUSY)) {
 		snprintf(fail_msg, sizeof(fail_msg), "submit: rc %d (%s), expected BUSY=%d", rc, e.msg,
-			 live_session || full);
+		         live_session || full);
 		return -1;
 	}
 	if (rc == -E_BUSY) {
@@ -190,7 +206,7 @@ static int ev_submit(int session)
 	}
 	if (rc < 0 || id != sh.last_id + 1 || id >= MAX_IDS) {
 		snprintf(fail_msg, sizeof(fail_msg), "submit: rc %d (%s), id %llu after %llu", rc, e.msg,
-			 (unsigned long long)id, (unsigned long long)sh.last_id);
+		         (unsigned long long)id, (unsigned long long)sh.last_id);
 		return -1;
 	}
 	sh.last_id = id;
@@ -205,7 +221,7 @@ static int ev_cancel(uint64_t id)
 	int rc = sched_cancel(&S, id, &EV);
 	if (rc != 0 || sh.n_done[id] != 1) {
 		snprintf(fail_msg, sizeof(fail_msg), "cancel %llu: rc %d, done %d", (unsigned long long)id, rc,
-			 sh.n_done[id]);
+		         sh.n_done[id]);
 		return -1;
 	}
 	return 0;
@@ -226,8 +242,9 @@ static int ev_step(void)
 		const struct req *r = &S.reqs[i];
 		if (n_tok[i] >= 0 && r->held && !is_terminal(r->state) &&
 		    (r->n_tokens != n_tok[i] || index_of(S.running, S.n_running, i) >= 0)) {
-			snprintf(fail_msg, sizeof(fail_msg), "held req %llu (%s) grew %d -> %d tokens or stayed running",
-				 (unsigned long long)r->id, req_state_name(r->state), n_tok[i], r->n_tokens);
+			snprintf(fail_msg, sizeof(fail_msg),
+			         "held req %llu (%s) grew %d -> %d tokens or stayed running", (unsigned long long)r->id,
+			         req_state_name(r->state), n_tok[i], r->n_tokens);
 			return -1;
 		}
 	}
@@ -240,8 +257,8 @@ static int ev_drain(void)
 		if (ev_step() < 0)
 			return -1;
 	if (sched_busy(&S)) {
-		snprintf(fail_msg, sizeof(fail_msg), "drain: still %d running, %d queued after 200 steps",
-			 S.n_running, S.n_queue);
+		snprintf(fail_msg, sizeof(fail_msg), "drain: still %d running, %d queued after 200 steps", S.n_running,
+		         S.n_queue);
 		return -1;
 	}
 	return 0;
@@ -335,45 +352,47 @@ static int check(void)
 		}
 		if (!ok) {
 			snprintf(fail_msg, sizeof(fail_msg),
-				 "slot %d req %llu %s: free %d queue %d running %d parked %d blocks %d", i,
-				 (unsigned long long)r->id, req_state_name(r->state), in_free, in_q, in_run, in_park,
-				 kv_seq_blocks(&S.kv, i));
+			         "slot %d req %llu %s: free %d queue %d running %d parked %d blocks %d", i,
+			         (unsigned long long)r->id, req_state_name(r->state), in_free, in_q, in_run, in_park,
+			         kv_seq_blocks(&S.kv, i));
 			return -1;
 		}
 		n_parked_state += r->state == REQ_PARKED;
 		if (!is_terminal(r->state) && r->state != REQ_PARKED) {
 			n_live++;
 			if (r->id == 0 || r->id > sh.last_id || sh.n_done[r->id]) {
-				snprintf(fail_msg, sizeof(fail_msg), "slot %d holds req %llu (%s) that ended or never was",
-					 i, (unsigned long long)r->id, req_state_name(r->state));
+				snprintf(fail_msg, sizeof(fail_msg),
+				         "slot %d holds req %llu (%s) that ended or never was", i,
+				         (unsigned long long)r->id, req_state_name(r->state));
 				return -1;
 			}
 		}
 		if (r->state == REQ_PARKED && (r->id == 0 || sh.n_done[r->id] != 1)) {
 			snprintf(fail_msg, sizeof(fail_msg), "parked req %llu: %d terminal events",
-				 (unsigned long long)r->id, sh.n_done[r->id]);
+			         (unsigned long long)r->id, sh.n_done[r->id]);
 			return -1;
 		}
 	}
 	int n_used = S.n_slots - S.n_free;
 	if (n_parked_state != S.n_sessions_parked || S.n_queue + S.n_running + S.n_parked < n_used ||
 	    S.n_queue + S.n_running + S.n_parked > n_used + n_parked_state) {
-		snprintf(fail_msg, sizeof(fail_msg), "slot counts: free %d queue %d running %d parked %d (state %d, count %d)",
-			 S.n_free, S.n_queue, S.n_running, S.n_parked, n_parked_state, S.n_sessions_parked);
+		snprintf(fail_msg, sizeof(fail_msg),
+		         "slot counts: free %d queue %d running %d parked %d (state %d, count %d)", S.n_free, S.n_queue,
+		         S.n_running, S.n_parked, n_parked_state, S.n_sessions_parked);
 		return -1;
 	}
 	int shadow_live = 0;
 	for (uint64_t id = 1; id <= sh.last_id; id++) {
 		if (sh.n_done[id] > 1 || sh.late_tok[id]) {
 			snprintf(fail_msg, sizeof(fail_msg), "req %llu: %d terminal events, %d tokens after the end",
-				 (unsigned long long)id, sh.n_done[id], sh.late_tok[id]);
+			         (unsigned long long)id, sh.n_done[id], sh.late_tok[id]);
 			return -1;
 		}
 		if (!sh.n_done[id]) {
 			shadow_live++;
 			if (slot_of(id) < 0) {
 				snprintf(fail_msg, sizeof(fail_msg), "req %llu lost: live but in no slot",
-					 (unsigned long long)id);
+				         (unsigned long long)id);
 				return -1;
 			}
 		}
@@ -399,12 +418,12 @@ static int check_end(void)
 	for (uint64_t id = 1; id <= sh.last_id; id++)
 		if (sh.n_done[id] != 1) {
 			snprintf(fail_msg, sizeof(fail_msg), "req %llu: %d terminal events at the end",
-				 (unsigned long long)id, sh.n_done[id]);
+			         (unsigned long long)id, sh.n_done[id]);
 			return -1;
 		}
 	if (S.n_free != S.n_slots || S.kv.n_free != S.kv.n_blocks || S.n_sessions_parked) {
 		snprintf(fail_msg, sizeof(fail_msg), "at the end: %d/%d slots free, %d/%d blocks free, %d parked",
-			 S.n_free, S.n_slots, S.kv.n_free, S.kv.n_blocks, S.n_sessions_parked);
+		         S.n_free, S.n_slots, S.kv.n_free, S.kv.n_blocks, S.n_sessions_parked);
 		return -1;
 	}
 	return 0;
@@ -416,8 +435,13 @@ static uint64_t n_seqs, n_events, n_failed, n_preempted, n_evicted, n_expired, n
 
 static void fresh(void)
 {
-	struct sched_limits l = {.max_running = 2, .max_queue = 2, .max_batch_tokens = 4, .max_seq_len = MAX_SEQ,
-				 .n_kv_blocks = NBLOCKS, .kv_block_tokens = BT, .park_ttl_ms = 1000000000};
+	struct sched_limits l = {.max_running = 2,
+	                         .max_queue = 2,
+	                         .max_batch_tokens = 4,
+	                         .max_seq_len = MAX_SEQ,
+	                         .n_kv_blocks = NBLOCKS,
+	                         .kv_block_tokens = BT,
+	                         .park_ttl_ms = 1000000000};
 	struct ts_err e = {0};
 	memset(&sh, 0, sizeof(sh));
 	be_bad = 0;
@@ -493,16 +517,16 @@ int main(int argc, char **argv)
 	}
 	double dt = ts_now() - t0;
 	T_CHECK(n_failed == 0, "%llu of %llu sequences broke an invariant", (unsigned long long)n_failed,
-		(unsigned long long)n_seqs);
+	        (unsigned long long)n_seqs);
 	/* the space is worth enumerating only if the interesting paths happen */
 	T_CHECK(n_preempted > 0 && n_evicted > 0 && n_expired > 0 && n_resumed > 0 && n_busy > 0 && n_holds > 0,
-		"holds %llu, busy %llu, preemptions %llu, sessions evicted %llu, expired %llu, resumed %llu",
-		(unsigned long long)n_holds, (unsigned long long)n_busy, (unsigned long long)n_preempted,
-		(unsigned long long)n_evicted, (unsigned long long)n_expired, (unsigned long long)n_resumed);
+	        "holds %llu, busy %llu, preemptions %llu, sessions evicted %llu, expired %llu, resumed %llu",
+	        (unsigned long long)n_holds, (unsigned long long)n_busy, (unsigned long long)n_preempted,
+	        (unsigned long long)n_evicted, (unsigned long long)n_expired, (unsigned long long)n_resumed);
 	printf("#> t_fsm: %d event kinds, every sequence of depth 1..%d: %llu sequences, %llu events, %.1f s "
 	       "(holds %llu, BUSY %llu, preemptions %llu, sessions resumed %llu, evicted %llu, expired %llu)\n",
-	       E_KINDS, depth, (unsigned long long)n_seqs, (unsigned long long)n_events, dt, (unsigned long long)n_holds, (unsigned long long)n_busy,
-	       (unsigned long long)n_preempted, (unsigned long long)n_resumed, (unsigned long long)n_evicted,
-	       (unsigned long long)n_expired);
+	       E_KINDS, depth, (unsigned long long)n_seqs, (unsigned long long)n_events, dt,
+	       (unsigned long long)n_holds, (unsigned long long)n_busy, (unsigned long long)n_preempted,
+	       (unsigned long long)n_resumed, (unsigned long long)n_evicted, (unsigned long long)n_expired);
 	return T_DONE();
 }
