@@ -144,10 +144,11 @@ $(B)/tsctl-static: $(B)/musl/obj/boot/tsctl-main.o $(TSCTL_MOBJ) $(DEPS_MUSL)
 	$(MUSLCC) $(ALLCFLAGS) -static -o $@ $< $(TSCTL_MOBJ) -L$(D)/musl/lib -lmbedtls $(LDLIBS) -lm
 
 # ---------------------------------------------------------------- tests
-TSRCS  := $(wildcard tests/t_*.c)
+TSRCS  := $(filter-out tests/t_faults.c,$(wildcard tests/t_*.c))
 TBINS  := $(TSRCS:tests/%.c=$(B)/tests/%)
 TOOLS  := $(B)/tests/gen_ckpt
 BENCHES := $(B)/tests/bench_sched $(B)/tests/bench_text
+SOAK    := $(B)/tests/soak
 
 $(B)/tests/%: tests/%.c $(B)/libts.a $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
@@ -163,8 +164,23 @@ $(B)/tests/%_tsan: tests/%.c src/base.c
 	clang -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fsanitize=thread -pthread -DT_RING_DEFAULT_SCALE=0.25 \
 	  -iquote src -iquote tests -o $@ $< src/base.c
 
--include $(OBJ:.o=.d) $(BOOT_OBJ:.o=.d) $(MOBJ:.o=.d) $(TBINS:=.d) $(TOOLS:=.d) $(GBINS:=.d) \
+-include $(OBJ:.o=.d) $(BOOT_OBJ:.o=.d) $(MOBJ:.o=.d) $(TBINS:=.d) $(TOOLS:=.d) $(SOAK:=.d) $(GBINS:=.d) \
 	$(B)/obj/boot/tsctl-main.d $(B)/musl/obj/boot/tsctl-main.d
+
+# ---------------------------------------------------------------- fault injection
+# The library again with src/fault.h's FAULT() hooks compiled in (-DTS_FAULTS),
+# under ASan and UBSan, in build-faults/ (sharing build/deps); tests/t_faults.c
+# fails the Nth allocation, read, mmap, TLS and socket call of each scenario,
+# and tests/run.sh runs it beside the others.
+FB := build-faults
+FAULT_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -DTS_FAULTS
+FAULT_BIN := $(FB)/tests/t_faults
+$(FAULT_BIN): tests/t_faults.c $(SRCS) $(BOOTS) $(wildcard src/*.h boot/*.h tests/*.h) $(DEPS_GLIBC) FORCE
+	@$(MAKE) --no-print-directory B=$(FB) D=$(D) CFLAGS="$(FAULT_CFLAGS)" $(FB)/libts.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(FAULT_CFLAGS) -pthread $(INC) -iquote tests -o $@ tests/t_faults.c \
+	  $(FB)/libts.a -L$(D)/glibc/lib -linih -lmbedtls $(LDLIBS) -lm
+FORCE:
 
 # ---------------------------------------------------------------- cubins
 # kernels/<module>.cu -> cubin/sm_<arch>/<module>.cubin, committed with
@@ -220,7 +236,7 @@ $(B)/fuzz/fuzz_tok: tests/fuzz_tok.c src/tok.c src/tok_chat.c src/tok_unicode.c 
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
 
 # ---------------------------------------------------------------- targets
-.PHONY: all deps static run test test-asan bench fuzz cubins gpu-tests format clean help mbed-objs
+.PHONY: all deps static run test test-faults soak test-asan bench fuzz cubins gpu-tests format clean help mbed-objs
 
 all: $(B)/tokenspeed $(B)/tsctl $(B)/libtsclient.a ## build build/tokenspeed, build/tsctl and build/libtsclient.a
 
@@ -239,8 +255,15 @@ run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) ## run the appliance o
 	@echo "client: $(B)/tsctl generate \"Hello\"   or   $(B)/tsctl chat   (defaults: --server 127.0.0.1:7070 --certs $(B)/certs)"
 	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) ## build and run every test; ends with "N passed, N failed"
-	@sh tests/run.sh $(B)/tests
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) $(FAULT_BIN) ## build and run every test (fault injection included); ends with "N passed, N failed"
+	@sh tests/run.sh $(B)/tests $(FB)/tests
+
+SOAK_S ?= 120
+soak: $(B)/tokenspeed $(B)/tests/soak $(TOOLS) ## loopback soak for SOAK_S seconds (default 120): mixed load, sessions, cancels, disconnect storms, 3x overload, idle floods; blocks, slots and RSS compared before and after
+	$(B)/tests/soak $(SOAK_S)
+
+test-faults: $(FAULT_BIN) $(TOOLS) ## only the fault-injection runs (build-faults/, ASan): every N-th allocation, read, mmap, TLS and socket call failing
+	@sh tests/run.sh $(FB)/tests
 
 fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/fuzz/fuzz_proto $(B)/fuzz/fuzz_tok $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)
 	$(B)/tests/t_fuzz --write-seeds $(B)/fuzz/corpus
@@ -263,7 +286,7 @@ format: ## apply .clang-format to our sources
 	clang-format -i src/*.[ch] boot/*.[ch] tests/*.[ch]
 
 clean: ## remove build outputs (keeps fetched deps)
-	rm -rf $(B)/obj $(B)/musl $(B)/tests $(B)/tokenspeed $(B)/tokenspeed-static $(B)/libts.a
+	rm -rf $(B)/obj $(B)/musl $(B)/tests $(B)/tokenspeed $(B)/tokenspeed-static $(B)/libts.a $(FB)
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'

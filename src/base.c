@@ -1,5 +1,6 @@
 /* base: error messages, counted allocation, dtypes, clock. */
 #include "base.h"
+#include "fault.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,13 +41,13 @@ static _Atomic uint64_t n_allocs;
 void *ts_alloc(size_t bytes)
 {
 	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
-	return calloc(1, bytes ? bytes : 1);
+	return FAULT(FAULT_ALLOC) ? NULL : calloc(1, bytes ? bytes : 1);
 }
 
 void *ts_realloc(void *p, size_t bytes)
 {
 	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
-	return realloc(p, bytes ? bytes : 1);
+	return FAULT(FAULT_ALLOC) ? NULL : realloc(p, bytes ? bytes : 1);
 }
 
 void ts_free(void *p)

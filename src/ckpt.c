@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault.h"
+
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* 100 MB: real headers are well under 10 MB */
 #define CKPT_MAX_JSON ((size_t)64 << 20)    /* config.json, index: a few KB to a few MB */
 
@@ -322,7 +324,7 @@ static int read_file(const char *path, char **out, size_t *len, struct ts_err *e
 		goto out_close;
 	}
 	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+		ssize_t r = FAULT_ERRNO(FAULT_READ, EIO) ? -1 : read(fd, buf + got, (size_t)st.st_size - got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
@@ -378,7 +380,7 @@ static int map_shard(struct ckpt_shard *s, const char *index, struct ts_err *e)
 	}
 	s->size = (size_t)st.st_size;
 	if (s->size) { /* mmap of 0 bytes fails; the parser reports the empty file */
-		void *m = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
+		void *m = FAULT_ERRNO(FAULT_MMAP, ENOMEM) ? MAP_FAILED : mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (m == MAP_FAILED) {
 			rc = ts_errf(e, E_IO, "%s: mmap of %zu bytes failed: %s", s->path, s->size, strerror(errno));
 			goto out_close;

@@ -179,11 +179,12 @@ uint32_t conn_want(const struct conn *c, int paused)
 }
 
 /* ------------------------------------------------------------ transport */
+#include "fault.h"
 
 static int cb_send(void *ctx, const uint8_t *p, size_t n)
 {
 	struct conn_io *c = ctx;
-	ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+	ssize_t w = FAULT_ERRNO(FAULT_SOCK, ECONNRESET) ? -1 : send(c->fd, p, n, MSG_NOSIGNAL);
 	if (w >= 0)
 		return (int)w;
 	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? TLS_WANT_IO : -E_IO;
@@ -192,7 +193,7 @@ static int cb_send(void *ctx, const uint8_t *p, size_t n)
 static int cb_recv(void *ctx, uint8_t *p, size_t n)
 {
 	struct conn_io *c = ctx;
-	ssize_t r = recv(c->fd, p, n, 0);
+	ssize_t r = FAULT_ERRNO(FAULT_SOCK, ECONNRESET) ? -1 : recv(c->fd, p, n, 0);
 	if (r >= 0)
 		return (int)r;
 	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? TLS_WANT_IO : -E_IO;

@@ -104,8 +104,11 @@ static int pool_start(struct pool *p, int n)
 	pthread_cond_init(&p->done, NULL);
 	p->th = ts_alloc((size_t)n * sizeof(pthread_t));
 	struct worker_arg *args = ts_alloc((size_t)n * sizeof(*args));
-	if (!p->th || !args)
+	if (!p->th || !args) {
+		ts_free(p->th), ts_free(args); /* found by t_faults */
+		p->th = NULL;
 		return -E_NOMEM;
+	}
 	p->args = args;
 	for (int i = 1; i < n; i++) {
 		args[i].p = p;

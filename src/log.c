@@ -133,6 +133,40 @@ void log_msg(enum log_level l, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* ------------------------------------------------------------ rate limits */
+
+/* The caller that moves next_ms forward writes; everyone else counts. now_ms
+ * is a parameter so the test can drive the clock. */
+static void log_rl_vmsg_at(struct log_rl *rl, uint32_t interval_ms, int64_t now_ms, enum log_level l,
+			   const char *fmt, va_list ap)
+{
+	int64_t next = atomic_load_explicit(&rl->next_ms, memory_order_relaxed);
+	if (now_ms < next || !atomic_compare_exchange_strong_explicit(&rl->next_ms, &next, now_ms + interval_ms,
+								      memory_order_relaxed, memory_order_relaxed)) {
+		atomic_fetch_add_explicit(&rl->suppressed, 1, memory_order_relaxed);
+		return;
+	}
+	uint64_t n = atomic_exchange_explicit(&rl->suppressed, 0, memory_order_relaxed);
+	if (n == 0) {
+		log_vline(l, fmt, ap);
+		return;
+	}
+	char msg[LOG_LINE_MAX - 96]; /* the count survives a message cut to fit */
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg))
+		memcpy(msg + sizeof(msg) - 4, "...", 4); /* cut: marked as log_vline marks it */
+	log_msg(l, "%s (%llu similar suppressed)", msg, (unsigned long long)n);
+}
+
+void log_rl_msg(struct log_rl *rl, uint32_t interval_ms, enum log_level l, const char *fmt, ...)
+{
+	if (!log_enabled(l))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	log_rl_vmsg_at(rl, interval_ms, (int64_t)(ts_now() * 1e3), l, fmt, ap);
+	va_end(ap);
+}
+
 /* ------------------------------------------------------------ progress */
 
 #define PROGRESS_BAR 20

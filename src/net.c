@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fault.h"
+
 int net_listen(const char *addr, int *port, struct ts_err *e)
 {
 	char host[256];
@@ -57,7 +59,7 @@ int net_accept(int lfd, uint8_t addr[16], uint8_t *addr_len, char *text, size_t 
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int fd = FAULT_ERRNO(FAULT_SOCK, EMFILE) ? -1 : accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	int one = 1;

@@ -415,6 +415,7 @@ int sched_submit(struct sched *s, const struct sched_submit *a, uint64_t *id, st
 	q->n_preempted = q->n_cached = 0;
 	q->session_id = a->session_id;
 	q->keep = a->keep;
+	q->held = 0;
 	q->t_submit = ts_now();
 	q->t_admit = q->t_first = q->t_done = q->t_parked = 0;
 	if (in_running) {
@@ -434,17 +435,57 @@ int sched_submit(struct sched *s, const struct sched_submit *a, uint64_t *id, st
 	return 0;
 }
 
-int sched_cancel(struct sched *s, uint64_t id, const struct sched_events *ev)
+/* The slot of live request id (not PARKED: its turn has ended), or -1. */
+static int live_slot(const struct sched *s, uint64_t id)
 {
 	for (int i = 0; i < s->n_slots; i++) {
-		struct req *r = &s->reqs[i];
+		const struct req *r = &s->reqs[i];
 		if (r->id == id && r->state != REQ_DONE && r->state != REQ_CANCELLED && r->state != REQ_FAILED &&
-		    r->state != REQ_PARKED) {
-			finish(s, i, REQ_CANCELLED, FINISH_CANCELLED, ev);
-			return 0;
-		}
+		    r->state != REQ_PARKED)
+			return i;
 	}
-	return -E_INVAL;
+	return -1;
+}
+
+int sched_hold(struct sched *s, uint64_t id, int hold)
+{
+	int slot = live_slot(s, id);
+	if (slot < 0)
+		return -E_INVAL;
+	s->reqs[slot].held = hold != 0;
+	return 0;
+}
+
+int sched_busy(const struct sched *s)
+{
+	int n = s->n_running + s->n_queue;
+	for (int i = 0; i < s->n_queue; i++)
+		n -= s->reqs[s->queue[i]].held;
+	return n;
+}
+
+/* Held running requests go to the queue with their KV: they compute nothing
+ * and must not keep a running place from waiting work. */
+static void yield_held(struct sched *s)
+{
+	for (int i = s->n_running - 1; i >= 0; i--) {
+		int slot = s->running[i];
+		struct req *r = &s->reqs[slot];
+		if (!r->held || r->state == REQ_PARKED)
+			continue;
+		set_state(s, r, REQ_PREEMPTED);
+		drop_running(s, i);
+		s->queue[s->n_queue++] = slot;
+	}
+}
+
+int sched_cancel(struct sched *s, uint64_t id, const struct sched_events *ev)
+{
+	int slot = live_slot(s, id);
+	if (slot < 0)
+		return -E_INVAL;
+	finish(s, slot, REQ_CANCELLED, FINISH_CANCELLED, ev);
+	return 0;
 }
 
 /* ------------------------------------------------------------ memory pressure */
@@ -491,9 +532,9 @@ static int preempt(struct sched *s, int ri)
 
 /* Frees blocks for running work without touching running requests, cheapest
  * loss first: ends the least recently parked session, or else drops the KV of
- * the least urgent queued request holding any (a resumed session waiting for
- * a running place; it recomputes, mostly from the prefix cache), never that
- * of slot except. Returns 0 when neither exists. */
+ * a queued request holding any (a held one first, then the least urgent: a
+ * resumed session waiting for a running place; it recomputes, mostly from the
+ * prefix cache), never that of slot except. Returns 0 when neither exists. */
 static int relieve(struct sched *s, int except)
 {
 	if (s->n_parked > 0) {
@@ -504,8 +545,10 @@ static int relieve(struct sched *s, int except)
 	int w = -1;
 	for (int i = 0; i < s->n_queue; i++) {
 		int slot = s->queue[i];
-		if (slot != except && (kv_seq_blocks(&s->kv, slot) > 0 || s->reqs[slot].state_slot >= 0) &&
-		    (w < 0 || before(&s->reqs[w], &s->reqs[slot])))
+		if (slot == except || (kv_seq_blocks(&s->kv, slot) == 0 && s->reqs[slot].state_slot < 0))
+			continue;
+		if (w < 0 || s->reqs[slot].held > s->reqs[w].held ||
+		    (s->reqs[slot].held == s->reqs[w].held && before(&s->reqs[w], &s->reqs[slot])))
 			w = slot;
 	}
 	if (w < 0)
@@ -567,10 +610,13 @@ static void plan_prefills(struct sched *s, int *budget)
 static void plan_admissions(struct sched *s, int *budget)
 {
 	while (*budget > 0 && s->n_queue > 0 && s->n_running < s->lim.max_running) {
-		int best = 0;
-		for (int i = 1; i < s->n_queue; i++)
-			if (before(&s->reqs[s->queue[i]], &s->reqs[s->queue[best]]))
+		int best = -1;
+		for (int i = 0; i < s->n_queue; i++)
+			if (!s->reqs[s->queue[i]].held &&
+			    (best < 0 || before(&s->reqs[s->queue[i]], &s->reqs[s->queue[best]])))
 				best = i;
+		if (best < 0)
+			break; /* every waiting request is held */
 		int slot = s->queue[best];
 		struct req *r = &s->reqs[slot];
 		int matched = 0;
@@ -616,6 +662,7 @@ int sched_step(struct sched *s, const struct sched_events *ev)
 	double t0 = ts_now();
 
 	sched_expire(s, t0);
+	yield_held(s);
 
 	/* 1. Decodes first: each needs room for one more position. Free parked
 	 *    and queued KV, then preempt the least urgent running request, until

@@ -106,6 +106,7 @@ struct req {
 				     * positions [0, n_computed) */
 	uint64_t session_id;        /* 0 = none */
 	int keep;                   /* end this turn PARKED */
+	int held;                   /* paused by sched_hold: computes nothing until released */
 	double t_submit, t_admit, t_first, t_done; /* t_admit: first QUEUED -> PREFILL */
 	double t_parked;            /* when the turn ended PARKED (the TTL counts from here) */
 };
@@ -195,6 +196,15 @@ int sched_submit(struct sched *s, const struct sched_submit *a, uint64_t *id, st
  * session stays; see sched_session_end). */
 int sched_cancel(struct sched *s, uint64_t id, const struct sched_events *ev);
 
+/* Pauses (hold = 1) or resumes (0) a live request: a throttled client whose
+ * credit ran out. A held request computes nothing; at the next step it
+ * leaves running for the queue (DECODE/PREFILL -> PREEMPTED, its KV kept, so
+ * resuming recomputes only its last token), giving its running place to
+ * waiting work, and its KV is the first a queued request gives up under
+ * memory pressure. Safe inside on_token (it only marks the request).
+ * -E_INVAL if no live request has that id. */
+int sched_hold(struct sched *s, uint64_t id, int hold);
+
 /* Ends parked sessions whose TTL has passed at time now (ts_now() seconds).
  * sched_step calls it first; an idle server calls it on a timer. Returns how
  * many ended. */
@@ -208,10 +218,8 @@ int sched_session_end(struct sched *s, uint64_t session_id);
  * if the backend failed (every request in the batch is FAILED). */
 int sched_step(struct sched *s, const struct sched_events *ev);
 
-/* Requests running or waiting (parked sessions are not work). */
-static inline int sched_busy(const struct sched *s)
-{
-	return s->n_running + s->n_queue;
-}
+/* Requests running or waiting that a step can move (parked sessions and
+ * held requests are not work). */
+int sched_busy(const struct sched *s);
 
 #endif

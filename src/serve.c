@@ -125,6 +125,12 @@ static int pump_tokens(struct serve *sv, struct sconn *c, double now)
 		struct nreq *q = &c->req[k];
 		if (q->st != NR_LIVE)
 			continue;
+		if (q->credit_owed) { /* the engine paused it at zero credit: pass the grant on */
+			struct cmd m = {.type = CMD_CREDIT, .conn = (uint16_t)(c - sv->conns), .slot = (uint16_t)k,
+					.rid = q->rid, .n_credit = q->credit_owed};
+			if (push_cmd(sv, &m) == 0)
+				q->credit_owed = 0;
+		}
 		while (q->sent < q->n_pend && q->credit > 0 && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes) {
 			uint32_t n = (uint32_t)(q->n_pend - q->sent), fit = (c->max_frame - PROTO_HDR_BYTES - 8) / 4;
 			n = n < q->credit ? n : q->credit;
@@ -166,7 +172,7 @@ static int pump_tokens(struct serve *sv, struct sconn *c, double now)
 			req_free(c, q);
 			continue;
 		}
-		if (q->sent < q->n_pend && q->credit == 0) {
+		if (q->credit == 0) { /* paused in the engine, or holding unsent tokens */
 			if (q->t_stall == 0)
 				q->t_stall = now;
 			else if ((now - q->t_stall) * 1e3 >= sv->o.credit_timeout_ms) {
@@ -443,8 +449,10 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 			return;
 		if (f->h.type == PROTO_CANCEL)
 			req_cancel(sv, c, q, HOW_CLIENT);
-		else
+		if (f->h.type == PROTO_CREDIT) {
 			q->credit = tokens > UINT32_MAX - q->credit ? UINT32_MAX : q->credit + tokens;
+			q->credit_owed = tokens > UINT32_MAX - q->credit_owed ? UINT32_MAX : q->credit_owed + tokens;
+		}
 		return;
 	}
 	case PROTO_PING:
@@ -599,7 +607,7 @@ static void conn_input(struct serve *sv, struct sconn *c, double now)
 		c->paused = 1;
 		return;
 	case CONN_READ_REFUSED:
-		log_msg(LOG_WARN, "serve: TLS handshake refused: peer=%s %s", c->cn.peer.text, c->cn.io.tls.err.msg);
+		log_rl(1000, LOG_WARN, "serve: TLS handshake refused: peer=%s %s", c->cn.peer.text, c->cn.io.tls.err.msg);
 		conn_kill(sv, c);
 		return;
 	case CONN_READ_EOF: /* end of stream: its requests are cancelled */
@@ -784,7 +792,7 @@ static struct sconn *conn_slot(struct serve *sv)
 			old = c;
 	}
 	if (old) {
-		log_msg(LOG_INFO, "serve: evicted peer=%s (%s, %.1f s old): all max_connections = %d slots are taken",
+		log_rl(1000, LOG_INFO, "serve: evicted peer=%s (%s, %.1f s old): all max_connections = %d slots are taken",
 			old->cn.peer.text, old->cn.st == CONN_HANDSHAKE ? "in its TLS handshake" : "before HELLO",
 			ts_now() - old->cn.t_accept, sv->o.max_conns);
 		sv->n_evicted++;
@@ -813,7 +821,7 @@ static void do_accept(struct serve *sv, double now)
 			return;
 		/* refused before the TLS handshake: closing costs the server nothing */
 		if (peer_count(sv, &peer) >= sv->o.max_conns_per_peer) {
-			log_msg(LOG_WARN, "serve: connection refused: peer=%s has max_conns_per_peer = %d open",
+			log_rl(1000, LOG_WARN, "serve: connection refused: peer=%s has max_conns_per_peer = %d open",
 				peer.text, sv->o.max_conns_per_peer);
 			sv->n_refused++;
 			close(fd);
@@ -823,7 +831,7 @@ static void do_accept(struct serve *sv, double now)
 		struct ts_err e = {0};
 		size_t ocap = (size_t)sv->o.out_limit_bytes + 4 * (size_t)sv->o.max_frame;
 		if (!c || conn_io_init(&c->cn.io, fd, &sv->tls, sv->o.max_frame, ocap, &e) < 0) {
-			log_msg(LOG_WARN, "serve: connection refused: peer=%s %s", peer.text,
+			log_rl(1000, LOG_WARN, "serve: connection refused: peer=%s %s", peer.text,
 				c ? e.msg : "all max_connections slots hold open connections");
 			sv->n_refused++;
 			close(fd);
@@ -1041,7 +1049,7 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 	for (int i = 0; i < sv->o.max_conns; i++) {
 		sv->conns[i].req = ts_alloc((size_t)sv->o.max_requests * sizeof(struct nreq));
 		if (!sv->conns[i].req) {
-			ts_errf(e, -rc, "serve tables");
+			rc = ts_errf(e, E_NOMEM, "serve tables"); /* rc may hold the last ring_spsc_init: 0 */
 			goto out_free;
 		}
 		if ((rc = ring_spsc_init(&sv->conns[i].evr, EV_RING_CAP, sizeof(struct ev), e)) < 0)

@@ -62,6 +62,10 @@ static int on_token(void *ctx, const struct req *r, int32_t token)
 	sv->e_generated++;
 	if (!q->live || q->sched_id != r->id)
 		return 0;
+	if (q->credit > 0)
+		q->credit--;
+	if (q->credit == 0 && !q->held && sched_hold(&sv->en->s, r->id, 1) == 0)
+		q->held = 1; /* throttled: decodes nothing until CREDIT (PROTOCOL.md, Flow control) */
 	const char *t = NULL;
 	size_t n = 0;
 	int stop = q->tx ? stext_token(q->tx, token, &t, &n) : 0;
@@ -174,7 +178,19 @@ static void eng_cmd(struct serve *sv, struct cmd *c, const struct sched_events *
 			break;
 		}
 		sv->e_accepted++;
-		sv->ereq[user] = (struct ereq){.sched_id = id, .rid = c->rid, .live = 1, .how = HOW_CLIENT, .tx = c->tx};
+		sv->ereq[user] = (struct ereq){.sched_id = id, .rid = c->rid, .live = 1, .how = HOW_CLIENT, .tx = c->tx,
+					       .credit = sv->o.initial_credit};
+		break;
+	}
+	case CMD_CREDIT: {
+		struct ereq *q = &sv->ereq[c->conn * mr + c->slot];
+		if (!q->live || q->rid != c->rid)
+			break;
+		q->credit = c->n_credit > UINT32_MAX - q->credit ? UINT32_MAX : q->credit + c->n_credit;
+		if (q->held && q->credit > 0) {
+			sched_hold(s, q->sched_id, 0);
+			q->held = 0;
+		}
 		break;
 	}
 	case CMD_CANCEL: {

@@ -17,7 +17,7 @@
 #include "tls.h"
 /* ------------------------------------------------------------ messages */
 
-enum cmd_type { CMD_SUBMIT, CMD_CANCEL, CMD_CLOSE, CMD_STOP };
+enum cmd_type { CMD_SUBMIT, CMD_CANCEL, CMD_CLOSE, CMD_STOP, CMD_CREDIT };
 enum cancel_how { HOW_CLIENT, HOW_SERVER, HOW_SILENT }; /* DONE CANCELLED / ERROR CANCELLED / nothing */
 
 struct cmd {
@@ -29,6 +29,7 @@ struct cmd {
 	int32_t *ids; /* SUBMIT: (n_prompt + n_stop) malloc'd by net, freed by the engine */
 	struct stext *tx; /* SUBMIT: text wanted or stop sequences; made by net, freed by the engine */
 	int n_prompt, n_stop, max_tokens, priority, ignore_eos, keep;
+	uint32_t n_credit; /* CREDIT: tokens the client granted */
 	uint64_t session_id;
 	struct samp_params samp;
 };
@@ -59,6 +60,7 @@ struct nreq {
 	enum nreq_state st;
 	uint32_t rid;
 	uint32_t credit;
+	uint32_t credit_owed; /* granted by the client, not yet passed to the engine */
 	int32_t *pend; /* (cap) tokens generated; [0, sent) already sent */
 	int n_pend, cap, sent;
 	double t_stall;     /* throttled since (0 = not) */
@@ -91,6 +93,8 @@ struct ereq {
 	uint64_t sched_id;
 	uint32_t rid;
 	uint8_t live, how;
+	uint8_t held;     /* out of credit: paused in sched (sched_hold) */
+	uint32_t credit;  /* tokens it may still generate: initial_credit + CREDITs - generated */
 	struct stext *tx; /* text state, or NULL */
 };
 

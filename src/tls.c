@@ -26,6 +26,8 @@
 #include <mbedtls/psa_util.h>
 #include <psa/crypto.h>
 
+#include "fault.h"
+
 #define TLS_PEM_MAX_BYTES (1 << 20) /* a PEM file bigger than this is not one of ours */
 
 _Static_assert(TLS_PSK_MAX_BYTES <= MBEDTLS_PSK_MAX_LEN, "TLS_PSK_MAX_BYTES exceeds mbedTLS's MBEDTLS_PSK_MAX_LEN");
@@ -78,7 +80,7 @@ static int pem_read(const char *path, const char *what, unsigned char **out, siz
 	}
 	size_t got = 0;
 	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+		ssize_t r = FAULT_ERRNO(FAULT_READ, EIO) ? -1 : read(fd, buf + got, (size_t)st.st_size - got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
@@ -641,7 +643,7 @@ int tls_session_init(struct tls_session *s, const struct tls_config *c,
 	s->ctx = ctx;
 	tls_lock();
 	mbedtls_ssl_init(&s->ssl);
-	int ret = mbedtls_ssl_setup(&s->ssl, &c->conf);
+	int ret = FAULT(FAULT_TLS) ? MBEDTLS_ERR_SSL_ALLOC_FAILED : mbedtls_ssl_setup(&s->ssl, &c->conf);
 	/* A client checks the server's name (and sends it as SNI). In PSK mode
 	 * there is no certificate, so no name to check. */
 	if (ret == 0 && c->role == TLS_CLIENT && c->mode == TLS_MODE_CERT)
@@ -689,7 +691,7 @@ int tls_handshake(struct tls_session *s)
 	if (s->handshake_s == 0)
 		s->handshake_s = -ts_now(); /* start; becomes the duration when done */
 	tls_lock();
-	int ret = mbedtls_ssl_handshake(&s->ssl);
+	int ret = FAULT(FAULT_TLS) ? MBEDTLS_ERR_SSL_INTERNAL_ERROR : mbedtls_ssl_handshake(&s->ssl);
 	if (ret == 0)
 		peer_name(s);
 	tls_unlock();
@@ -709,7 +711,7 @@ int tls_read(struct tls_session *s, uint8_t *p, size_t n)
 		return ts_errf(&s->err, E_INVAL, "tls_read of 0 bytes");
 	for (;;) {
 		tls_lock();
-		int ret = mbedtls_ssl_read(&s->ssl, p, n);
+		int ret = FAULT(FAULT_TLS) ? MBEDTLS_ERR_SSL_INTERNAL_ERROR : mbedtls_ssl_read(&s->ssl, p, n);
 		tls_unlock();
 		if (ret > 0) {
 			s->bytes_in += (uint64_t)ret;
@@ -731,7 +733,7 @@ int tls_write(struct tls_session *s, const uint8_t *p, size_t n)
 	if (n == 0)
 		return ts_errf(&s->err, E_INVAL, "tls_write of 0 bytes");
 	tls_lock();
-	int ret = mbedtls_ssl_write(&s->ssl, p, n);
+	int ret = FAULT(FAULT_TLS) ? MBEDTLS_ERR_SSL_INTERNAL_ERROR : mbedtls_ssl_write(&s->ssl, p, n);
 	tls_unlock();
 	return ret > 0 ? ret : fail(s, ret, "write");
 }

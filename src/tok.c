@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "json.h"
 #include "tok_unicode.h"
 
@@ -184,7 +185,7 @@ static int read_all(const char *path, char **out, size_t *n)
 	char *b = ts_alloc((size_t)st.st_size + 1);
 	size_t got = 0;
 	while (b && got < (size_t)st.st_size) {
-		ssize_t r = read(fd, b + got, (size_t)st.st_size - got);
+		ssize_t r = FAULT_ERRNO(FAULT_READ, EIO) ? -1 : read(fd, b + got, (size_t)st.st_size - got);
 		if (r <= 0) {
 			ts_free(b);
 			b = NULL;

@@ -1,13 +1,15 @@
 #!/bin/sh
-# Runs every unit-test program in build/tests (t_*), adds up their summary
-# lines, and ends with "N passed, N failed". A program that dies without its
-# summary line counts as one failure.
+# Runs every unit-test program in the given directories (default build/tests;
+# programs named t_*), adds up their summary lines, and ends with "N passed,
+# N failed". A program that dies without its summary line counts as one
+# failure. Lines a program prints starting "#> " (what it measured) are shown.
 set -u
-dir=${1:-build/tests}
+[ $# -gt 0 ] || set -- build/tests
 pass=0
 fail=0
-for t in "$dir"/t_*; do
+for t in $(for d in "$@"; do ls -d "$d"/t_* 2>/dev/null; done); do
 	[ -x "$t" ] || continue
+	dir=$(dirname "$t")
 	name=$(basename "$t")
 	out=$("$t" 2>"$dir/$name.stderr")
 	rc=$?
@@ -30,6 +32,7 @@ for t in "$dir"/t_*; do
 	else
 		echo "ok   $name: pass=$p"
 	fi
+	printf '%s\n' "$out" | grep '^#> ' | sed 's/^#> /     /' # a test's report lines
 done
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

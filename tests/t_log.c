@@ -1,14 +1,16 @@
 /* t_log: line format, level filtering, the sink, truncation, one write per
- * line under threads, and progress output (non-TTY through the sink, TTY
- * through a pseudo-terminal). */
+ * line under threads, progress output (non-TTY through the sink, TTY
+ * through a pseudo-terminal), and rate-limited repeats (a driven clock, the
+ * per-site macro, threads racing on one site). The test includes log.c to
+ * drive the rate limit's clock. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <threads.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../src/log.c"
 #include "base.h"
-#include "log.h"
 #include "t.h"
 
 /* ------------------------------------------------------------ capture */
@@ -269,6 +271,96 @@ static void test_progress_tty(void)
 	close(m);
 }
 
+/* ------------------------------------------------------------ rate limits */
+
+static void rl_at(struct log_rl *rl, int64_t now_ms, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void rl_at(struct log_rl *rl, int64_t now_ms, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_rl_vmsg_at(rl, 1000, now_ms, LOG_WARN, fmt, ap);
+	va_end(ap);
+}
+
+static void test_rate_limit_clock(void)
+{
+	int calls = 0;
+	struct log_rl rl = {0};
+	log_set_sink(cap_sink, &calls);
+	cap_reset();
+	rl_at(&rl, 5000, "serve: connection refused: %s", "max_conns connections open");
+	for (int i = 0; i < 199; i++) /* 199 more in the same second */
+		rl_at(&rl, 5001 + i, "serve: connection refused: %s", "max_conns connections open");
+	T_CHECK(calls == 1, "a burst of 200 in one interval writes one line, not %d", calls);
+	T_CHECK(cap_n == 1 && strstr(cap[0], "WARN serve: connection refused: max_conns connections open\n") &&
+			!strstr(cap[0], "suppressed"),
+		"the first line as it came: %s", cap[0]);
+	rl_at(&rl, 6000, "serve: connection refused: %s", "again");
+	T_CHECK(calls == 2 && strstr(cap[1], "WARN serve: connection refused: again (199 similar suppressed)\n"),
+		"the next interval's line counts the suppressed: %s", cap[1]);
+	rl_at(&rl, 6999, "x");
+	rl_at(&rl, 9000, "y");
+	T_CHECK(calls == 3 && strstr(cap[2], "WARN y (1 similar suppressed)\n"), "a later line: %s", cap[2]);
+	rl_at(&rl, 20000, "z");
+	T_CHECK(calls == 4 && strstr(cap[3], "WARN z\n"), "nothing suppressed, no count: %s", cap[3]);
+
+	/* a message as long as a line still carries its count */
+	char big[3000];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	rl_at(&rl, 20001, "%s", big);
+	rl_at(&rl, 30000, "%s", big);
+	T_CHECK(calls == 5 && strstr(cap[4], "aaa... (1 similar suppressed)\n") != NULL,
+		"a long message keeps its count: ...%s", cap[4] + strlen(cap[4]) - 40);
+
+	/* below the level: neither written nor counted */
+	log_set_level(LOG_ERROR);
+	struct log_rl quiet = {0};
+	for (int i = 0; i < 10; i++)
+		log_rl_msg(&quiet, 1000, LOG_WARN, "quiet %d", i);
+	log_set_level(LOG_INFO);
+	T_CHECK(calls == 5 && atomic_load(&quiet.suppressed) == 0, "filtered calls: %d lines, %llu counted", calls - 5,
+		(unsigned long long)atomic_load(&quiet.suppressed));
+
+	/* the macro: one state per call site */
+	cap_reset();
+	calls = 0;
+	for (int i = 0; i < 100; i++) {
+		log_rl(60000, LOG_WARN, "site a %d", i);
+		log_rl(60000, LOG_WARN, "site b %d", i);
+	}
+	T_CHECK(calls == 2 && strstr(cap[0], "site a 0") && strstr(cap[1], "site b 0"), "two sites, two lines (%d)",
+		calls);
+	log_set_sink(NULL, NULL);
+}
+
+#define RL_THREADS 4
+#define RL_PER 1000
+static struct log_rl rl_shared;
+
+static int rl_spam(void *arg)
+{
+	for (int i = 0; i < RL_PER; i++)
+		log_rl_msg(&rl_shared, 60000, LOG_WARN, "refused %d", i);
+	return 0;
+}
+
+static void test_rate_limit_threads(void)
+{
+	int calls = 0;
+	log_set_sink(cap_sink, &calls);
+	cap_reset();
+	thrd_t th[RL_THREADS];
+	for (long i = 0; i < RL_THREADS; i++)
+		T_CHECK(thrd_create(&th[i], rl_spam, NULL) == thrd_success, "thread %ld", i);
+	for (int i = 0; i < RL_THREADS; i++)
+		thrd_join(th[i], NULL);
+	log_set_sink(NULL, NULL);
+	uint64_t sup = atomic_load(&rl_shared.suppressed);
+	T_CHECK(calls == 1 && sup == RL_THREADS * RL_PER - 1, "%d threads x %d calls: %d lines, %llu suppressed",
+		RL_THREADS, RL_PER, calls, (unsigned long long)sup);
+}
+
 int main(void)
 {
 	test_format_and_levels();
@@ -276,5 +368,7 @@ int main(void)
 	test_progress_not_tty();
 	test_stderr_threads();
 	test_progress_tty();
+	test_rate_limit_clock();
+	test_rate_limit_threads();
 	return T_DONE();
 }

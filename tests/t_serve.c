@@ -9,6 +9,8 @@
  *     and the server keeps serving;
  * (5) a client certificate from another CA is refused in the handshake;
  * (6) queue overflow gets BUSY (retryable); every request one terminal frame;
+ *     a request out of credit pauses in the engine (nothing generated) while
+ *     another runs, and resumes on CREDIT; without CREDIT it ends STALLED;
  * (7) a drain: GOAWAY, SUBMIT answered DRAINING, every live request exactly
  *     one terminal frame, then the server closes and its threads exit. */
 #include "t.h"
@@ -635,6 +637,42 @@ static void test_stall(void)
 	cl_close(&c);
 }
 
+/* A client that stops granting credit on one request: the engine pauses it
+ * (its generated count stops at initial_credit while the other request runs
+ * to its end), and resumes it when CREDIT comes. */
+static void test_throttle(void)
+{
+	struct cl c;
+	static struct job j[2];
+	T_CHECK(cl_open(&c, &tc_ok, 1) == 0, "connect");
+	uint64_t g0 = cl_stat(&c, PROTO_STAT_GENERATED_TOKENS);
+	j[0] = ref[5];
+	j[0].no_credit = 1, j[0].max_tokens = 40, j[0].n_out = j[0].n_terms = j[0].n_done = j[0].err = 0;
+	j[1] = ref[6];
+	j[1].max_tokens = 30, j[1].n_out = j[1].n_terms = j[1].n_done = j[1].err = j[1].credit_used = 0;
+	cl_submit(&c, 1, &j[0]);
+	cl_submit(&c, 2, &j[1]);
+	while (!j[1].n_terms && cl_pump(&c, j, 2))
+		;
+	T_CHECK(j[1].n_done == 1 && j[1].n_out == 30, "the other request runs to its end (%d tokens)", j[1].n_out);
+	uint64_t g1 = cl_stat(&c, PROTO_STAT_GENERATED_TOKENS);
+	usleep(300000);
+	uint64_t g2 = cl_stat(&c, PROTO_STAT_GENERATED_TOKENS);
+	uint64_t run = cl_stat(&c, PROTO_STAT_REQUESTS_RUNNING);
+	T_CHECK(g1 - g0 == 30 + c.w.initial_credit && g2 == g1 && run == 0,
+		"paused at its credit: generated %llu then %llu (want %u + 30, then no more), running %llu",
+		(unsigned long long)(g1 - g0), (unsigned long long)(g2 - g0), c.w.initial_credit,
+		(unsigned long long)run);
+	T_CHECK(j[0].n_out == (int)c.w.initial_credit && !j[0].n_terms, "held request: %d tokens, %d terminal",
+		j[0].n_out, j[0].n_terms);
+	cl_credit(&c, 1, 100);
+	while (!j[0].n_terms && cl_pump(&c, j, 2))
+		;
+	T_CHECK(j[0].n_done == 1 && j[0].n_out == 40, "resumed after CREDIT: %d tokens, err %d", j[0].n_out, j[0].err);
+	T_CHECK(blocks_back(&c), "blocks back after the throttled request");
+	cl_close(&c);
+}
+
 static void test_busy(void)
 {
 	static struct cl c[2];
@@ -750,6 +788,7 @@ int main(void)
 	test_session();
 	test_cancel();
 	test_busy();
+	test_throttle();
 	test_stall();
 	fprintf(stderr, "all but drain %.1fs\n", ts_now() - t0);
 	test_drain(sv);
