@@ -3,6 +3,7 @@
  *   network thread: epoll, accept, TLS, frames (conn, proto)
  *        --commands--> [ring_mpsc] --> engine thread: sched_submit/cancel/step
  *        <--events---- [ring_spsc per connection] <--
+ *   network thread <--> text workers (textw): text and chat prompts to ids
  *
  * Owns: the two threads, the command ring, one event ring per connection
  * slot, the per-connection request tables (request id -> slot, credit,
@@ -26,6 +27,7 @@ struct serve_opts {
 	uint32_t initial_credit;   /* 0 = 256 */
 	uint32_t credit_timeout_ms; /* 0 = 30000 */
 	uint32_t out_limit_bytes;  /* unsent output beyond which a connection is throttled; 0 = 256 KiB */
+	int text_workers;          /* threads that tokenize text prompts (textw); 0 = 2 */
 };
 
 struct serve;

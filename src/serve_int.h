@@ -13,6 +13,7 @@
 #include "ring.h"
 #include "serve.h"
 #include "stext.h"
+#include "textw.h"
 #include "tls.h"
 /* ------------------------------------------------------------ messages */
 
@@ -52,7 +53,9 @@ struct ev {
 
 /* ------------------------------------------------------------ state */
 
-enum nreq_state { NR_FREE, NR_LIVE, NR_ZOMBIE }; /* ZOMBIE: terminal sent, waiting for the engine's */
+/* TEXT: its prompt is with a text worker (nothing reached the engine yet);
+ * ZOMBIE: terminal sent, waiting for the engine's */
+enum nreq_state { NR_FREE, NR_TEXT, NR_LIVE, NR_ZOMBIE };
 
 struct nreq {
 	enum nreq_state st;
@@ -68,6 +71,8 @@ struct nreq {
 	char *text;         /* (text_cap) generated text; [0, text_sent) sent */
 	uint32_t text_len, text_cap, text_sent;
 	uint32_t *tend;     /* (cap) text_len after each token; NULL: no text wanted (TOKENS carry none) */
+	struct textw_job *job; /* NR_TEXT: the job a worker holds (it is not ours to free) */
+	int text_dropped;      /* NR_TEXT: terminal sent; freed when the job comes back */
 };
 
 enum cs { CS_FREE, CS_HANDSHAKE, CS_HELLO, CS_OPEN, CS_CLOSING, CS_DEAD };
@@ -80,6 +85,7 @@ struct sconn {
 	uint32_t max_frame;
 	uint32_t ev_mask;
 	int paused;        /* output over the limit: not reading */
+	int more_in;       /* its turn's input budget ran out: read again next turn */
 	int close_pending; /* CLOSE not yet pushed */
 	int goaway_sent;
 	double t_closing;
@@ -115,9 +121,10 @@ struct serve {
 	uint64_t e_accepted, e_done, e_cancelled, e_failed, e_rejected, e_generated;
 	_Atomic uint64_t snap[PROTO_STAT_END]; /* engine's figures for STATS */
 	_Atomic uint64_t trans[REQ_STATE_N][REQ_STATE_N]; /* the FSM's transition counts, for STATS */
+	struct textw *tw; /* tokenizes text prompts; NULL without a tokenizer */
 	/* network thread only */
-	struct stext_enc enc;
 	int draining, stop_sent;
+	int more_in; /* a connection has input left for the next turn: do not sleep */
 	double drain_deadline;
 	uint64_t n_conns, frames_in, frames_out, proto_errors, n_rejected;
 };
