@@ -406,10 +406,11 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 		return;
 	}
 	j->tag = (uint64_t)(c - sv->conns) << 32 | (uint64_t)(q - c->req);
+	j->flow = (uint32_t)(c - sv->conns); /* connections take turns at the workers */
 	j->n_extra = (int)j->s.stop_ids.n + 1; /* the stop ids and the end of turn */
 	if (textw_submit(sv->tw, j) < 0) {
 		sv->n_rejected++;
-		send_error(sv, c, rid, PROTO_ERR_BUSY, "every text worker's queue is full");
+		send_error(sv, c, rid, PROTO_ERR_INTERNAL, "the text workers refused the prompt");
 		textw_job_free(j);
 		return;
 	}
@@ -939,7 +940,7 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 		rc = ts_errf(e, E_IO, "epoll: %s", strerror(errno));
 		goto out_free;
 	}
-	if (en->has_tok && (rc = textw_start(&sv->tw, &en->tok, sv->o.text_workers, &sv->net_wake, e)) < 0)
+	if (en->has_tok && (rc = textw_start(&sv->tw, &en->tok, sv->o.text_workers, sv->o.max_conns, &sv->net_wake, e)) < 0)
 		goto out_free;
 	sv->t_ready = ts_now();
 	serve_eng_snapshot(sv);

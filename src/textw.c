@@ -3,10 +3,17 @@
  * Each worker has two SPSC rings of job pointers: jobs in (the network thread
  * produces, the worker consumes) and jobs out (the worker produces, the
  * network thread consumes). The network thread counts what each worker holds
- * (jobs and bytes of text submitted, not yet polled back), so the out ring
+ * (jobs and bytes of text handed over, not yet polled back), so the out ring
  * can never be full when a worker pushes: a worker holds at most
- * TEXTW_RING_CAP jobs, the out ring's capacity. The pointer itself carries
- * the job: the rings' release/acquire pairs order the job's contents with it.
+ * TEXTW_PER_WORKER jobs, no more than the out ring's capacity. The pointer
+ * itself carries the job: the rings' release/acquire pairs order the job's
+ * contents with it.
+ *
+ * Jobs not yet handed over wait on the network thread's side in one FIFO per
+ * flow (linked through job->next); the flows with jobs wait in a FIFO of
+ * their own (turn[]), each once: feed() gives the first flow's first job to
+ * the worker holding the fewest bytes, and puts the flow back at the end if
+ * it has more.
  *
  * Wake-ups follow ring.h's protocol: a worker drains its wake, pops every
  * job, and only then polls; the network thread notifies after each push.
@@ -34,8 +41,14 @@ struct worker {
 	struct ring_wake wake;
 	struct stext_enc enc; /* the worker's own buffers */
 	/* network thread only */
-	uint32_t n_held; /* jobs submitted and not yet polled */
+	uint32_t n_held; /* jobs handed over and not yet polled back */
 	size_t bytes_held;
+};
+
+_Static_assert(TEXTW_PER_WORKER <= TEXTW_RING_CAP, "a worker's rings hold every job it may hold");
+
+struct flow {
+	struct textw_job *head, *tail;
 };
 
 struct textw {
@@ -44,6 +57,10 @@ struct textw {
 	_Atomic int stop;
 	int n, next_poll;
 	struct worker wk[TEXTW_MAX_WORKERS];
+	/* network thread only */
+	struct flow *flows; /* (n_flows) */
+	uint32_t *turn;     /* (n_flows) flows with jobs waiting, in the order they get a turn */
+	uint32_t n_flows, turn_head, n_turn;
 };
 
 static void run_job(struct worker *k, struct textw_job *j)
@@ -105,11 +122,13 @@ void textw_job_free(struct textw_job *j)
 	ts_free(j);
 }
 
-int textw_start(struct textw **out, const struct tok *t, int n_workers, struct ring_wake *done, struct ts_err *e)
+int textw_start(struct textw **out, const struct tok *t, int n_workers, int n_flows, struct ring_wake *done,
+		struct ts_err *e)
 {
 	*out = NULL;
-	if (n_workers < 1 || n_workers > TEXTW_MAX_WORKERS)
-		return ts_errf(e, E_RANGE, "textw: %d workers (1..%d)", n_workers, TEXTW_MAX_WORKERS);
+	if (n_workers < 1 || n_workers > TEXTW_MAX_WORKERS || n_flows < 1)
+		return ts_errf(e, E_RANGE, "textw: %d workers (1..%d), %d flows (>= 1)", n_workers, TEXTW_MAX_WORKERS,
+			       n_flows);
 	struct textw *w = ts_alloc(sizeof(*w));
 	if (!w)
 		return ts_errf(e, E_NOMEM, "textw");
@@ -117,6 +136,13 @@ int textw_start(struct textw **out, const struct tok *t, int n_workers, struct r
 	w->t = t;
 	w->done = done;
 	w->n = n_workers;
+	w->n_flows = (uint32_t)n_flows;
+	w->flows = ts_alloc((size_t)n_flows * sizeof(*w->flows));
+	w->turn = ts_alloc((size_t)n_flows * sizeof(*w->turn));
+	if (!w->flows || !w->turn) {
+		textw_stop(w);
+		return ts_errf(e, E_NOMEM, "textw: %d flows", n_flows);
+	}
 	int rc = 0;
 	for (int i = 0; i < n_workers && rc == 0; i++) {
 		struct worker *k = &w->wk[i];
@@ -161,25 +187,64 @@ void textw_stop(struct textw *w)
 		ring_wake_free(&k->wake);
 		stext_enc_free(&k->enc);
 	}
+	for (uint32_t f = 0; w->flows && f < w->n_flows; f++)
+		for (struct textw_job *j = w->flows[f].head, *nx; j; j = nx) {
+			nx = j->next;
+			textw_job_free(j);
+		}
+	ts_free(w->flows);
+	ts_free(w->turn);
 	ts_free(w);
+}
+
+/* Hands waiting jobs to workers with room, the flows taking turns. */
+static void feed(struct textw *w)
+{
+	while (w->n_turn > 0) {
+		struct worker *best = NULL;
+		for (int i = 0; i < w->n; i++) {
+			struct worker *k = &w->wk[i];
+			if (k->n_held < TEXTW_PER_WORKER && (!best || k->bytes_held < best->bytes_held))
+				best = k;
+		}
+		if (!best)
+			return;
+		uint32_t f = w->turn[w->turn_head];
+		w->turn_head = (w->turn_head + 1) % w->n_flows;
+		w->n_turn--;
+		struct flow *fl = &w->flows[f];
+		struct textw_job *j = fl->head;
+		if (!(fl->head = j->next))
+			fl->tail = NULL;
+		else /* its next job waits for the flow's next turn */
+			w->turn[(w->turn_head + w->n_turn++) % w->n_flows] = f;
+		j->next = NULL;
+		if (ring_spsc_push(&best->in, &j) < 0) { /* cannot happen: n_held < TEXTW_PER_WORKER <= capacity */
+			log_msg(LOG_ERROR, "textw: job ring full, job lost");
+			textw_job_free(j);
+			continue;
+		}
+		best->n_held++;
+		best->bytes_held += j->bytes;
+		ring_wake_notify(&best->wake);
+	}
 }
 
 int textw_submit(struct textw *w, struct textw_job *j)
 {
-	struct worker *best = NULL;
-	for (int i = 0; i < w->n; i++) {
-		struct worker *k = &w->wk[i];
-		if (k->n_held < TEXTW_RING_CAP && (!best || k->bytes_held < best->bytes_held))
-			best = k;
-	}
-	if (!best)
-		return -E_NOSPACE;
+	if (j->flow >= w->n_flows)
+		return -E_INVAL;
+	struct flow *fl = &w->flows[j->flow];
 	j->t_queued = ts_now();
-	if (ring_spsc_push(&best->in, &j) < 0) /* cannot happen: n_held counts what the ring holds */
-		return -E_NOSPACE;
-	best->n_held++;
-	best->bytes_held += j->bytes;
-	ring_wake_notify(&best->wake);
+	j->next = NULL;
+	if (fl->tail) {
+		fl->tail->next = j;
+	} else { /* an idle flow joins the turns */
+		fl->head = j;
+		w->turn[(w->turn_head + w->n_turn++) % w->n_flows] = j->flow;
+	}
+	fl->tail = j;
+	feed(w);
 	return 0;
 }
 
@@ -192,6 +257,7 @@ struct textw_job *textw_poll(struct textw *w)
 			w->next_poll = (int)(k - w->wk + 1) % w->n;
 			k->n_held--;
 			k->bytes_held -= j->bytes;
+			feed(w);
 			return j;
 		}
 	}

@@ -544,25 +544,34 @@ static void *attacker(void *arg)
 
 /* Requests of 48 tokens, one after another, until stop is set (or n_max
  * requests): the largest gap between TOKENS frames, or between a SUBMIT and
- * its first TOKENS. */
-static double stream_gaps(struct tsc *c, _Atomic int *stop, int n_max, int *n_req, int *n_frames)
+ * its first TOKENS. Every fourth request is a text prompt: *text_ttft is
+ * the longest any of them waited for its first TOKENS. */
+static double stream_gaps(struct tsc *c, _Atomic int *stop, int n_max, int *n_req, int *n_frames, double *text_ttft)
 {
 	int32_t prompt[8] = {5, 6, 7, 8, 9, 10, 11, 12};
 	double worst = 0;
 	*n_req = *n_frames = 0;
+	*text_ttft = 0;
 	while ((!stop || !atomic_load(stop)) && *n_req < n_max && !c->dead) {
 		struct tsc_request rq = greedy(48);
-		rq.prompt = prompt, rq.n_prompt = 8;
+		int text = *n_req % 4 == 3;
+		if (text)
+			rq.text = "Once upon a time", rq.text_len = 16;
+		else
+			rq.prompt = prompt, rq.n_prompt = 8;
 		uint32_t id;
 		if (tsc_submit(c, &rq, &id) < 0)
 			break;
-		double last = ts_now();
+		double last = ts_now(), t_submit = last;
 		struct tsc_event ev;
 		while (tsc_poll(c, 30000, &ev) > 0) {
 			if (ev.req_id != id)
 				continue;
 			if (ev.type == TSC_EV_TOKENS) {
-				worst = ev.t - last > worst ? ev.t - last : worst;
+				if (text && last == t_submit && ev.t - t_submit > *text_ttft)
+					*text_ttft = ev.t - t_submit;
+				else
+					worst = ev.t - last > worst ? ev.t - last : worst;
 				last = ev.t;
 				++*n_frames;
 			} else if (ev.type == TSC_EV_DONE || ev.type == TSC_EV_ERROR) {
@@ -580,21 +589,28 @@ static void test_no_stall(struct tsc *victim)
 	if (tconnect(&b) != 0)
 		return;
 	int nr, nf;
-	double quiet = stream_gaps(victim, NULL, 20, &nr, &nf);
-	printf("# t_text: no attack: %d requests, %d TOKENS frames, largest gap %.1f ms\n", nr, nf, quiet * 1e3);
+	double ttft;
+	double quiet = stream_gaps(victim, NULL, 20, &nr, &nf, &ttft);
+	printf("# t_text: no attack: %d requests, %d TOKENS frames, largest gap %.1f ms, text prompts' first TOKENS "
+	       "after %.1f ms at most\n",
+	       nr, nf, quiet * 1e3, ttft * 1e3);
 	struct attack at = {.c = &b, .rounds = 4, .per_round = 24};
 	pthread_t th;
 	T_CHECK(pthread_create(&th, NULL, attacker, &at) == 0, "attacker thread");
-	double worst = stream_gaps(victim, &at.done, 1 << 30, &nr, &nf);
+	double worst = stream_gaps(victim, &at.done, 1 << 30, &nr, &nf, &ttft);
 	pthread_join(th, NULL);
 	printf("# t_text: %d worst prompts of about %u bytes (x + (U+0301 U+0323)*, a + U+FB2C*) in bursts of %d over "
-	       "%.2f s; meanwhile %d requests, %d TOKENS frames, largest gap %.1f ms\n",
-	       at.sent, b.lim.max_text_bytes, at.per_round, at.t_end - at.t_start, nr, nf, worst * 1e3);
+	       "%.2f s; meanwhile %d requests, %d TOKENS frames, largest gap %.1f ms, text prompts' first TOKENS after "
+	       "%.1f ms at most\n",
+	       at.sent, b.lim.max_text_bytes, at.per_round, at.t_end - at.t_start, nr, nf, worst * 1e3, ttft * 1e3);
 	T_CHECK(at.sent == at.rounds * at.per_round && at.refused == at.sent && at.other == 0,
 		"every worst prompt tokenized and refused for max_seq_len: %d sent, %d refused, %d other", at.sent,
 		at.refused, at.other);
 	T_CHECK(nr >= 3 && nf >= 3 * nr, "the other client streamed during the attack: %d requests, %d frames", nr, nf);
 	T_CHECK(worst < 0.4, "largest gap in the other client's stream %.1f ms (bound 400 ms)", worst * 1e3);
+	/* its own text prompts take turns with the attacker's at the workers: one job a worker ahead of them */
+	T_CHECK(ttft < 1.0, "the other client's text prompts waited %.1f ms at most for their first TOKENS (bound 1 s)",
+		ttft * 1e3);
 	/* worst prompts cancelled while a worker has them: one terminal frame each, the connection serves on */
 	size_t n;
 	char *text = worst_text(&b, 1, &n);

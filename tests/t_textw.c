@@ -3,8 +3,9 @@
  *     combining marks, NFC-expanding characters) through 3 workers come back
  *     each with its own tag and exactly the ids stext_prompt gives on this
  *     thread, with room for n_extra ids after them;
- * (2) a small prompt submitted after a 256 KB one does not wait for it (the
- *     least-loaded worker takes it);
+ * (2) fairness: a small prompt of one flow (connection) submitted behind 24
+ *     prompts of 256 KB of another comes back among the first ones (flows
+ *     take turns; a worker holds at most TEXTW_PER_WORKER jobs);
  * (3) textw_stop with jobs queued, running and finished (ASan's leak check
  *     in make test-asan says whether it frees them all);
  * (4) a bad worker count is refused with a message. */
@@ -33,6 +34,7 @@ static struct textw_job *job_for(const char *text, size_t n, uint64_t tag)
 	j->s.flags = PROTO_SUBMIT_TEXT_PROMPT;
 	j->s.prompt_text = (struct proto_str){(const char *)j->payload, (uint32_t)n};
 	j->n_extra = (int)(tag % 5);
+	j->flow = (uint32_t)(tag % 7);
 	return j;
 }
 
@@ -77,8 +79,8 @@ int main(void)
 	struct ring_wake wk = {0};
 	struct textw *w = NULL;
 	T_CHECK(ring_wake_init(&wk, &e) == 0, "wake: %s", e.msg);
-	T_CHECK(textw_start(&w, &t, 0, &wk, &e) == -E_RANGE && strstr(e.msg, "workers") && !w, "0 workers: %s", e.msg);
-	int rc = textw_start(&w, &t, 3, &wk, &e);
+	T_CHECK(textw_start(&w, &t, 0, 7, &wk, &e) == -E_RANGE && strstr(e.msg, "workers") && !w, "0 workers: %s", e.msg);
+	int rc = textw_start(&w, &t, 3, 7, &wk, &e);
 	T_CHECK(rc == 0, "textw_start: %s", e.msg);
 	if (rc)
 		return T_DONE();
@@ -121,17 +123,28 @@ int main(void)
 		memcpy(big + nb, "\xef\xac\xac", 3);
 		nb += 3;
 	}
-	struct textw_job *jb = job_for(big, nb, 1000), *js = job_for("hello", 5, 1001);
-	T_CHECK(textw_submit(w, jb) == 0 && textw_submit(w, js) == 0, "submit big and small");
-	struct textw_job *first = wait_one(w, &wk, 60), *second = wait_one(w, &wk, 60);
-	T_CHECK(first && second && first->tag == 1001 && second->tag == 1000,
-		"the small prompt did not wait for the 256 KB one (first back: %llu, big took %.1f ms)",
-		first ? (unsigned long long)first->tag : 0ull, second ? (second->t_done - second->t_queued) * 1e3 : -1.0);
-	if (second)
-		printf("# t_textw: \"a\" + U+FB2C* %zu bytes: %d ids in %.1f ms on a worker\n", nb, second->n_prompt,
-		       (second->t_done - second->t_queued) * 1e3);
-	textw_job_free(first);
-	textw_job_free(second);
+	for (int i = 0; i < 24; i++) {
+		struct textw_job *j = job_for(big, nb, 7000 + (uint64_t)i * 7); /* flow 0 */
+		T_CHECK(j && textw_submit(w, j) == 0, "submit big %d", i);
+	}
+	struct textw_job *js = job_for("hello", 5, 1001);
+	js->flow = 1; /* the big ones' tags are all flow 0 */
+	T_CHECK(textw_submit(w, js) == 0, "submit small");
+	int pos = -1;
+	double big_ms = 0;
+	for (int i = 0; i < 25; i++) {
+		struct textw_job *j = wait_one(w, &wk, 60);
+		if (!j)
+			break;
+		if (j->tag == 1001)
+			pos = i;
+		else
+			big_ms = (j->t_done - j->t_queued) * 1e3;
+		textw_job_free(j);
+	}
+	T_CHECK(pos >= 0 && pos <= 3 * TEXTW_PER_WORKER, "the small prompt of another flow came back %d-th of 25", pos + 1);
+	printf("# t_textw: a small prompt behind 24 of 256 KB (\"a\" + U+FB2C*) of another flow came back %d-th; the "
+	       "last big one waited and ran %.0f ms\n", pos + 1, big_ms);
 
 	/* (3) stop with jobs in every state (make test-asan's leak check holds it to freeing them all) */
 	int queued = 0;
