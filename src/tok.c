@@ -20,6 +20,13 @@ struct tok_merge {
 	int32_t id;
 };
 
+/* A node of the added tokens' trie: the tokens that start with its path. */
+struct tok_trie {
+	int32_t child, next; /* first child, next sibling; -1 none */
+	int32_t added;       /* index in tok.added of the token that ends here, -1 none */
+	uint8_t byte;
+};
+
 /* The largest id we load: far above any vocabulary (the largest are ~256k),
  * and it keeps the tables sized by n_ids small and their hash capacity
  * (a power of two >= 2 * n_ids) within 32 bits. */
@@ -603,6 +610,40 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 			i++;
 		t->added_first[b] = i;
 	}
+	/* the trie: matching at a position costs at most the longest token's
+	 * bytes, however many tokens share a prefix (DeepSeek-V3 has 800 that
+	 * start with "<｜"); in sorted order, so a repeated content keeps the
+	 * entry that the sorted list finds first */
+	size_t nodes = 1;
+	for (int i = 0; i < na; i++)
+		nodes += t->added[i].len;
+	if (!(t->trie = ts_alloc(nodes * sizeof(*t->trie)))) {
+		rc = ts_errf(e, E_NOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	t->trie[0] = (struct tok_trie){-1, -1, -1, 0};
+	int32_t n_nodes = 1;
+	for (int b = 0; b < 256; b++)
+		t->trie_first[b] = -1;
+	for (int i = 0; i < na; i++) {
+		const uint8_t *p = (const uint8_t *)t->strs + t->added[i].off;
+		int32_t node = 0;
+		for (uint32_t k = 0; k < t->added[i].len; k++) {
+			int32_t c = t->trie[node].child;
+			while (c >= 0 && t->trie[c].byte != p[k])
+				c = t->trie[c].next;
+			if (c < 0) {
+				c = n_nodes++;
+				t->trie[c] = (struct tok_trie){-1, t->trie[node].child, -1, p[k]};
+				t->trie[node].child = c;
+				if (node == 0)
+					t->trie_first[p[k]] = c;
+			}
+			node = c;
+		}
+		if (t->trie[node].added < 0)
+			t->trie[node].added = i;
+	}
 	for (int id = 0; id < t->n_ids; id++)
 		if ((int)t->dec_off[2 * id + 1] > t->max_dec)
 			t->max_dec = (int)t->dec_off[2 * id + 1];
@@ -732,6 +773,7 @@ void tok_free(struct tok *t)
 	ts_free(t->vh);
 	ts_free(t->mh);
 	ts_free(t->added);
+	ts_free(t->trie);
 	memset(t, 0, sizeof *t);
 }
 
@@ -1320,6 +1362,24 @@ static void encode_sp(struct enc *en, const uint8_t *s, size_t n)
 	bpe(en, w, m);
 }
 
+/* The added token that s[0..n) starts with, the longest if several; NULL if
+ * none. */
+static const struct tok_added *added_at(const struct tok *t, const uint8_t *s, size_t n)
+{
+	int32_t node = t->trie_first[s[0]], best = -1;
+	for (size_t j = 1; node >= 0; j++) {
+		if (t->trie[node].added >= 0)
+			best = t->trie[node].added;
+		if (j == n)
+			break;
+		int32_t c = t->trie[node].child;
+		while (c >= 0 && t->trie[c].byte != s[j])
+			c = t->trie[c].next;
+		node = c;
+	}
+	return best >= 0 ? &t->added[best] : NULL;
+}
+
 void tok_scratch_free(struct tok_scratch *sc)
 {
 	ts_free(sc->mem);
@@ -1364,14 +1424,7 @@ int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, in
 
 	size_t seg = 0;
 	for (size_t i = 0; i <= n; i++) {
-		const struct tok_added *hit = NULL;
-		if (i < n)
-			for (int a = t->added_first[s[i]]; a < t->added_first[s[i] + 1]; a++)
-				if (t->added[a].len <= n - i &&
-				    memcmp(t->strs + t->added[a].off, s + i, t->added[a].len) == 0) {
-					hit = &t->added[a];
-					break;
-				}
+		const struct tok_added *hit = i < n && t->trie_first[s[i]] >= 0 ? added_at(t, s + i, n - i) : NULL;
 		if (!hit && i < n)
 			continue;
 		if (i > seg) {

@@ -98,6 +98,8 @@ struct tok {
 	struct tok_added *added; /* sorted by first byte, then longest first */
 	int n_added;
 	int added_first[257];   /* added[added_first[b] .. added_first[b+1]) start with byte b */
+	struct tok_trie *trie;  /* the added tokens as a byte trie, for leftmost-longest matching */
+	int32_t trie_first[256]; /* the trie node of each first byte, -1 none */
 	int max_dec;            /* longest decoded token, bytes */
 	int32_t bos_id, eos_id; /* from tokenizer_config.json; -1 if none */
 	int add_bos;            /* a text prompt starts with bos_id (what HF tokenizer(text) does:

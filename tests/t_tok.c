@@ -688,6 +688,7 @@ static void check_nfc(void)
 	    {"U+1D160*", "", "\xf0\x9d\x85\xa0"},
 	    {"(U+1100 U+1161)*", "", "\xe1\x84\x80\xe1\x85\xa1"},
 	    {"<|*", "", "<|"},
+	    {"<\xef\xbd\x9c* (DeepSeek-V3's 800 added tokens start so)", "", "<\xef\xbd\x9c"},
 	    {"spaces", "", " "},
 	    {"\\xff*", "", "\xff"},
 	};
@@ -771,6 +772,108 @@ static void check_deepseek3(void)
 	tok_free(&t);
 }
 
+/* ---------------------------------------------------------------- added tokens */
+
+/* The added token at s[0..n) as tok_encode found it before the trie: the
+ * first of the sorted list (first byte, then longest first) that matches. */
+static const struct tok_added *added_scan(const struct tok *t, const uint8_t *s, size_t n)
+{
+	for (int a = t->added_first[s[0]]; a < t->added_first[s[0] + 1]; a++)
+		if (t->added[a].len <= n && memcmp(t->strs + t->added[a].off, s, t->added[a].len) == 0)
+			return &t->added[a];
+	return NULL;
+}
+
+/* A byte-level tokenizer (Llama 3's split, no merges) whose added tokens are
+ * prefixes of one another, in DIR/nest: none of the real ones has such. */
+static void write_nested(void)
+{
+	static const char *const added[] = {"<", "<a", "<a>", "<a>bc", "ab", "<a>bcd", "<a>", "x<"};
+	mkdir(DIR "/nest", 0755);
+	FILE *f = fopen(DIR "/nest/tokenizer.json", "w");
+	fputs("{\"added_tokens\": [", f);
+	for (size_t i = 0; i < sizeof added / sizeof *added; i++)
+		fprintf(f, "%s{\"id\": %zu, \"content\": \"%s\", \"special\": %s}", i ? ", " : "", 256 + i, added[i],
+		        i % 2 ? "true" : "false");
+	fputs("], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+	      "\"Split\", \"behavior\": \"Isolated\", \"pattern\": {\"Regex\": \"",
+	      f);
+	for (const char *c = TOK_PAT_LLAMA3; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			fputc('\\', f);
+		fputc(*c, f);
+	}
+	fputs("\"}}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]}, \"model\": "
+	      "{\"type\": \"BPE\", \"merges\": [], \"vocab\": {",
+	      f);
+	for (int b = 0; b < 256; b++) {
+		uint32_t c = tok_byte_cp(b);
+		char u[8];
+		size_t l = u8_put(c, u);
+		fputs(b ? ", \"" : "\"", f);
+		if (c == '"' || c == '\\')
+			fputc('\\', f);
+		fwrite(u, 1, l, f);
+		fprintf(f, "\": %d", b);
+	}
+	fputs("}}}", f);
+	fclose(f);
+}
+
+/* The trie finds what the sorted list finds, at every position of text made
+ * of added tokens, their prefixes and bytes around them; on the nested set,
+ * the longest match wins and a repeated content keeps its first id. */
+static void check_added_trie(void)
+{
+	static const char *names[] = {"llama2", "llama3", "qwen3", "deepseek_v3", "nest"};
+	write_nested();
+	uint32_t seed = 99;
+	char *buf = malloc(1 << 16);
+	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+		char dir[64];
+		struct tok t;
+		struct ts_err e = {0};
+		snprintf(dir, sizeof dir, DIR "/%s", names[k]);
+		if (tok_load(&t, dir, &e) != 0 || t.n_added == 0)
+			continue;
+		int diff = 0, hits = 0;
+		for (int r = 0; r < 300; r++) {
+			size_t n = 0;
+			while (n < 4000) {
+				seed = seed * 1664525u + 1013904223u;
+				const struct tok_added *a = &t.added[(seed >> 8) % (uint32_t)t.n_added];
+				size_t l = (seed >> 4) % 3 ? a->len : 1 + (seed >> 12) % a->len; /* whole or a prefix */
+				memcpy(buf + n, t.strs + a->off, l);
+				n += l;
+				if ((seed >> 20) % 4 == 0)
+					buf[n++] = "<|>x \n"[(seed >> 24) % 6];
+			}
+			for (size_t i = 0; i < n; i++) {
+				const struct tok_added *x = t.trie_first[(uint8_t)buf[i]] >= 0
+							    ? added_at(&t, (const uint8_t *)buf + i, n - i)
+							    : NULL;
+				const struct tok_added *y = added_scan(&t, (const uint8_t *)buf + i, n - i);
+				diff += x != y;
+				hits += y != NULL;
+			}
+		}
+		T_CHECK(diff == 0 && hits > 1000, "%s: the added tokens' trie differs from the sorted scan at %d positions "
+		        "(%d matches)", names[k], diff, hits);
+		if (k == 4) {
+			struct tok_scratch sc = {0};
+			int32_t ids[16];
+			int m = tok_encode(&t, "<a>bcd<a>bc<a>x<<", 17, ids, 16, &sc);
+			/* <a>bcd | <a>bc | <a> | x< | < */
+			T_CHECK(m == 5 && ids[0] == 261 && ids[1] == 259 && ids[2] == 258 && ids[3] == 263 && ids[4] == 256,
+			        "nested added tokens: longest first, a repeat keeps its first id: %d ids %d %d %d %d %d", m,
+			        ids[0], ids[1], ids[2], ids[3], ids[4]);
+			tok_scratch_free(&sc);
+		}
+		tok_free(&t);
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	struct stat sb;
@@ -803,6 +906,7 @@ int main(void)
 	check_tokenizer("deepseek_v3", &ds);
 	check_deepseek3();
 	check_nfc();
+	check_added_trie();
 	free_corpus(&c);
 	free_corpus(&ds);
 	return T_DONE();
