@@ -125,7 +125,10 @@ enum conn_read_result conn_read(struct conn *c, size_t out_limit, double now,
 			return CONN_READ_REFUSED;
 		conn_set_state(c, CONN_HELLO, now);
 	}
+	size_t taken = 0;
 	while (conn_reading(c) && conn_io_unsent(&c->io) < out_limit) {
+		if (taken >= CONN_READ_TURN_BYTES)
+			return CONN_READ_MORE;
 		int r = conn_io_read(&c->io, buf, sizeof(buf));
 		if (r == TLS_AGAIN)
 			return CONN_READ_AGAIN;
@@ -146,6 +149,7 @@ enum conn_read_result conn_read(struct conn *c, size_t out_limit, double now,
 				break;
 			}
 		}
+		taken += (size_t)r;
 	}
 	return conn_reading(c) ? CONN_READ_FULL : CONN_READ_AGAIN;
 }

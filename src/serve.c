@@ -1,6 +1,9 @@
 /* serve: network thread + engine thread over rings (see serve.h). This file
  * is the network thread and the lifecycle; serve_eng.c is the engine thread;
- * serve_int.h the messages between them and the state.
+ * serve_int.h the messages between them and the state. A text or chat
+ * SUBMIT's prompt is tokenized by a text worker (textw): the request waits in
+ * NR_TEXT until its job comes back (take_text), then goes on as an ids
+ * SUBMIT would.
  *
  * Reading order: the network thread's per-request bookkeeping; frames in
  * (routing each to its request or answering it); the connection slots over
@@ -94,9 +97,14 @@ static void req_cancel(struct serve *sv, struct sconn *c, struct nreq *q, enum c
 	q->cancel_done = 1;
 }
 
-/* The request's terminal frame was just sent by us: the engine's is dropped. */
+/* The request's terminal frame was just sent by us: the engine's is dropped
+ * (a prompt still with a text worker is dropped when it comes back). */
 static void req_end_here(struct serve *sv, struct sconn *c, struct nreq *q)
 {
+	if (q->st == NR_TEXT) {
+		q->text_dropped = 1;
+		return;
+	}
 	if (q->has_term) {
 		req_free(c, q);
 		return;
@@ -107,9 +115,11 @@ static void req_end_here(struct serve *sv, struct sconn *c, struct nreq *q)
 
 static struct nreq *req_find(struct sconn *c, int mr, uint32_t rid)
 {
-	for (int k = 0; k < mr; k++)
-		if (c->req[k].st == NR_LIVE && c->req[k].rid == rid)
-			return &c->req[k];
+	for (int k = 0; k < mr; k++) {
+		struct nreq *q = &c->req[k];
+		if ((q->st == NR_LIVE || (q->st == NR_TEXT && !q->text_dropped)) && q->rid == rid)
+			return q;
+	}
 	return NULL;
 }
 
@@ -321,26 +331,79 @@ static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame
 		send_goaway(sv, c);
 }
 
+/* The prompt is ids now (ids: n_prompt of them with room for the stop ids
+ * after; NULL: the SUBMIT's own ids): the rest of the SUBMIT goes to the
+ * engine from request slot q (free). */
+static void submit_ready(struct serve *sv, struct sconn *c, struct nreq *q, uint32_t rid, const struct proto_submit *s,
+			 int32_t *ids, int n_prompt, uint32_t credit)
+{
+	const struct engine *en = sv->en;
+	int want_text = (s->flags & PROTO_SUBMIT_WANT_TEXT) != 0, eot = 0;
+	if (en->has_tok && en->tok.eos_id >= 0 && !(s->flags & PROTO_SUBMIT_IGNORE_EOS))
+		eot = 1; /* the tokenizer's end of turn stops like the model's EOS */
+	int n_stop = (int)s->stop_ids.n + eot;
+	if (!ids && (ids = ts_alloc(((size_t)n_prompt + (size_t)n_stop) * sizeof(int32_t) + 4)))
+		proto_u32s_copy(&s->prompt, ids);
+	int32_t *pend = ts_alloc((size_t)s->max_tokens * sizeof(int32_t));
+	int with_tx = want_text || s->n_stop_seqs; /* the engine watches the text */
+	uint32_t *tend = want_text ? ts_alloc((size_t)s->max_tokens * sizeof(uint32_t)) : NULL;
+	struct stext *tx = with_tx ? stext_new(&en->tok, want_text, s->stop_seqs, s->n_stop_seqs) : NULL;
+	if (!ids || !pend || (want_text && !tend) || (with_tx && !tx)) {
+		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
+		send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
+		return;
+	}
+	proto_u32s_copy(&s->stop_ids, ids + n_prompt);
+	if (eot)
+		ids[n_prompt + n_stop - 1] = en->tok.eos_id;
+	struct cmd m = {.type = CMD_SUBMIT, .conn = (uint16_t)(c - sv->conns), .slot = (uint16_t)(q - c->req),
+			.rid = rid, .ids = ids, .tx = tx, .n_prompt = n_prompt, .n_stop = n_stop,
+			.max_tokens = (int)s->max_tokens, .priority = (int)s->priority,
+			.ignore_eos = !!(s->flags & PROTO_SUBMIT_IGNORE_EOS), .keep = !!(s->flags & PROTO_SUBMIT_KEEP_SESSION),
+			.session_id = s->session_id, .samp = s->samp};
+	if (push_cmd(sv, &m) < 0) {
+		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
+		sv->n_rejected++;
+		send_error(sv, c, rid, PROTO_ERR_BUSY, "the server's command queue is full");
+		return;
+	}
+	*q = (struct nreq){.st = NR_LIVE, .rid = rid, .credit = credit, .pend = pend, .cap = (int)s->max_tokens,
+			   .tend = tend};
+	c->n_live++;
+}
+
 static void on_submit(struct serve *sv, struct sconn *c, const struct proto_frame *f)
 {
 	struct ts_err e = {0};
-	struct proto_submit s;
-	const struct engine *en = sv->en;
+	struct proto_submit s, *sp = &s;
 	uint32_t rid = f->h.request_id;
 	if (req_find(c, sv->o.max_requests, rid)) {
 		conn_fail(sv, c, PROTO_ERR_PROTOCOL, "SUBMIT reuses the id of a live request");
 		return;
 	}
+	/* a text or chat prompt is decoded from a copy of the payload that goes
+	 * with it to a text worker (textw): no tokenizing on this thread */
+	struct textw_job *j = NULL;
+	const uint8_t *payload = f->payload;
+	if ((f->h.flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_CHAT)) && sv->tw) {
+		if (!(j = textw_job_new(f->payload, f->h.length))) {
+			send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
+			return;
+		}
+		payload = j->payload, sp = &j->s;
+	}
 	struct proto_limits lim = serve_limits(sv, c->max_frame);
-	int rc = proto_decode_submit(f->payload, f->h.length, f->h.flags, &lim, &s, &e);
+	int rc = proto_decode_submit(payload, f->h.length, f->h.flags, &lim, sp, &e);
 	if (rc < 0) {
 		sv->n_rejected++;
 		send_error(sv, c, rid, proto_decode_err(rc), e.msg);
+		textw_job_free(j);
 		return;
 	}
 	if (sv->draining) {
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_DRAINING, "the server is draining (GOAWAY)");
+		textw_job_free(j);
 		return;
 	}
 	struct nreq *q = NULL;
@@ -350,62 +413,70 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 	if (!q) {
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_TOO_MANY_REQUESTS, "max_requests live requests on this connection");
+		textw_job_free(j);
 		return;
 	}
-	/* a text or chat prompt becomes ids here, on the network thread */
-	int n_prompt = (int)s.prompt.n;
-	if (s.flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_CHAT)) {
-		rc = stext_prompt(&en->tok, &sv->enc, &s, &n_prompt, &e);
-		if (rc == 0 && (n_prompt < 1 || n_prompt + (int64_t)s.max_tokens > en->max_seq_len))
+	if (!j) {
+		submit_ready(sv, c, q, rid, sp, NULL, (int)sp->prompt.n, sv->o.initial_credit);
+		return;
+	}
+	j->tag = (uint64_t)(c - sv->conns) << 32 | (uint64_t)(q - c->req);
+	j->flow = (uint32_t)(c - sv->conns); /* connections take turns at the workers */
+	j->n_extra = (int)j->s.stop_ids.n + 1; /* the stop ids and the end of turn */
+	if (textw_submit(sv->tw, j) < 0) {
+		sv->n_rejected++;
+		send_error(sv, c, rid, PROTO_ERR_INTERNAL, "the text workers refused the prompt");
+		textw_job_free(j);
+		return;
+	}
+	*q = (struct nreq){.st = NR_TEXT, .rid = rid, .credit = sv->o.initial_credit, .job = j};
+	c->n_live++;
+}
+
+/* Prompts back from the text workers: each goes on to the engine, or its
+ * error to the client; a job whose request was dropped meanwhile (cancelled,
+ * its connection gone and the slot perhaps reused) finds its slot no longer
+ * waiting for it and is only freed. */
+static void conn_service(struct serve *sv, struct sconn *c, double now);
+
+/* Prompts the text workers finished: each goes on as an ids SUBMIT (or ends
+ * in its ERROR), and its connection is serviced at once (the loop is
+ * event-driven: nothing else would flush that output). */
+static void take_text(struct serve *sv, double now)
+{
+	struct textw_job *j;
+	while ((j = textw_poll(sv->tw))) {
+		struct sconn *c = &sv->conns[j->tag >> 32];
+		struct nreq *q = &c->req[(uint32_t)j->tag];
+		if (q->st != NR_TEXT || q->job != j) {
+			textw_job_free(j);
+			continue;
+		}
+		uint32_t rid = q->rid, credit = q->credit;
+		int dropped = q->text_dropped || c->cn.st != CONN_OPEN;
+		req_free(c, q);
+		int rc = j->rc;
+		struct ts_err e = j->err;
+		const struct engine *en = sv->en;
+		if (rc == 0 && (j->n_prompt < 1 || j->n_prompt + (int64_t)j->s.max_tokens > en->max_seq_len))
 			rc = ts_errf(&e, E_RANGE,
 				     "SUBMIT %s: %d tokens; with max_tokens = %u that is more than max_seq_len = %d",
-				     (s.flags & PROTO_SUBMIT_CHAT) ? "messages" : "prompt_text", n_prompt, s.max_tokens,
-				     en->max_seq_len);
-		if (rc < 0) {
+				     (j->s.flags & PROTO_SUBMIT_CHAT) ? "messages" : "prompt_text", j->n_prompt,
+				     j->s.max_tokens, en->max_seq_len);
+		if (!dropped && rc < 0) {
 			sv->n_rejected++;
 			send_error(sv, c, rid,
 				   rc == -E_UNSUPPORTED ? PROTO_ERR_UNSUPPORTED
 				   : rc == -E_NOMEM     ? PROTO_ERR_BUSY
 							: PROTO_ERR_BAD_FIELD,
 				   e.msg);
-			return;
+		} else if (!dropped) {
+			submit_ready(sv, c, q, rid, &j->s, j->ids, j->n_prompt, credit);
+			j->ids = NULL; /* the command owns them now (or submit_ready freed them) */
 		}
+		textw_job_free(j);
+		conn_service(sv, c, now);
 	}
-	int want_text = (s.flags & PROTO_SUBMIT_WANT_TEXT) != 0, eot = 0;
-	if (en->has_tok && en->tok.eos_id >= 0 && !(s.flags & PROTO_SUBMIT_IGNORE_EOS))
-		eot = 1; /* the tokenizer's end of turn stops like the model's EOS */
-	int n_stop = (int)s.stop_ids.n + eot;
-	int32_t *ids = ts_alloc(((size_t)n_prompt + (size_t)n_stop) * sizeof(int32_t) + 4);
-	int32_t *pend = ts_alloc((size_t)s.max_tokens * sizeof(int32_t));
-	int with_tx = want_text || s.n_stop_seqs; /* the engine watches the text */
-	uint32_t *tend = want_text ? ts_alloc((size_t)s.max_tokens * sizeof(uint32_t)) : NULL;
-	struct stext *tx = with_tx ? stext_new(&en->tok, want_text, s.stop_seqs, s.n_stop_seqs) : NULL;
-	if (!ids || !pend || (want_text && !tend) || (with_tx && !tx)) {
-		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
-		send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
-		return;
-	}
-	if (s.flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_CHAT))
-		memcpy(ids, sv->enc.ids, (size_t)n_prompt * sizeof(int32_t));
-	else
-		proto_u32s_copy(&s.prompt, ids);
-	proto_u32s_copy(&s.stop_ids, ids + n_prompt);
-	if (eot)
-		ids[n_prompt + n_stop - 1] = en->tok.eos_id;
-	struct cmd m = {.type = CMD_SUBMIT, .conn = (uint16_t)(c - sv->conns), .slot = (uint16_t)(q - c->req),
-			.rid = rid, .ids = ids, .tx = tx, .n_prompt = n_prompt, .n_stop = n_stop,
-			.max_tokens = (int)s.max_tokens, .priority = (int)s.priority,
-			.ignore_eos = !!(s.flags & PROTO_SUBMIT_IGNORE_EOS), .keep = !!(s.flags & PROTO_SUBMIT_KEEP_SESSION),
-			.session_id = s.session_id, .samp = s.samp};
-	if (push_cmd(sv, &m) < 0) {
-		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
-		sv->n_rejected++;
-		send_error(sv, c, rid, PROTO_ERR_BUSY, "the server's command queue is full");
-		return;
-	}
-	*q = (struct nreq){.st = NR_LIVE, .rid = rid, .credit = sv->o.initial_credit, .pend = pend,
-			   .cap = (int)s.max_tokens, .tend = tend};
-	c->n_live++;
 }
 
 static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame *f)
@@ -447,7 +518,11 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 		}
 		if (!q)
 			return;
-		if (f->h.type == PROTO_CANCEL)
+		if (f->h.type == PROTO_CANCEL && q->st == NR_TEXT) { /* nothing reached the engine yet */
+			struct proto_done d = {.finish = PROTO_FINISH_CANCELLED};
+			send_done(sv, c, rid, &d);
+			req_end_here(sv, c, q);
+		} else if (f->h.type == PROTO_CANCEL)
 			req_cancel(sv, c, q, HOW_CLIENT);
 		if (f->h.type == PROTO_CREDIT) {
 			q->credit = tokens > UINT32_MAX - q->credit ? UINT32_MAX : q->credit + tokens;
@@ -606,6 +681,9 @@ static void conn_input(struct serve *sv, struct sconn *c, double now)
 	case CONN_READ_FULL: /* conn_output reads on once the output drains */
 		c->paused = 1;
 		return;
+	case CONN_READ_MORE: /* its turn's input budget is spent: conn_arm brings it back next round */
+		c->more_in = 1;
+		return;
 	case CONN_READ_REFUSED:
 		log_rl(1000, LOG_WARN, "serve: TLS handshake refused: peer=%s %s", c->cn.peer.text, c->cn.io.tls.err.msg);
 		conn_kill(sv, c);
@@ -735,6 +813,8 @@ static void conn_arm(struct serve *sv, struct sconn *c, double now)
 	}
 	if (retry) /* the command ring was full: try again soon */
 		due = min_due(due, now + 0.002);
+	if (c->more_in) /* just after now: the next round, after the other connections' events */
+		due = min_due(due, now + 1e-6);
 	net_timer_set(&sv->timers, (int)(c - sv->conns), due);
 }
 
@@ -911,7 +991,12 @@ static void net_ready(void *ctx, uint64_t tag, uint32_t events, double now)
 static void net_due(void *ctx, int id, double now)
 {
 	struct serve *sv = ctx;
-	conn_service(sv, &sv->conns[id], now);
+	struct sconn *c = &sv->conns[id];
+	if (c->more_in) {
+		c->more_in = 0;
+		conn_input(sv, c, now);
+	}
+	conn_service(sv, c, now);
 }
 
 /* The engine's marks, the drain, and the end once drained. */
@@ -919,6 +1004,8 @@ static int net_round(void *ctx, double now)
 {
 	struct serve *sv = ctx;
 	ring_wake_drain(&sv->net_wake);
+	if (sv->tw)
+		take_text(sv, now);
 	uint16_t ci;
 	while (ring_spsc_pop(&sv->dirty, &ci)) {
 		atomic_exchange_explicit(&sv->conns[ci].dirty, 0, memory_order_acq_rel);
@@ -946,6 +1033,7 @@ static void *net_main(void *arg)
 
 static void serve_free(struct serve *sv)
 {
+	textw_stop(sv->tw);
 	if (sv->conns)
 		for (int i = 0; i < sv->o.max_conns; i++) {
 			struct sconn *c = &sv->conns[i];
@@ -965,7 +1053,6 @@ static void serve_free(struct serve *sv)
 		for (int k = 0; k < sv->o.max_conns * sv->o.max_requests; k++)
 			stext_free(sv->ereq[k].tx);
 	ts_free(sv->ereq);
-	stext_enc_free(&sv->enc);
 	ts_free(sv->e_closing);
 	ring_mpsc_free(&sv->cmds);
 	ring_spsc_free(&sv->dirty);
@@ -1012,6 +1099,8 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 	OPTU(ping_interval_ms, ping_interval_ms);
 	OPTU(idle_timeout_ms, idle_timeout_ms);
 #undef OPT
+	if (so->text_workers <= 0)
+		so->text_workers = 2;
 #undef OPTU
 	if (so->max_frame < PROTO_MIN_FRAME)
 		so->max_frame = PROTO_MIN_FRAME;
@@ -1074,6 +1163,8 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 		rc = ts_errf(e, E_IO, "epoll: %s", strerror(errno));
 		goto out_free;
 	}
+	if (en->has_tok && (rc = textw_start(&sv->tw, &en->tok, sv->o.text_workers, sv->o.max_conns, &sv->net_wake, e)) < 0)
+		goto out_free;
 	sv->t_ready = ts_now();
 	serve_eng_snapshot(sv);
 	if (pthread_create(&sv->t_eng, NULL, serve_eng_main, sv) != 0) {
@@ -1092,9 +1183,9 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 	sv->started_net = 1;
 	log_msg(LOG_INFO,
 		"serve: listening port=%d max_connections=%d max_conns_per_peer=%d max_requests=%d "
-		"handshake_timeout_ms=%u hello_timeout_ms=%u ping_interval_ms=%u idle_timeout_ms=%u",
+		"handshake_timeout_ms=%u hello_timeout_ms=%u ping_interval_ms=%u idle_timeout_ms=%u text_workers=%d",
 		sv->port, so->max_conns, so->max_conns_per_peer, so->max_requests, so->handshake_timeout_ms,
-		so->hello_timeout_ms, so->ping_interval_ms, so->idle_timeout_ms);
+		so->hello_timeout_ms, so->ping_interval_ms, so->idle_timeout_ms, sv->tw ? so->text_workers : 0);
 	*out = sv;
 	return 0;
 out_free:

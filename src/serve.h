@@ -3,6 +3,7 @@
  *   network thread: net_run (epoll, deadlines), connections (conn), frames (proto)
  *        --commands--> [ring_mpsc] --> engine thread: sched_submit/cancel/step
  *        <--events---- [ring_spsc per connection] <--
+ *   network thread <--> text workers (textw): text and chat prompts to ids
  *
  * Owns: the two threads, the command ring, one event ring per connection
  * slot, the per-connection request tables (request id -> slot, credit,
@@ -29,6 +30,7 @@ struct serve_opts {
 	uint32_t credit_timeout_ms; /* credit_timeout_ms */
 	uint32_t out_limit_bytes;   /* output_limit_bytes: unsent output beyond which a connection is throttled */
 	uint32_t handshake_timeout_ms, hello_timeout_ms, ping_interval_ms, idle_timeout_ms;
+	int text_workers;           /* threads that tokenize text prompts (textw); 0 = 2 */
 };
 
 struct serve;

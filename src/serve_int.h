@@ -14,6 +14,7 @@
 #include "ring.h"
 #include "serve.h"
 #include "stext.h"
+#include "textw.h"
 #include "tls.h"
 /* ------------------------------------------------------------ messages */
 
@@ -54,7 +55,9 @@ struct ev {
 
 /* ------------------------------------------------------------ state */
 
-enum nreq_state { NR_FREE, NR_LIVE, NR_ZOMBIE }; /* ZOMBIE: terminal sent, waiting for the engine's */
+/* TEXT: its prompt is with a text worker (nothing reached the engine yet);
+ * ZOMBIE: terminal sent, waiting for the engine's */
+enum nreq_state { NR_FREE, NR_TEXT, NR_LIVE, NR_ZOMBIE };
 
 struct nreq {
 	enum nreq_state st;
@@ -71,6 +74,8 @@ struct nreq {
 	char *text;         /* (text_cap) generated text; [0, text_sent) sent */
 	uint32_t text_len, text_cap, text_sent;
 	uint32_t *tend;     /* (cap) text_len after each token; NULL: no text wanted (TOKENS carry none) */
+	struct textw_job *job; /* NR_TEXT: the job a worker holds (it is not ours to free) */
+	int text_dropped;      /* NR_TEXT: terminal sent; freed when the job comes back */
 };
 
 /* A connection slot: the connection (its state machine is conn's) and what
@@ -81,6 +86,7 @@ struct sconn {
 	int n_live;
 	uint32_t max_frame;
 	int paused;        /* output over the limit: not reading */
+	int more_in;       /* its turn's input budget ran out: read again next turn */
 	int close_pending; /* CLOSE not yet pushed */
 	int goaway_sent;
 	struct ring_spsc evr;
@@ -119,8 +125,8 @@ struct serve {
 	uint64_t e_accepted, e_done, e_cancelled, e_failed, e_rejected, e_generated;
 	_Atomic uint64_t snap[PROTO_STAT_END]; /* engine's figures for STATS */
 	_Atomic uint64_t trans[REQ_STATE_N][REQ_STATE_N]; /* the FSM's transition counts, for STATS */
+	struct textw *tw; /* tokenizes text prompts; NULL without a tokenizer */
 	/* network thread only */
-	struct stext_enc enc;
 	struct net_timers timers; /* one deadline per connection slot */
 	struct conn_limits lim;
 	int draining, stop_sent;

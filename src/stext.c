@@ -32,7 +32,7 @@ static int encode(const struct tok *t, struct stext_enc *w, const char *s, size_
 		  struct ts_err *e)
 {
 	size_t cap = (size_t)w->ids_cap;
-	if (grow((void **)&w->ids, &cap, len + 3, sizeof(int32_t)) < 0 || cap > INT32_MAX)
+	if (grow((void **)&w->ids, &cap, tok_encode_bound(t, len) + 1, sizeof(int32_t)) < 0 || cap > INT32_MAX)
 		return ts_errf(e, E_NOMEM, "prompt: out of memory for %zu bytes of text", len);
 	w->ids_cap = (int)cap;
 	int k = bos ? 1 : 0;
@@ -41,7 +41,7 @@ static int encode(const struct tok *t, struct stext_enc *w, const char *s, size_
 	int r = tok_encode(t, s, len, w->ids + k, w->ids_cap - k, &w->sc);
 	if (r < 0)
 		return ts_errf(e, -r, "prompt: out of memory while tokenizing");
-	if (r > w->ids_cap - k) /* cannot happen: at most one id per byte, plus SentencePiece's prefix */
+	if (r > w->ids_cap - k) /* cannot happen: the room is tok_encode_bound's (t_tok holds it to that) */
 		return ts_errf(e, E_INTERNAL, "prompt: %d ids from %zu bytes", r, len);
 	*n = k + r;
 	return 0;

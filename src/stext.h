@@ -2,15 +2,16 @@
  * generated text streamed with stop sequences.
  *
  * Owns: turning a SUBMIT's prompt_text or messages into prompt ids (BOS as
- * the tokenizer adds it; the chat format's rendering), on the network thread;
+ * the tokenizer adds it; the chat format's rendering), on a text worker
+ * (textw), never the network thread; the ids are sized by tok_encode_bound;
  * a request's text state on the engine thread: streaming detokenization
  * (special tokens skipped, UTF-8 never split), stop sequences matched across
  * token boundaries, and holding back text that may begin a stop sequence.
  * Does not: do I/O or know about connections; decide what the engine does
  * with a stop (stext_token says so; sched ends the request).
- * Threads: a struct stext_enc belongs to one thread (the network thread); a
- * struct stext is made by the network thread and then owned by the engine
- * thread until stext_free. The tokenizer is read-only and shared.
+ * Threads: a struct stext_enc belongs to one thread (each text worker has
+ * its own); a struct stext is made by the network thread and then owned by
+ * the engine thread until stext_free. The tokenizer is read-only and shared.
  */
 #ifndef TS_STEXT_H
 #define TS_STEXT_H
@@ -18,7 +19,7 @@
 #include "proto.h"
 #include "tok.h"
 
-/* Reusable buffers of the network thread (zero-initialise; grow as needed). */
+/* Reusable buffers of one thread (zero-initialise; grow as needed). */
 struct stext_enc {
 	struct tok_scratch sc;
 	char *buf;

@@ -21,6 +21,13 @@ struct tok_merge {
 	int32_t id;
 };
 
+/* A node of the added tokens' trie: the tokens that start with its path. */
+struct tok_trie {
+	int32_t child, next; /* first child, next sibling; -1 none */
+	int32_t added;       /* index in tok.added of the token that ends here, -1 none */
+	uint8_t byte;
+};
+
 /* The largest id we load: far above any vocabulary (the largest are ~256k),
  * and it keeps the tables sized by n_ids small and their hash capacity
  * (a power of two >= 2 * n_ids) within 32 bits. */
@@ -604,6 +611,40 @@ int tok_parse(struct tok *t, const char *dir, const char *text, size_t len, cons
 			i++;
 		t->added_first[b] = i;
 	}
+	/* the trie: matching at a position costs at most the longest token's
+	 * bytes, however many tokens share a prefix (DeepSeek-V3 has 800 that
+	 * start with "<｜"); in sorted order, so a repeated content keeps the
+	 * entry that the sorted list finds first */
+	size_t nodes = 1;
+	for (int i = 0; i < na; i++)
+		nodes += t->added[i].len;
+	if (!(t->trie = ts_alloc(nodes * sizeof(*t->trie)))) {
+		rc = ts_errf(e, E_NOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	t->trie[0] = (struct tok_trie){-1, -1, -1, 0};
+	int32_t n_nodes = 1;
+	for (int b = 0; b < 256; b++)
+		t->trie_first[b] = -1;
+	for (int i = 0; i < na; i++) {
+		const uint8_t *p = (const uint8_t *)t->strs + t->added[i].off;
+		int32_t node = 0;
+		for (uint32_t k = 0; k < t->added[i].len; k++) {
+			int32_t c = t->trie[node].child;
+			while (c >= 0 && t->trie[c].byte != p[k])
+				c = t->trie[c].next;
+			if (c < 0) {
+				c = n_nodes++;
+				t->trie[c] = (struct tok_trie){-1, t->trie[node].child, -1, p[k]};
+				t->trie[node].child = c;
+				if (node == 0)
+					t->trie_first[p[k]] = c;
+			}
+			node = c;
+		}
+		if (t->trie[node].added < 0)
+			t->trie[node].added = i;
+	}
 	for (int id = 0; id < t->n_ids; id++)
 		if ((int)t->dec_off[2 * id + 1] > t->max_dec)
 			t->max_dec = (int)t->dec_off[2 * id + 1];
@@ -733,6 +774,7 @@ void tok_free(struct tok *t)
 	ts_free(t->vh);
 	ts_free(t->mh);
 	ts_free(t->added);
+	ts_free(t->trie);
 	memset(t, 0, sizeof *t);
 }
 
@@ -791,7 +833,8 @@ struct enc {
 	struct sym *s;
 	struct hent *h;
 	uint8_t *norm;
-	uint32_t *cps; /* (2n + 8) NFC code points */
+	uint32_t *cps, *cps_tmp; /* (2n + 8) NFC code points, and room to sort them */
+	uint8_t *cps_cc;         /* (2n + 8) their combining classes */
 	size_t cps_cap;
 };
 
@@ -1021,9 +1064,49 @@ static uint32_t compose(uint32_t a, uint32_t b)
 	return 0;
 }
 
-/* NFC of s[0..n) into out (>= 3n bytes; UTF-8 grows at most 3x under NFC)
- * using cp (>= 2n + 8 entries). Returns the output length. */
-static size_t nfc(const uint8_t *s, size_t n, uint32_t *cp, size_t cap, uint8_t *out)
+/* Canonical ordering of one run of non-starters cp[0..n) (ccc cc[i] != 0):
+ * a stable sort by ccc. Short runs (all that real text has) by insertion;
+ * longer ones by counting sort through tmp, so a run of any length costs
+ * O(n + 256), never O(n^2). */
+static void nfc_order_run(uint32_t *cp, uint8_t *cc, size_t n, uint32_t *tmp)
+{
+	if (n <= 16) {
+		for (size_t i = 1; i < n; i++)
+			for (size_t j = i; j > 0 && cc[j - 1] > cc[j]; j--) {
+				uint32_t x = cp[j];
+				uint8_t y = cc[j];
+				cp[j] = cp[j - 1], cc[j] = cc[j - 1];
+				cp[j - 1] = x, cc[j - 1] = y;
+			}
+		return;
+	}
+	size_t at[256] = {0};
+	for (size_t i = 0; i < n; i++)
+		at[cc[i]]++;
+	for (size_t v = 0, sum = 0; v < 256; v++) { /* at[v]: where the first of class v goes */
+		size_t k = at[v];
+		at[v] = sum;
+		sum += k;
+	}
+	for (size_t i = 0; i < n; i++) /* a non-starter is a code point (< 2^21), never NFC_RAW */
+		tmp[at[cc[i]]++] = cp[i] | (uint32_t)cc[i] << 24;
+	for (size_t i = 0; i < n; i++) {
+		cp[i] = tmp[i] & 0xffffff;
+		cc[i] = (uint8_t)(tmp[i] >> 24);
+	}
+}
+
+/* The largest growth of UTF-8 under NFC: no code point's full canonical
+ * decomposition takes more than 3x its own bytes (U+1D160: 4 -> 12), and
+ * composition never lengthens (t_tok checks both over the UCD tables). */
+#define NFC_MAX_GROWTH 3
+
+/* NFC of s[0..n) into out (>= NFC_MAX_GROWTH * n bytes), using cp and tmp
+ * (>= 2n + 8 entries each; no code point decomposes into more than 1.5 per
+ * input byte) and cc (as many bytes). Returns the output length. Linear in n:
+ * decomposition and composition look at each code point once, and canonical
+ * ordering sorts each run of non-starters by counting. */
+static size_t nfc(const uint8_t *s, size_t n, uint32_t *cp, uint32_t *tmp, uint8_t *cc, size_t cap, uint8_t *out)
 {
 	size_t k = 0, m = 0;
 	for (size_t i = 0; i < n;) {
@@ -1036,32 +1119,33 @@ static size_t nfc(const uint8_t *s, size_t n, uint32_t *cp, size_t cap, uint8_t 
 			decompose(c, cp, &k, cap);
 		i += (size_t)l;
 	}
-	for (size_t i = 1; i < k; i++) /* canonical ordering: stable by ccc within runs */
-		for (size_t j = i; j > 0; j--) {
-			int a = ccc_of(cp[j - 1]), b = ccc_of(cp[j]);
-			if (b == 0 || a <= b)
-				break;
-			uint32_t x = cp[j];
-			cp[j] = cp[j - 1];
-			cp[j - 1] = x;
-		}
+	for (size_t i = 0; i < k; i++)
+		cc[i] = (cp[i] & NFC_RAW) ? 0 : (uint8_t)ccc_of(cp[i]);
+	for (size_t i = 0; i < k;) { /* canonical ordering: each run of non-starters, stably by ccc */
+		size_t j = i;
+		while (j < k && cc[j])
+			j++;
+		if (j - i > 1)
+			nfc_order_run(cp + i, cc + i, j - i, tmp);
+		i = j + (j == i);
+	}
 	long si = -1;  /* last starter in cp[0..m) */
 	int last = -1; /* ccc of the last kept character after it; -1: none */
 	for (size_t i = 0; i < k; i++) {
 		uint32_t c = cp[i];
-		int cc = ccc_of(c);
-		if (si >= 0 && !(c & NFC_RAW) && (last == -1 || last < cc)) {
+		int cl = cc[i];
+		if (si >= 0 && !(c & NFC_RAW) && (last == -1 || last < cl)) {
 			uint32_t x = compose(cp[si], c);
 			if (x) {
 				cp[si] = x;
 				continue;
 			}
 		}
-		if (cc == 0) {
+		if (cl == 0) {
 			si = (c & NFC_RAW) ? -1 : (long)m;
 			last = -1;
 		} else
-			last = cc;
+			last = cl;
 		cp[m++] = c;
 	}
 	size_t w = 0;
@@ -1279,6 +1363,24 @@ static void encode_sp(struct enc *en, const uint8_t *s, size_t n)
 	bpe(en, w, m);
 }
 
+/* The added token that s[0..n) starts with, the longest if several; NULL if
+ * none. */
+static const struct tok_added *added_at(const struct tok *t, const uint8_t *s, size_t n)
+{
+	int32_t node = t->trie_first[s[0]], best = -1;
+	for (size_t j = 1; node >= 0; j++) {
+		if (t->trie[node].added >= 0)
+			best = t->trie[node].added;
+		if (j == n)
+			break;
+		int32_t c = t->trie[node].child;
+		while (c >= 0 && t->trie[c].byte != s[j])
+			c = t->trie[c].next;
+		node = c;
+	}
+	return best >= 0 ? &t->added[best] : NULL;
+}
+
 void tok_scratch_free(struct tok_scratch *sc)
 {
 	ts_free(sc->mem);
@@ -1286,12 +1388,25 @@ void tok_scratch_free(struct tok_scratch *sc)
 	sc->bytes = 0;
 }
 
+size_t tok_encode_bound(const struct tok *t, size_t n)
+{
+	if (t->model == TOK_BYTE_BPE) /* each id covers >= 1 byte of the (normalized) text */
+		return t->nfc ? NFC_MAX_GROWTH * n : n;
+	/* SentencePiece: a stretch of L bytes becomes "▁" + L bytes with each ' '
+	 * a "▁": at most 1 + L ids when "▁" is a token, else 3 + 3L; stretches
+	 * are separated by added tokens (>= 1 byte, 1 id each), so there are at
+	 * most n_added + 1 of them */
+	if (vocab_find(t, "\xe2\x96\x81", 3) >= 0)
+		return 2 * n + 1;
+	return 4 * n + 3;
+}
+
 int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, int cap, struct tok_scratch *sc)
 {
 	const uint8_t *s = (const uint8_t *)utf8;
 	/* a pre-token of NFC text may be up to 3x its input's bytes, each a symbol */
-	size_t nsym = (t->nfc ? 3 * n : n) + 2, ncp = t->nfc ? 2 * n + 8 : 0;
-	size_t need = nsym * (sizeof(struct sym) + 3 * sizeof(struct hent)) + ncp * 4 + 3 * n + 8;
+	size_t nsym = (t->nfc ? NFC_MAX_GROWTH * n : n) + 2, ncp = t->nfc ? 2 * n + 8 : 0;
+	size_t need = nsym * (sizeof(struct sym) + 3 * sizeof(struct hent)) + ncp * 9 + 3 * n + 8;
 	if (sc->bytes < need) {
 		void *p = ts_realloc(sc->mem, need);
 		if (!p)
@@ -1303,26 +1418,22 @@ int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, in
 	en.s = sc->mem;
 	en.h = (struct hent *)(en.s + nsym);
 	en.cps = (uint32_t *)(en.h + 3 * nsym);
+	en.cps_tmp = en.cps + ncp;
 	en.cps_cap = ncp;
-	en.norm = (uint8_t *)(en.cps + ncp);
+	en.cps_cc = (uint8_t *)(en.cps_tmp + ncp);
+	en.norm = en.cps_cc + ncp;
 
 	size_t seg = 0;
 	for (size_t i = 0; i <= n; i++) {
-		const struct tok_added *hit = NULL;
-		if (i < n)
-			for (int a = t->added_first[s[i]]; a < t->added_first[s[i] + 1]; a++)
-				if (t->added[a].len <= n - i &&
-				    memcmp(t->strs + t->added[a].off, s + i, t->added[a].len) == 0) {
-					hit = &t->added[a];
-					break;
-				}
+		const struct tok_added *hit = i < n && t->trie_first[s[i]] >= 0 ? added_at(t, s + i, n - i) : NULL;
 		if (!hit && i < n)
 			continue;
 		if (i > seg) {
 			if (t->model == TOK_SP_BPE)
 				encode_sp(&en, s + seg, i - seg);
 			else if (t->nfc && !nfc_stable(s + seg, i - seg))
-				encode_bytelevel(&en, en.norm, nfc(s + seg, i - seg, en.cps, en.cps_cap, en.norm));
+				encode_bytelevel(&en, en.norm,
+				                 nfc(s + seg, i - seg, en.cps, en.cps_tmp, en.cps_cc, en.cps_cap, en.norm));
 			else
 				encode_bytelevel(&en, s + seg, i - seg);
 		}

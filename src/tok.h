@@ -98,6 +98,8 @@ struct tok {
 	struct tok_added *added; /* sorted by first byte, then longest first */
 	int n_added;
 	int added_first[257];   /* added[added_first[b] .. added_first[b+1]) start with byte b */
+	struct tok_trie *trie;  /* the added tokens as a byte trie, for leftmost-longest matching */
+	int32_t trie_first[256]; /* the trie node of each first byte, -1 none */
 	int max_dec;            /* longest decoded token, bytes */
 	int32_t bos_id, eos_id; /* from tokenizer_config.json; -1 if none */
 	int add_bos;            /* a text prompt starts with bos_id (what HF tokenizer(text) does:
@@ -126,10 +128,16 @@ void tok_free(struct tok *t);
 /* Encodes utf8[0..n) without BOS/EOS. Writes up to cap ids; returns the number
  * of ids (which may exceed cap: then only cap were written; call again with a
  * larger out), or -E_NOMEM (scratch growth). Scratch needs about 70 bytes per
- * input byte (about 250 with NFC, which may triple the bytes). Invalid UTF-8 bytes are encoded as single bytes
+ * input byte (about 260 with NFC, which may triple the bytes). Invalid UTF-8 bytes are encoded as single bytes
  * (byte-level; NFC passes them through) or byte fallback tokens
- * (SentencePiece). */
+ * (SentencePiece). Time is linear in n (NFC's canonical ordering included). */
 int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, int cap, struct tok_scratch *sc);
+/* The most ids tok_encode can return for n bytes of any text: byte-level BPE
+ * gives at most one id per byte of normalized text (NFC may triple the bytes:
+ * U+1D160); SentencePiece one per character plus the "▁" prepended to each
+ * stretch between added tokens (three bytes each when "▁" itself is not a
+ * token and falls back to bytes). A cap this large never truncates. */
+size_t tok_encode_bound(const struct tok *t, size_t n);
 void tok_scratch_free(struct tok_scratch *sc);
 
 /* Decodes ids to UTF-8 into out[0..cap) (NUL-terminated when room), as HF

@@ -19,6 +19,72 @@ static uint32_t rnd(uint32_t n)
 }
 
 
+/* Prompts that give more ids than bytes (NFC expands them) are tokenized
+ * whole, whatever capacity earlier prompts left: stext_prompt sizes its ids
+ * by tok_encode_bound. Before, "a" + U+FB2C x 340 (1021 bytes, more than 1700
+ * ids under Qwen3's NFC) came back E_INTERNAL. */
+static void check_expanding(void)
+{
+	struct tok t;
+	struct ts_err e = {0};
+	T_CHECK(system("rm -rf " DIR "q && mkdir -p " DIR "q && build/tests/gen_ckpt --preset qwen3-mini --out " DIR
+		       "q --tokenizer --no-weights > /dev/null") == 0,
+		"gen_ckpt qwen3-mini --tokenizer");
+	if (tok_load(&t, DIR "q", &e)) {
+		T_CHECK(0, "tok_load: %s", e.msg);
+		return;
+	}
+	T_CHECK(t.nfc, "qwen3-mini's tokenizer normalizes with NFC");
+	static const struct {
+		const char *head, *unit;
+		int reps;
+	} p[] = {
+	    {"a", "\xef\xac\xac", 340},           /* U+FB2C: 3 bytes -> U+05E9 U+05BC U+05C1, 6 bytes */
+	    {"a", "\xef\xac\xac", 20000},         /* the same at 60 KB */
+	    {"", "\xf0\x9d\x85\xa0", 5000},      /* U+1D160: 4 bytes -> 12 */
+	    {"", "\xce\x90", 5000},                /* U+0390: 2 bytes -> 6, recomposed */
+	    {"x", "\xcc\x81\xcc\xa3", 20000},    /* a long run of marks, reordered */
+	    {"", "\xe1\x84\x80\xe1\x85\xa1", 5000}, /* Hangul L V: composed, fewer ids */
+	};
+	static char text[1 << 18];
+	static int32_t want[3 << 18];
+	struct tok_scratch sc = {0};
+	struct stext_enc reused = {0};
+	int more = 0;
+	for (size_t i = 0; i < sizeof p / sizeof *p; i++) {
+		size_t n = strlen(p[i].head);
+		memcpy(text, p[i].head, n);
+		for (int r = 0; r < p[i].reps; r++) {
+			memcpy(text + n, p[i].unit, strlen(p[i].unit));
+			n += strlen(p[i].unit);
+		}
+		int m = tok_encode(&t, text, n, want, (int)(sizeof want / sizeof *want), &sc);
+		more += m > (int)n;
+		struct proto_submit s = {.flags = PROTO_SUBMIT_TEXT_PROMPT, .prompt_text = {text, (uint32_t)n}};
+		/* a fresh state, and one that a short prompt sized first */
+		for (int k = 0; k < 2; k++) {
+			struct stext_enc fresh = {0}, *w = k ? &reused : &fresh;
+			if (k) {
+				struct proto_submit short_p = {.flags = PROTO_SUBMIT_TEXT_PROMPT, .prompt_text = {"hi", 2}};
+				int sn;
+				stext_prompt(&t, w, &short_p, &sn, &e);
+			}
+			int got = -1;
+			e.msg[0] = 0;
+			int rc = stext_prompt(&t, w, &s, &got, &e);
+			T_CHECK(rc == 0 && got == m + (t.add_bos ? 1 : 0) && memcmp(w->ids + (t.add_bos ? 1 : 0), want, (size_t)m * 4) == 0,
+				"prompt %zu (%zu bytes, %d ids, %s state): rc %d, %d ids %s", i, n, m, k ? "reused" : "fresh", rc,
+				got, e.msg);
+			if (!k)
+				stext_enc_free(&fresh);
+		}
+	}
+	T_CHECK(more >= 3, "%d prompts give more ids than bytes", more);
+	stext_enc_free(&reused);
+	tok_scratch_free(&sc);
+	tok_free(&t);
+}
+
 int main(void)
 {
 	struct tok t;
@@ -123,5 +189,6 @@ int main(void)
 	T_CHECK(id_a >= 0 && stext_token(x, id_a, &o, &k) == 1 && k == 0, "want_text 0: stops, releases nothing");
 	stext_free(x);
 	tok_free(&t);
+	check_expanding();
 	return T_DONE();
 }

@@ -22,6 +22,8 @@
 #include "serve.h"
 #include "tsclient.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 static char certs[64];
@@ -442,6 +444,215 @@ static void test_bad_input(void)
 		rc, out);
 }
 
+/* Prompts whose NFC gives more ids than bytes: "a" + U+FB2C x 80 (241 bytes,
+ * 481 ids with qwen3-mini's tokenizer) is served like its ids, never refused
+ * as an internal error; x 340 (2041 ids) is refused for max_seq_len. Run on
+ * a fresh server, before any longer prompt grew the buffers. */
+static void test_expanding(struct tsc *c, const struct tok *t)
+{
+	static struct result a, b;
+	static char text[4096];
+	static int32_t ids[4096];
+	size_t n = 1;
+	text[0] = 'a';
+	for (int i = 0; i < 80; i++, n += 3)
+		memcpy(text + n, "\xef\xac\xac", 3);
+	struct tok_scratch sc = {0};
+	int k = tok_encode(t, text, n, ids, 4096, &sc);
+	struct tsc_request rq = greedy(8);
+	rq.text = text, rq.text_len = (uint32_t)n;
+	T_CHECK(run(c, &rq, &a, NULL) == 0 && a.done && a.n_prompt == k && k > (int)n,
+		"\"a\" + U+FB2C x 80: %zu bytes, %d ids: done %d, %d prompt tokens, error %u %s", n, k, a.done, a.n_prompt,
+		a.code, a.msg);
+	rq = greedy(8);
+	rq.prompt = ids, rq.n_prompt = (uint32_t)k;
+	T_CHECK(run(c, &rq, &b, NULL) == 0 && b.done && a.n_ids == b.n_ids &&
+		    memcmp(a.ids, b.ids, sizeof(int32_t) * (size_t)a.n_ids) == 0,
+		"and generates what its ids do: %s", b.msg);
+	for (int i = 80; i < 340; i++, n += 3)
+		memcpy(text + n, "\xef\xac\xac", 3);
+	k = tok_encode(t, text, n, ids, 4096, &sc);
+	rq = greedy(8);
+	rq.text = text, rq.text_len = (uint32_t)n;
+	T_CHECK(run(c, &rq, &a, NULL) == 0 && a.code == PROTO_ERR_BAD_FIELD && strstr(a.msg, "max_seq_len"),
+		"\"a\" + U+FB2C x 340 (%zu bytes, %d ids): refused for the context, not internal: %u %s", n, k, a.code,
+		a.msg);
+	tok_scratch_free(&sc);
+}
+
+/* The worst prompts the frame limit allows, sent by one client in bursts,
+ * while another client's generation streams: the streaming client's frames
+ * keep coming (tokenizing happens on the text workers, not the network
+ * thread). The attacker runs on its own thread and connection. */
+struct attack {
+	struct tsc *c;
+	int rounds, per_round;
+	int sent, refused, other; /* answers: BAD_FIELD for max_seq_len, or anything else */
+	double t_start, t_end;
+	_Atomic int done;
+};
+
+/* The worst prompts we found for this tokenizer, as long as WELCOME allows
+ * (malloc'd): kind 0 is x + (U+0301 U+0323)*, one run of marks for NFC to
+ * reorder (quadratic before: about 20 s at 260 KB; now about 20 ms here);
+ * kind 1 is "a" + U+FB2C*, which NFC doubles into 520 KB of symbols for BPE
+ * (about 50 ms here, the slowest of the inputs tests/t_tok.c tries). */
+static char *worst_text(const struct tsc *c, int kind, size_t *len)
+{
+	const char *unit = kind ? "\xef\xac\xac" : "\xcc\x81\xcc\xa3";
+	size_t cap = c->lim.max_text_bytes, n = 1, u = strlen(unit);
+	char *text = malloc(cap);
+	text[0] = kind ? 'a' : 'x';
+	while (n + u <= cap) {
+		memcpy(text + n, unit, u);
+		n += u;
+	}
+	*len = n;
+	return text;
+}
+
+static void *attacker(void *arg)
+{
+	struct attack *at = arg;
+	struct tsc *c = at->c;
+	size_t n[2];
+	char *text[2] = {worst_text(c, 0, &n[0]), worst_text(c, 1, &n[1])};
+	at->t_start = ts_now();
+	for (int r = 0; r < at->rounds && !c->dead; r++) {
+		int live = 0;
+		for (int i = 0; i < at->per_round; i++) {
+			struct tsc_request rq = greedy(1);
+			rq.text = text[i & 1], rq.text_len = (uint32_t)n[i & 1];
+			uint32_t id;
+			if (tsc_submit(c, &rq, &id) == 0)
+				at->sent++, live++;
+		}
+		struct tsc_event ev;
+		while (live > 0 && tsc_poll(c, 60000, &ev) > 0) {
+			if (ev.type == TSC_EV_ERROR && ev.code == PROTO_ERR_BAD_FIELD && strstr(ev.msg, "max_seq_len"))
+				at->refused++, live--;
+			else if (ev.type == TSC_EV_ERROR || ev.type == TSC_EV_DONE)
+				at->other++, live--;
+		}
+	}
+	at->t_end = ts_now();
+	free(text[0]);
+	free(text[1]);
+	atomic_store(&at->done, 1);
+	return NULL;
+}
+
+/* Requests of 48 tokens, one after another, until stop is set (or n_max
+ * requests): the largest gap between TOKENS frames, or between a SUBMIT and
+ * its first TOKENS. Every fourth request is a text prompt: *text_ttft is
+ * the longest any of them waited for its first TOKENS. */
+static double stream_gaps(struct tsc *c, _Atomic int *stop, int n_max, int *n_req, int *n_frames, double *text_ttft)
+{
+	int32_t prompt[8] = {5, 6, 7, 8, 9, 10, 11, 12};
+	double worst = 0;
+	*n_req = *n_frames = 0;
+	*text_ttft = 0;
+	while ((!stop || !atomic_load(stop)) && *n_req < n_max && !c->dead) {
+		struct tsc_request rq = greedy(48);
+		int text = *n_req % 4 == 3;
+		if (text)
+			rq.text = "Once upon a time", rq.text_len = 16;
+		else
+			rq.prompt = prompt, rq.n_prompt = 8;
+		uint32_t id;
+		if (tsc_submit(c, &rq, &id) < 0)
+			break;
+		double last = ts_now(), t_submit = last;
+		struct tsc_event ev;
+		while (tsc_poll(c, 30000, &ev) > 0) {
+			if (ev.req_id != id)
+				continue;
+			if (ev.type == TSC_EV_TOKENS) {
+				if (text && last == t_submit && ev.t - t_submit > *text_ttft)
+					*text_ttft = ev.t - t_submit;
+				else
+					worst = ev.t - last > worst ? ev.t - last : worst;
+				last = ev.t;
+				++*n_frames;
+			} else if (ev.type == TSC_EV_DONE || ev.type == TSC_EV_ERROR) {
+				break;
+			}
+		}
+		++*n_req;
+	}
+	return worst;
+}
+
+static void test_no_stall(struct tsc *victim)
+{
+	struct tsc b;
+	if (tconnect(&b) != 0)
+		return;
+	int nr, nf;
+	double ttft;
+	double quiet = stream_gaps(victim, NULL, 20, &nr, &nf, &ttft);
+	printf("# t_text: no attack: %d requests, %d TOKENS frames, largest gap %.1f ms, text prompts' first TOKENS "
+	       "after %.1f ms at most\n",
+	       nr, nf, quiet * 1e3, ttft * 1e3);
+	/* the attack, and once more if a gap passed the bound: a box shared with
+	 * other work stalls a thread now and then for a while (up to 236 ms with
+	 * no attack at all here), a design that stalls does so every time */
+	double worst = 1e9;
+	for (int run = 0; run < 2 && worst >= 0.4; run++) {
+		struct attack at = {.c = &b, .rounds = 2, .per_round = 60};
+		pthread_t th;
+		T_CHECK(pthread_create(&th, NULL, attacker, &at) == 0, "attacker thread");
+		double w = stream_gaps(victim, &at.done, 1 << 30, &nr, &nf, &ttft);
+		pthread_join(th, NULL);
+		worst = w < worst ? w : worst;
+		printf("# t_text: %d worst prompts of about %u bytes (x + (U+0301 U+0323)*, a + U+FB2C*) in bursts of %d "
+		       "over %.2f s; meanwhile %d requests, %d TOKENS frames, largest gap %.1f ms, text prompts' first "
+		       "TOKENS after %.1f ms at most\n",
+		       at.sent, b.lim.max_text_bytes, at.per_round, at.t_end - at.t_start, nr, nf, w * 1e3, ttft * 1e3);
+		T_CHECK(at.sent == at.rounds * at.per_round && at.refused == at.sent && at.other == 0,
+			"every worst prompt tokenized and refused for max_seq_len: %d sent, %d refused, %d other", at.sent,
+			at.refused, at.other);
+		T_CHECK(nr >= 3 && nf >= 3 * nr, "the other client streamed during the attack: %d requests, %d frames", nr,
+			nf);
+		/* its own text prompts take turns with the attacker's at the workers: one job a worker ahead of them */
+		T_CHECK(ttft < 1.0,
+			"the other client's text prompts waited %.1f ms at most for their first TOKENS (bound 1 s)",
+			ttft * 1e3);
+	}
+	T_CHECK(worst < 0.4, "largest gap in the other client's stream %.1f ms (bound 400 ms, the better of two runs)",
+		worst * 1e3);
+	/* worst prompts cancelled while a worker has them: one terminal frame each, the connection serves on */
+	size_t n;
+	char *text = worst_text(&b, 1, &n);
+	struct tsc_request rq = greedy(1);
+	rq.text = text, rq.text_len = (uint32_t)n;
+	uint32_t ids[4];
+	int sent = 0, cancelled = 0, refused = 0, other = 0;
+	for (int i = 0; i < 4; i++)
+		if (tsc_submit(&b, &rq, &ids[i]) == 0 && tsc_cancel(&b, ids[i]) == 0)
+			sent++;
+	struct tsc_event ev;
+	while (cancelled + refused + other < sent && tsc_poll(&b, 30000, &ev) > 0) {
+		if (ev.type == TSC_EV_DONE && ev.done.finish == PROTO_FINISH_CANCELLED)
+			cancelled++;
+		else if (ev.type == TSC_EV_ERROR && ev.code == PROTO_ERR_BAD_FIELD)
+			refused++; /* the worker was quicker than the CANCEL */
+		else if (ev.type == TSC_EV_DONE || ev.type == TSC_EV_ERROR)
+			other++;
+	}
+	free(text);
+	static struct result r;
+	rq = greedy(4);
+	rq.text = "still serving", rq.text_len = 13;
+	T_CHECK(sent == 4 && cancelled + refused == 4 && other == 0 && run(&b, &rq, &r, NULL) == 0 && r.done &&
+		    r.n_ids == 4,
+		"4 worst prompts cancelled at once: %d DONE CANCELLED, %d refused, %d other; then served: %s", cancelled,
+		refused, other, r.msg);
+	printf("# t_text: of 4 worst prompts cancelled at once, %d answered DONE CANCELLED, %d refused\n", cancelled,
+	       refused);
+	tsc_close(&b);
+}
+
 /* ------------------------------------------------------------ main */
 
 static struct serve *start(struct engine *en, const char *dir, int chat_format)
@@ -514,8 +725,10 @@ int main(void)
 		T_CHECK(en.tok.chat == TOK_CHAT_CHATML && en.tok.chat_think && !en.tok.add_bos,
 			"qwen3-mini: chatml %d think %d add_bos %d", en.tok.chat == TOK_CHAT_CHATML, en.tok.chat_think,
 			en.tok.add_bos);
+		test_expanding(&c, &en.tok);
 		test_chat(&c, &en.tok, 1);
 		test_tools(&c, &en.tok);
+		test_no_stall(&c);
 		tsc_close(&c);
 	}
 	if (sv)

@@ -218,7 +218,7 @@ static void check_tokenizer(const char *name, const struct corpus *c)
 	T_CHECK(ts_alloc_count() == a0, "%s: encode allocated %llu times in steady state", name,
 	        (unsigned long long)(ts_alloc_count() - a0));
 
-	int match = 0, mism = 0, unsup = 0, excused = 0, shown = 0, rt_bad = 0, rt_n = 0, st_bad = 0;
+	int over_bound = 0, match = 0, mism = 0, unsup = 0, excused = 0, shown = 0, rt_bad = 0, rt_n = 0, st_bad = 0;
 	size_t dcap = 1 << 20;
 	char *dec = malloc(dcap), *sdec = malloc(dcap), chunk[65536];
 	char esc[512];
@@ -228,6 +228,8 @@ static void check_tokenizer(const char *name, const struct corpus *c)
 			unsup++;
 			continue;
 		}
+		if ((size_t)nids[i] > tok_encode_bound(&t, c->n[i]) && over_bound++ < 3)
+			fprintf(stderr, "  %s #%d: %d ids from %zu bytes, beyond tok_encode_bound\n", name, i, nids[i], c->n[i]);
 		int same = nids[i] == rlen[i] && (nids[i] == 0 || memcmp(got[i], ref[i], (size_t)nids[i] * 4) == 0);
 		if (same)
 			match++;
@@ -291,6 +293,7 @@ static void check_tokenizer(const char *name, const struct corpus *c)
 	        "issue's goal; measured in this run)", name, c_mbs, ref_mbs);
 	T_CHECK(mism == 0, "%s: %d of %d strings differ from the JS reference", name, mism, compared);
 	T_CHECK(unsup == 0, "%s: encode refused %d strings", name, unsup);
+	T_CHECK(over_bound == 0, "%s: %d strings give more ids than tok_encode_bound", name, over_bound);
 	T_CHECK(rt_bad == 0 && rt_n > c->count / 2, "%s: decode(encode(s)) != s for %d of %d strings", name, rt_bad,
 	        rt_n);
 	printf("# tok %s: decode(encode(s)) == s checked on %d strings, streaming on %d\n", name, rt_n, compared);
@@ -476,6 +479,265 @@ static void free_corpus(struct corpus *c)
 	free(c->n);
 }
 
+/* ---------------------------------------------------------------- NFC */
+
+/* The NFC before canonical ordering became linear (insertion sort over all
+ * code points: quadratic in a run of combining marks), kept as an oracle:
+ * the new one must give the same bytes. */
+static size_t nfc_quadratic(const uint8_t *s, size_t n, uint32_t *cp, size_t cap, uint8_t *out)
+{
+	size_t k = 0, m = 0;
+	for (size_t i = 0; i < n;) {
+		int l;
+		uint32_t c = u8_at(s, n, i, &l);
+		if (c == UINT32_MAX) {
+			if (k < cap)
+				cp[k++] = NFC_RAW | s[i];
+		} else
+			decompose(c, cp, &k, cap);
+		i += (size_t)l;
+	}
+	for (size_t i = 1; i < k; i++)
+		for (size_t j = i; j > 0; j--) {
+			int a = ccc_of(cp[j - 1]), b = ccc_of(cp[j]);
+			if (b == 0 || a <= b)
+				break;
+			uint32_t x = cp[j];
+			cp[j] = cp[j - 1];
+			cp[j - 1] = x;
+		}
+	long si = -1;
+	int last = -1;
+	for (size_t i = 0; i < k; i++) {
+		uint32_t c = cp[i];
+		int cc = ccc_of(c);
+		if (si >= 0 && !(c & NFC_RAW) && (last == -1 || last < cc)) {
+			uint32_t x = compose(cp[si], c);
+			if (x) {
+				cp[si] = x;
+				continue;
+			}
+		}
+		if (cc == 0) {
+			si = (c & NFC_RAW) ? -1 : (long)m;
+			last = -1;
+		} else
+			last = cc;
+		cp[m++] = c;
+	}
+	size_t w = 0;
+	for (size_t i = 0; i < m; i++) {
+		uint32_t c = cp[i];
+		if (c & NFC_RAW || c < 0x80)
+			out[w++] = (uint8_t)c;
+		else if (c < 0x800) {
+			out[w++] = (uint8_t)(0xc0 | c >> 6);
+			out[w++] = (uint8_t)(0x80 | (c & 0x3f));
+		} else if (c < 0x10000) {
+			out[w++] = (uint8_t)(0xe0 | c >> 12);
+			out[w++] = (uint8_t)(0x80 | (c >> 6 & 0x3f));
+			out[w++] = (uint8_t)(0x80 | (c & 0x3f));
+		} else {
+			out[w++] = (uint8_t)(0xf0 | c >> 18);
+			out[w++] = (uint8_t)(0x80 | (c >> 12 & 0x3f));
+			out[w++] = (uint8_t)(0x80 | (c >> 6 & 0x3f));
+			out[w++] = (uint8_t)(0x80 | (c & 0x3f));
+		}
+	}
+	return w;
+}
+
+static size_t u8_len(uint32_t c)
+{
+	return c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+}
+
+static size_t u8_put(uint32_t c, char *o)
+{
+	size_t l = u8_len(c);
+	if (l == 1)
+		o[0] = (char)c;
+	else if (l == 2)
+		o[0] = (char)(0xc0 | c >> 6), o[1] = (char)(0x80 | (c & 0x3f));
+	else if (l == 3)
+		o[0] = (char)(0xe0 | c >> 12), o[1] = (char)(0x80 | (c >> 6 & 0x3f)), o[2] = (char)(0x80 | (c & 0x3f));
+	else
+		o[0] = (char)(0xf0 | c >> 18), o[1] = (char)(0x80 | (c >> 12 & 0x3f)),
+		o[2] = (char)(0x80 | (c >> 6 & 0x3f)), o[3] = (char)(0x80 | (c & 0x3f));
+	return l;
+}
+
+/* Worst-case text: head then unit repeated up to n bytes. */
+static size_t adv_fill(char *s, size_t n, const char *head, const char *unit)
+{
+	size_t w = strlen(head), u = strlen(unit);
+	memcpy(s, head, w);
+	while (w + u <= n) {
+		memcpy(s + w, unit, u);
+		w += u;
+	}
+	return w;
+}
+
+/* (1) the bounds tok.c relies on, from the UCD tables themselves: no code
+ * point's full decomposition is more than NFC_MAX_GROWTH times its UTF-8
+ * bytes nor more than 2 code points per byte (the cp buffers are 2n + 8), and
+ * no composition is longer than its two parts; (2) linear NFC = the quadratic
+ * one, byte for byte, on random text rich in marks, expanding characters,
+ * Hangul and invalid bytes; (3) Qwen3 on build/tok/corpus_nfc.txt = the JS
+ * reference; (4) the worst inputs of 260 KB (under the default frame limit)
+ * take well under a second, and no text gives more ids than
+ * tok_encode_bound, for every tokenizer. */
+static void check_nfc(void)
+{
+	uint32_t cp[64];
+	size_t worst_b = 0, worst_c = 0;
+	uint32_t at_b = 0, at_c = 0;
+	int bad = 0;
+	for (uint32_t c = 0; c < 0x110000; c++) {
+		if (c >= 0xd800 && c <= 0xdfff)
+			continue;
+		size_t k = 0, bytes = 0;
+		decompose(c, cp, &k, 64);
+		for (size_t i = 0; i < k; i++)
+			bytes += u8_len(cp[i]);
+		if (bytes * 1000 / u8_len(c) > worst_b)
+			worst_b = bytes * 1000 / u8_len(c), at_b = c;
+		if (k * 1000 / u8_len(c) > worst_c)
+			worst_c = k * 1000 / u8_len(c), at_c = c;
+	}
+	for (int i = 0; i < tok_uc_comp_n; i++)
+		bad += u8_len(tok_uc_comp[i][2]) > u8_len(tok_uc_comp[i][0]) + u8_len(tok_uc_comp[i][1]);
+	printf("# tok nfc: largest growth under decomposition %.2fx bytes (U+%04X), %.2f code points a byte (U+%04X)\n",
+	       worst_b / 1e3, at_b, worst_c / 1e3, at_c);
+	T_CHECK(worst_b <= NFC_MAX_GROWTH * 1000 && worst_c <= 2000 && bad == 0,
+	        "NFC bounds: %.2fx bytes (allowed %d), %.2f code points a byte (allowed 2), %d compositions that grow",
+	        worst_b / 1e3, NFC_MAX_GROWTH, worst_c / 1e3, bad);
+
+	/* (2) against the quadratic implementation */
+	static const uint32_t pool[] = {0x301, 0x300, 0x323, 0x345, 0x334, 0x315, 0x31b, 0x327, 0x308, 0x304, 0x5b0,
+	                                0x5b4, 0x5bc, 0x5c1, 0x5c2, 0xf71, 0xf72, 0xe38, 0x3099, 0x94d, 0x93c, 0x651,
+	                                0x64e, 0x1d165, 0x1d16e, 0x338, 0x342, 0x313, 'a', 'e', 'o', 'A', 0x3b9, 0x3c9,
+	                                0x5e9, 0x915, 0x304b, 0x1100, 0x1161, 0x11a8, 0xac00, 0xd7a3, 0xfb2c, 0xfb49,
+	                                0x1d160, 0x390, 0x1fd3, 0x1e08, 0x212b, 0x2126, 0xc5, ' '};
+	size_t cap = 1 << 17;
+	char *s = malloc(cap);
+	uint8_t *o1 = malloc(3 * cap), *o2 = malloc(3 * cap);
+	uint32_t *c1 = malloc((2 * cap + 8) * 4), *c2 = malloc((2 * cap + 8) * 4), *tmp = malloc((2 * cap + 8) * 4);
+	uint8_t *cc = malloc(2 * cap + 8);
+	uint32_t seed = 777;
+	int diff = 0, cases = 0;
+	for (int r = 0; r < 4000; r++) {
+		size_t n = 0, len = r % 100 == 0 ? 3000 + r : 1 + r % 50;
+		for (size_t i = 0; i < len && n + 8 < cap; i++) {
+			seed = seed * 1664525u + 1013904223u;
+			uint32_t x = seed >> 8;
+			if (x % 97 == 0)
+				s[n++] = (char)(0x80 | x % 64); /* an invalid byte */
+			else
+				n += u8_put(pool[x % (sizeof pool / sizeof *pool)], s + n);
+		}
+		size_t w1 = nfc((uint8_t *)s, n, c1, tmp, cc, 2 * n + 8, o1);
+		size_t w2 = nfc_quadratic((uint8_t *)s, n, c2, 2 * n + 8, o2);
+		cases++;
+		if (w1 != w2 || memcmp(o1, o2, w1) != 0)
+			diff++;
+	}
+	T_CHECK(diff == 0, "linear NFC differs from the quadratic one on %d of %d strings", diff, cases);
+
+	/* (3) the JS reference on the NFC stress corpus */
+	struct corpus c = {0};
+	struct tok t;
+	struct ts_err e = {0};
+	int *rlen = NULL;
+	int32_t **ref = NULL;
+	if (load_corpus(&c, DIR "/corpus_nfc.txt") == 0 && tok_load(&t, DIR "/qwen3", &e) == 0) {
+		char name[] = "nfc_qwen3";
+		ref = load_ref(name, c.count, &rlen);
+		struct tok_scratch sc = {0};
+		int32_t *ids = malloc(4 * cap * sizeof *ids);
+		int same = 0, longest = 0;
+		for (int i = 0; ref && i < c.count; i++) {
+			int m = tok_encode(&t, c.s[i], c.n[i], ids, (int)(4 * cap), &sc);
+			same += m == rlen[i] && memcmp(ids, ref[i], (size_t)m * 4) == 0;
+			longest = (int)c.n[i] > longest ? (int)c.n[i] : longest;
+		}
+		printf("# tok nfc: qwen3 %d/%d stress strings (up to %d bytes) equal to the JS reference\n", same, c.count,
+		       longest);
+		T_CHECK(ref && c.count >= 400 && same == c.count, "qwen3: %d of %d NFC stress strings equal the JS reference",
+		        same, c.count);
+		for (int i = 0; ref && i < c.count; i++)
+			free(ref[i]);
+		free(ref);
+		free(rlen);
+		free(ids);
+		tok_scratch_free(&sc);
+		tok_free(&t);
+	} else {
+		T_CHECK(0, "NFC stress corpus or qwen3 tokenizer missing: %s", e.msg);
+	}
+	free_corpus(&c);
+
+	/* (4) time and id bound on the worst inputs, every tokenizer */
+	static const struct {
+		const char *name, *head, *unit;
+	} adv[] = {
+	    {"x + (U+0301 U+0323)*", "x", "\xcc\x81\xcc\xa3"},
+	    {"a + (U+0345 U+0323 U+0301 U+0300)*", "a", "\xcd\x85\xcc\xa3\xcc\x81\xcc\x80"},
+	    {"a + U+FB2C*", "a", "\xef\xac\xac"},
+	    {"U+1D160*", "", "\xf0\x9d\x85\xa0"},
+	    {"(U+1100 U+1161)*", "", "\xe1\x84\x80\xe1\x85\xa1"},
+	    {"<|*", "", "<|"},
+	    {"<\xef\xbd\x9c* (DeepSeek-V3's 800 added tokens start so)", "", "<\xef\xbd\x9c"},
+	    {"spaces", "", " "},
+	    {"\\xff*", "", "\xff"},
+	};
+	static const char *names[] = {"llama2", "llama3", "qwen3", "deepseek_v3"};
+	size_t big = 260000;
+	char *text = malloc(big + 16);
+	int32_t *ids = malloc(4 * big * sizeof *ids);
+	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+		char dir[64];
+		snprintf(dir, sizeof dir, DIR "/%s", names[k]);
+		if (tok_load(&t, dir, &e) != 0)
+			continue; /* check_tokenizer reports it */
+		struct tok_scratch sc = {0};
+		double slowest = 0;
+		int over = 0;
+		const char *which = "";
+		for (size_t i = 0; i < sizeof adv / sizeof *adv; i++) {
+			size_t n = adv_fill(text, big, adv[i].head, adv[i].unit);
+			double t0 = ts_now();
+			int m = tok_encode(&t, text, n, ids, (int)(4 * big), &sc);
+			double sec = ts_now() - t0;
+			if (sec > slowest)
+				slowest = sec, which = adv[i].name;
+			if (m < 0 || (size_t)m > tok_encode_bound(&t, n)) {
+				over++;
+				fprintf(stderr, "  %s \"%s\": %d ids from %zu bytes, bound %zu\n", names[k], adv[i].name, m, n,
+				        tok_encode_bound(&t, n));
+			}
+			if (k == 2 && i == 0)
+				printf("# tok nfc: qwen3 \"%s\" %zu bytes: %d ids in %.4f s (the quadratic NFC: about 20 s)\n",
+				       adv[i].name, n, m, sec);
+		}
+		printf("# tok nfc: %s slowest 260 KB adversarial input \"%s\" %.4f s\n", names[k], which, slowest);
+		T_CHECK(slowest < 1.0, "%s: \"%s\" (260 KB) took %.3f s to encode", names[k], which, slowest);
+		T_CHECK(over == 0, "%s: %d adversarial inputs beyond tok_encode_bound", names[k], over);
+		tok_scratch_free(&sc);
+		tok_free(&t);
+	}
+	free(text);
+	free(ids);
+	free(s);
+	free(o1);
+	free(o2);
+	free(c1);
+	free(c2);
+	free(tmp);
+	free(cc);
+}
+
 /* DeepSeek-V3: what its tokenizer_config.json and tokenizer.json say beside the
  * ids the corpus checks: BOS prepended (add_bos_token), the fullwidth-bar
  * special tokens, a vocab entry that is also an added token, the splits. */
@@ -510,6 +772,108 @@ static void check_deepseek3(void)
 	tok_free(&t);
 }
 
+/* ---------------------------------------------------------------- added tokens */
+
+/* The added token at s[0..n) as tok_encode found it before the trie: the
+ * first of the sorted list (first byte, then longest first) that matches. */
+static const struct tok_added *added_scan(const struct tok *t, const uint8_t *s, size_t n)
+{
+	for (int a = t->added_first[s[0]]; a < t->added_first[s[0] + 1]; a++)
+		if (t->added[a].len <= n && memcmp(t->strs + t->added[a].off, s, t->added[a].len) == 0)
+			return &t->added[a];
+	return NULL;
+}
+
+/* A byte-level tokenizer (Llama 3's split, no merges) whose added tokens are
+ * prefixes of one another, in DIR/nest: none of the real ones has such. */
+static void write_nested(void)
+{
+	static const char *const added[] = {"<", "<a", "<a>", "<a>bc", "ab", "<a>bcd", "<a>", "x<"};
+	mkdir(DIR "/nest", 0755);
+	FILE *f = fopen(DIR "/nest/tokenizer.json", "w");
+	fputs("{\"added_tokens\": [", f);
+	for (size_t i = 0; i < sizeof added / sizeof *added; i++)
+		fprintf(f, "%s{\"id\": %zu, \"content\": \"%s\", \"special\": %s}", i ? ", " : "", 256 + i, added[i],
+		        i % 2 ? "true" : "false");
+	fputs("], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+	      "\"Split\", \"behavior\": \"Isolated\", \"pattern\": {\"Regex\": \"",
+	      f);
+	for (const char *c = TOK_PAT_LLAMA3; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			fputc('\\', f);
+		fputc(*c, f);
+	}
+	fputs("\"}}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]}, \"model\": "
+	      "{\"type\": \"BPE\", \"merges\": [], \"vocab\": {",
+	      f);
+	for (int b = 0; b < 256; b++) {
+		uint32_t c = tok_byte_cp(b);
+		char u[8];
+		size_t l = u8_put(c, u);
+		fputs(b ? ", \"" : "\"", f);
+		if (c == '"' || c == '\\')
+			fputc('\\', f);
+		fwrite(u, 1, l, f);
+		fprintf(f, "\": %d", b);
+	}
+	fputs("}}}", f);
+	fclose(f);
+}
+
+/* The trie finds what the sorted list finds, at every position of text made
+ * of added tokens, their prefixes and bytes around them; on the nested set,
+ * the longest match wins and a repeated content keeps its first id. */
+static void check_added_trie(void)
+{
+	static const char *names[] = {"llama2", "llama3", "qwen3", "deepseek_v3", "nest"};
+	write_nested();
+	uint32_t seed = 99;
+	char *buf = malloc(1 << 16);
+	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+		char dir[64];
+		struct tok t;
+		struct ts_err e = {0};
+		snprintf(dir, sizeof dir, DIR "/%s", names[k]);
+		if (tok_load(&t, dir, &e) != 0 || t.n_added == 0)
+			continue;
+		int diff = 0, hits = 0;
+		for (int r = 0; r < 300; r++) {
+			size_t n = 0;
+			while (n < 4000) {
+				seed = seed * 1664525u + 1013904223u;
+				const struct tok_added *a = &t.added[(seed >> 8) % (uint32_t)t.n_added];
+				size_t l = (seed >> 4) % 3 ? a->len : 1 + (seed >> 12) % a->len; /* whole or a prefix */
+				memcpy(buf + n, t.strs + a->off, l);
+				n += l;
+				if ((seed >> 20) % 4 == 0)
+					buf[n++] = "<|>x \n"[(seed >> 24) % 6];
+			}
+			for (size_t i = 0; i < n; i++) {
+				const struct tok_added *x = t.trie_first[(uint8_t)buf[i]] >= 0
+							    ? added_at(&t, (const uint8_t *)buf + i, n - i)
+							    : NULL;
+				const struct tok_added *y = added_scan(&t, (const uint8_t *)buf + i, n - i);
+				diff += x != y;
+				hits += y != NULL;
+			}
+		}
+		T_CHECK(diff == 0 && hits > 1000, "%s: the added tokens' trie differs from the sorted scan at %d positions "
+		        "(%d matches)", names[k], diff, hits);
+		if (k == 4) {
+			struct tok_scratch sc = {0};
+			int32_t ids[16];
+			int m = tok_encode(&t, "<a>bcd<a>bc<a>x<<", 17, ids, 16, &sc);
+			/* <a>bcd | <a>bc | <a> | x< | < */
+			T_CHECK(m == 5 && ids[0] == 261 && ids[1] == 259 && ids[2] == 258 && ids[3] == 263 && ids[4] == 256,
+			        "nested added tokens: longest first, a repeat keeps its first id: %d ids %d %d %d %d %d", m,
+			        ids[0], ids[1], ids[2], ids[3], ids[4]);
+			tok_scratch_free(&sc);
+		}
+		tok_free(&t);
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	struct stat sb;
@@ -541,6 +905,8 @@ int main(void)
 	check_tokenizer("qwen3", &c);
 	check_tokenizer("deepseek_v3", &ds);
 	check_deepseek3();
+	check_nfc();
+	check_added_trie();
 	free_corpus(&c);
 	free_corpus(&ds);
 	return T_DONE();

