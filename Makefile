@@ -234,12 +234,16 @@ $(DEFAULT_MODEL): | $(TOOLS)
 	@[ -f $(B)/models/default/config.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer
 	@[ -f $@ ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer --no-weights
 
-run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) ## run the appliance on the default config and model (serves TLS on 127.0.0.1:7070)
-	@[ -f $(B)/certs/ca.crt ] || $(B)/tokenspeed certs $(B)/certs
+# The development certificates the shipped config names (make run serves with them; t_bin checks the shipped config).
+DEFAULT_CERTS := $(B)/certs/ca.crt
+$(DEFAULT_CERTS): | $(B)/tokenspeed
+	@[ -f $@ ] || $(B)/tokenspeed certs $(B)/certs
+
+run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) ## run the appliance on the default config and model (serves TLS on 127.0.0.1:7070)
 	@echo "client: $(B)/tsctl generate \"Hello\"   or   $(B)/tsctl chat   (defaults: --server 127.0.0.1:7070 --certs $(B)/certs)"
 	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) ## build and run every test; ends with "N passed, N failed"
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) ## build and run every test; ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests
 
 fuzz: $(B)/fuzz/fuzz_json $(B)/fuzz/fuzz_ckpt $(B)/fuzz/fuzz_proto $(B)/fuzz/fuzz_tok $(B)/tests/t_fuzz ## run each libFuzzer target FUZZ_TIME s (needs clang, libclang-rt-14-dev)

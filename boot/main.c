@@ -251,11 +251,12 @@ static int cmd_serve(int argc, char **argv)
 	cfg_defaults(&cfg);
 	if (cfg_load(&cfg, argv[3], &e) < 0)
 		return die("config", &e);
-	if (!cfg.server.tls_psk_file[0] && (!cfg.server.tls_cert[0] || !cfg.server.tls_key[0] || !cfg.server.tls_ca[0])) {
-		fprintf(stderr, "tokenspeed: %s: [server] tls_cert, tls_key and tls_ca (or tls_psk_identity and tls_psk_file) must be set to serve; "
-				"make development certificates with `tokenspeed certs DIR`\n", argv[3]);
-		return 1;
-	}
+	/* the TLS files before the weights: a bad one stops boot in milliseconds,
+	 * not after loading the model (engine_boot checks the checkpoint and its
+	 * tokenizer before any weight too) */
+	char note[256];
+	if (engine_check_server(&cfg, 1, note, sizeof(note), &e) < 0)
+		return die("server", &e);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -313,11 +314,13 @@ int main(int argc, char **argv)
 		cfg_defaults(&cfg);
 		if (cfg_load(&cfg, argv[2], &e) < 0)
 			return die("config", &e);
-		char note[1024];
+		char note[1024], snote[256];
 		log_set_level(LOG_WARN);
+		if (engine_check_server(&cfg, 0, snote, sizeof(snote), &e) < 0)
+			return die("server", &e);
 		if (engine_check_model(&cfg, note, sizeof(note), &e) < 0)
 			return die("model", &e);
-		printf("%s: ok (%s)\n", argv[2], note);
+		printf("%s: ok (%s; %s)\n", argv[2], note, snote);
 		return 0;
 	}
 	if (!strcmp(cmd, "--print-config")) {

@@ -642,6 +642,19 @@ static int cfg_cross_check(struct cfg_load_ctx *x)
 			       "neither for certificates",
 			       x->file, line);
 	}
+	if (c->server.tls_psk_file[0] && (c->server.tls_cert[0] || c->server.tls_key[0] || c->server.tls_ca[0])) {
+		int line = 0;
+		static const char *const keys[] = {"tls_psk_identity", "tls_psk_file", "tls_cert", "tls_key", "tls_ca"};
+		for (size_t k = 0; k < TS_ARRAY_LEN(keys); k++) {
+			int i = key_find("server", keys[k]);
+			line = TS_MAX(line, i >= 0 ? x->key_line[i] : 0);
+		}
+		return ts_errf(x->e, E_FORMAT,
+			       "%s:%d: [server] tls_psk_identity/tls_psk_file (PSK mode) and tls_cert/tls_key/tls_ca "
+			       "(certificate mode) are both set; the server speaks one mode: remove the tls_psk_* lines "
+			       "for mutual certificates, or the tls_cert, tls_key and tls_ca lines for PSK",
+			       x->file, line);
+	}
 	if (c->engine.kv_tokens != 0 && c->engine.kv_tokens < c->engine.max_seq_len) {
 		int blame_seq = x->key_line[i_seq] > x->key_line[i_kv];
 		int line = blame_seq ? x->key_line[i_seq] : x->key_line[i_kv];

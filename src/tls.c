@@ -227,6 +227,59 @@ static int conf_base(struct tls_config *c, enum tls_role role, enum tls_mode mod
 	return 0;
 }
 
+/* A server's client-auth CA file: every certificate in it is a CA
+ * (basicConstraints CA:TRUE) in its validity period; one that is not can
+ * never let a client in, so boot stops here rather than at every handshake. */
+static int ca_check(const mbedtls_x509_crt *ca, const char *path, struct ts_err *e)
+{
+	char when[48];
+	int i = 1;
+	for (const mbedtls_x509_crt *c = ca; c && c->raw.len; c = c->next, i++) {
+		if (!c->MBEDTLS_PRIVATE(ca_istrue))
+			return ts_errf(e, E_INVAL,
+			               "%s: certificate %d is not a CA (no basicConstraints CA:TRUE): the CA file holds "
+			               "the CA that signs client certificates (ca.crt of `tokenspeed certs DIR`)",
+			               path, i);
+		if (mbedtls_x509_time_is_past(&c->valid_to)) {
+			time_msg(&c->valid_to, when, sizeof(when));
+			return ts_errf(e, E_INVAL,
+			               "%s: the CA certificate expired on %s, so no client certificate verifies; make "
+			               "a new CA and certificates (`tokenspeed certs DIR`)",
+			               path, when);
+		}
+		if (mbedtls_x509_time_is_future(&c->valid_from)) {
+			time_msg(&c->valid_from, when, sizeof(when));
+			return ts_errf(e, E_INVAL, "%s: the CA certificate is not valid until %s; check this machine's clock",
+			               path, when);
+		}
+	}
+	return 0;
+}
+
+/* The server's own certificate chains to its CA file: our clients verify the
+ * server against the CA that signs their own certificates (one `tokenspeed
+ * certs` directory), so a server certificate from another CA fails every
+ * handshake. */
+static int chain_check(mbedtls_x509_crt *own, const char *own_path, mbedtls_x509_crt *ca, const char *ca_path,
+                       struct ts_err *e)
+{
+	uint32_t flags = 0;
+	char info[256];
+	if (mbedtls_x509_crt_verify(own, ca, NULL, NULL, &flags, NULL, NULL) == 0)
+		return 0;
+	int n = mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
+	for (int i = 0; i < n; i++)
+		if (info[i] == '\n')
+			info[i] = i == n - 1 ? 0 : ';';
+	if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+		return ts_errf(e, E_INVAL,
+		               "%s: the certificate is not signed by the CA in %s, which our clients also trust; use "
+		               "server.crt, server.key and ca.crt from one `tokenspeed certs DIR` (%s)",
+		               own_path, ca_path, info);
+	return ts_errf(e, E_INVAL, "%s: the certificate does not verify against the CA in %s (%s)", own_path, ca_path,
+	               info);
+}
+
 /* Shared by both roles in CERT mode; cert and key may be NULL (client only). */
 static int conf_cert(struct tls_config *c, enum tls_role role, const char *cert, const char *key, const char *ca,
                      struct ts_err *e)
@@ -240,6 +293,8 @@ static int conf_cert(struct tls_config *c, enum tls_role role, const char *cert,
 		               role == TLS_SERVER ? "the server" : "a client",
 		               role == TLS_SERVER ? "client" : "server");
 	if ((rc = crt_load(&c->ca, ca, "CA certificate", 0, e)) < 0)
+		return rc;
+	if (role == TLS_SERVER && (rc = ca_check(&c->ca, ca, e)) < 0)
 		return rc;
 	if (cert || key) {
 		if (!cert || !key || !*cert || !*key)
@@ -257,6 +312,8 @@ static int conf_cert(struct tls_config *c, enum tls_role role, const char *cert,
 			               "%s: this key does not belong to the certificate in %s; give the pair "
 			               "written together by `tokenspeed certs DIR`",
 			               key, cert);
+		if (role == TLS_SERVER && (rc = chain_check(&c->own_cert, cert, &c->ca, ca, e)) < 0)
+			return rc;
 		ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->own_cert, &c->own_key);
 		if (ret != 0) {
 			mbed_text(ret, why, sizeof(why));

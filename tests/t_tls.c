@@ -239,6 +239,24 @@ static void expired_client(void)
 	T_CHECK(certs_cert_pem(&spec, pem, sizeof(pem), &e) == 0, "%s", e.msg);
 	T_CHECK(certs_file_new(dir_n, "old.crt", pem, strlen((char *)pem), 0644, &e) == 0, "%s", e.msg);
 	T_CHECK(certs_write_key(dir_n, "old.key", &key, &e) == 0, "%s", e.msg);
+	/* the same key in an expired server certificate from A's CA, and an
+	 * expired self-signed CA (for the config checks) */
+	spec.subject = "CN=localhost,O=TokenSpeed";
+	spec.eku_oid = MBEDTLS_OID_SERVER_AUTH;
+	spec.eku_len = MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH);
+	T_CHECK(certs_cert_pem(&spec, pem, sizeof(pem), &e) == 0, "%s", e.msg);
+	T_CHECK(certs_file_new(dir_n, "old-server.crt", pem, strlen((char *)pem), 0644, &e) == 0, "%s", e.msg);
+	struct cert_spec ca_spec = {
+	    .subject = "CN=old-ca,O=TokenSpeed",
+	    .issuer = "CN=old-ca,O=TokenSpeed",
+	    .subject_key = &key,
+	    .issuer_key = &key,
+	    .is_ca = 1,
+	    .not_before = now - 10 * 86400,
+	    .not_after = now - 86400,
+	};
+	T_CHECK(certs_cert_pem(&ca_spec, pem, sizeof(pem), &e) == 0, "%s", e.msg);
+	T_CHECK(certs_file_new(dir_n, "old-ca.crt", pem, strlen((char *)pem), 0644, &e) == 0, "%s", e.msg);
 
 	/* The config tls_config_client would build, minus its expiry check. */
 	struct ts_err e2 = {0};
@@ -437,14 +455,16 @@ static void test_refusals(void)
 	/* e: a server certificate for another name. */
 	struct tls_config srv_n, cli_other;
 	struct ts_err e = {0};
+	/* A server whose certificate (N's) does not chain to its CA file (A's)
+	 * stops at config time: our clients trust that one CA for both. */
 	int rc = tls_config_server(&srv_n, path_in(dir_n, "server.crt"), path_in(dir_n, "server.key"),
 	                           path_in(dir_a, "ca.crt"), &e);
-	T_CHECK(rc == 0, "%s", e.msg);
+	T_CHECK(rc == -E_INVAL, "a server certificate from another CA than tls_ca accepted: %d", rc);
+	T_HAS(e.msg, "server.crt: the certificate is not signed by the CA in");
+	T_HAS(e.msg, "one `tokenspeed certs DIR`");
 	rc = tls_config_client(&cli_other, path_in(dir_n, "client.crt"), path_in(dir_n, "client.key"),
 	                       path_in(dir_n, "ca.crt"), "localhost", &e);
 	T_CHECK(rc == 0, "%s", e.msg);
-	/* N's server must trust N's client: rebuild it with N's CA. */
-	tls_config_free(&srv_n);
 	rc = tls_config_server(&srv_n, path_in(dir_n, "server.crt"), path_in(dir_n, "server.key"),
 	                       path_in(dir_n, "ca.crt"), &e);
 	T_CHECK(rc == 0, "%s", e.msg);
@@ -650,6 +670,16 @@ static void test_config_errors(void)
 	T_HAS(e.msg, "client.key: this key does not belong to the certificate");
 	T_CHECK(tls_config_server(&c, crt, key, NULL, &e) == -E_INVAL, "no CA");
 	T_HAS(e.msg, "CA");
+	/* a CA file that holds no CA (the server certificate), an expired CA,
+	 * and an expired server certificate from the right CA */
+	T_CHECK(tls_config_server(&c, crt, key, crt, &e) == -E_INVAL, "a leaf certificate as the CA");
+	T_HAS(e.msg, "server.crt: certificate 1 is not a CA");
+	T_CHECK(tls_config_server(&c, crt, key, path_in(dir_n, "old-ca.crt"), &e) == -E_INVAL, "expired CA");
+	T_HAS(e.msg, "old-ca.crt: the CA certificate expired on");
+	T_CHECK(tls_config_server(&c, path_in(dir_n, "old-server.crt"), path_in(dir_n, "old.key"), ca, &e) == -E_INVAL,
+	        "expired server certificate");
+	T_HAS(e.msg, "old-server.crt: the certificate expired on");
+	T_HAS(e.msg, "tokenspeed certs DIR");
 	T_CHECK(tls_config_client(&c, NULL, NULL, ca, NULL, &e) == -E_INVAL, "client without a server name");
 	T_CHECK(tls_config_client(&c, crt, NULL, ca, "localhost", &e) == -E_INVAL, "certificate without key");
 	struct tls_session s;
