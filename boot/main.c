@@ -236,8 +236,24 @@ static int cmd_generate(int argc, char **argv)
 
 #define SERVE_DRAIN_MS 30000
 
+/* serve's last log line: its exit status and why. */
+static int serve_exit(int status, const char *reason)
+{
+	log_msg(status ? LOG_ERROR : LOG_INFO, "serve: exit status=%d reason=\"%s\"", status, reason);
+	return status;
+}
+
+static int serve_die(const char *what, const struct ts_err *e)
+{
+	char reason[128];
+	die(what, e);
+	snprintf(reason, sizeof(reason), "%s failed: %s", what, ts_code_name(-e->code));
+	return serve_exit(1, reason);
+}
+
 /* Boots, serves until SIGTERM or SIGINT (read through a signalfd), then
- * drains: GOAWAY, live requests finish or end CANCELLED, clean exit. */
+ * drains: GOAWAY, live requests finish or end CANCELLED, clean exit. Logs
+ * "drained" with the time it took, and its exit status and reason. */
 static int cmd_serve(int argc, char **argv)
 {
 	struct ts_err e = {0};
@@ -250,13 +266,13 @@ static int cmd_serve(int argc, char **argv)
 	}
 	cfg_defaults(&cfg);
 	if (cfg_load(&cfg, argv[3], &e) < 0)
-		return die("config", &e);
+		return serve_die("config", &e);
 	/* the TLS files before the weights: a bad one stops boot in milliseconds,
 	 * not after loading the model (engine_boot checks the checkpoint and its
 	 * tokenizer before any weight too) */
 	char note[256];
 	if (engine_check_server(&cfg, 1, note, sizeof(note), &e) < 0)
-		return die("server", &e);
+		return serve_die("server", &e);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -265,25 +281,32 @@ static int cmd_serve(int argc, char **argv)
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (sfd < 0) {
 		fprintf(stderr, "tokenspeed: signalfd: %s\n", strerror(errno));
-		return 1;
+		return serve_exit(1, "signalfd failed");
 	}
 	if (engine_boot(&en, &cfg, &e) < 0)
-		return die("boot", &e);
+		return serve_die("boot", &e);
 	if (serve_start(&sv, &en, NULL, &e) < 0) {
 		engine_stop(&en);
-		return die("serve", &e);
+		return serve_die("serve", &e);
 	}
 	printf("tokenspeed: serving on port %d\n", serve_port(sv));
 	fflush(stdout);
 	struct signalfd_siginfo si;
 	while (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si) && errno == EINTR)
 		;
-	log_msg(LOG_INFO, "serve: signal %u: draining", si.ssi_signo);
+	const char *sig = si.ssi_signo == SIGTERM ? "SIGTERM" : si.ssi_signo == SIGINT ? "SIGINT" : "signal";
+	log_msg(LOG_INFO, "serve: signal %u (%s): draining, deadline_ms=%d", si.ssi_signo, sig, SERVE_DRAIN_MS);
+	double t0 = ts_now();
 	serve_drain(sv, SERVE_DRAIN_MS);
 	serve_wait(sv);
+	double ms = (ts_now() - t0) * 1e3;
+	log_msg(LOG_INFO, "serve: drained ms=%.0f%s", ms,
+		ms >= SERVE_DRAIN_MS ? " (deadline passed: requests still live were cancelled)" : "");
 	close(sfd);
 	engine_stop(&en);
-	return 0;
+	char reason[64];
+	snprintf(reason, sizeof(reason), "%s, drained", sig);
+	return serve_exit(0, reason);
 }
 
 /* ------------------------------------------------------------ main */
