@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "log.h"
 #include "serve.h"
+#include "tls_mem.h"
 
 #define TS_VERSION "0.1.0"
 
@@ -235,6 +236,7 @@ static int cmd_generate(int argc, char **argv)
 /* ------------------------------------------------------------ serve */
 
 #define SERVE_DRAIN_MS 30000
+#define SERVE_MAX_CONNS 64 /* connections served at once; sizes the TLS pool too */
 
 /* serve's last log line: its exit status and why. */
 static int serve_exit(int status, const char *reason)
@@ -267,6 +269,14 @@ static int cmd_serve(int argc, char **argv)
 	cfg_defaults(&cfg);
 	if (cfg_load(&cfg, argv[3], &e) < 0)
 		return serve_die("config", &e);
+	/* every byte TLS will use, before mbedTLS's first allocation */
+	struct serve_opts so = {.max_conns = SERVE_MAX_CONNS};
+	if (tls_mem_init(tls_mem_bytes_for(so.max_conns), &e) < 0)
+		return serve_die("tls pool", &e);
+	struct tls_mem_stats pm;
+	tls_mem_stats(&pm);
+	log_msg(LOG_INFO, "stage=tls pool_kb=%zu sessions=%d per_session_kb=%u base_kb=%u", pm.arena_bytes >> 10,
+		so.max_conns, TLS_MEM_SESSION_BYTES >> 10, TLS_MEM_BASE_BYTES >> 10);
 	/* the TLS files before the weights: a bad one stops boot in milliseconds,
 	 * not after loading the model (engine_boot checks the checkpoint and its
 	 * tokenizer before any weight too) */
@@ -285,7 +295,7 @@ static int cmd_serve(int argc, char **argv)
 	}
 	if (engine_boot(&en, &cfg, &e) < 0)
 		return serve_die("boot", &e);
-	if (serve_start(&sv, &en, NULL, &e) < 0) {
+	if (serve_start(&sv, &en, &so, &e) < 0) {
 		engine_stop(&en);
 		return serve_die("serve", &e);
 	}
@@ -304,6 +314,10 @@ static int cmd_serve(int argc, char **argv)
 		ms >= SERVE_DRAIN_MS ? " (deadline passed: requests still live were cancelled)" : "");
 	close(sfd);
 	engine_stop(&en);
+	tls_mem_stats(&pm);
+	log_msg(LOG_INFO, "serve: tls pool arena_kb=%zu carved_kb=%zu peak_kb=%zu live_kb=%zu allocs=%llu failed=%llu",
+		pm.arena_bytes >> 10, pm.carved_bytes >> 10, pm.peak_bytes >> 10, pm.live_bytes >> 10,
+		(unsigned long long)pm.allocs, (unsigned long long)pm.failed);
 	char reason[64];
 	snprintf(reason, sizeof(reason), "%s, drained", sig);
 	return serve_exit(0, reason);

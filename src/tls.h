@@ -45,7 +45,9 @@
  * TLS 1.3 in mbedTLS 3.6 negotiates neither max_fragment_length nor, in our
  * build, record_size_limit), plus the peer's certificate chain, kept for
  * tls_peer_cn. The handshake temporarily needs more. tests/t_tls.c measures
- * and prints both figures.
+ * and prints both figures. In `tokenspeed serve` all of it comes from a pool
+ * taken at boot (tls_mem.h), so a session can fail with -E_NOMEM when more
+ * sessions are open than the pool was sized for.
  *
  * Threads. tls_config_* run once at boot on one thread; a ready tls_config
  * is then read-only and may be shared by sessions on any thread. A session

@@ -25,6 +25,7 @@
 
 #include "t.h"
 #include "tls.h"
+#include "tls_mem.h"
 
 #include <malloc.h>
 #include <poll.h>
@@ -798,6 +799,95 @@ static void rm_dir(const char *d)
 		fprintf(stderr, "t_tls: could not remove %s\n", d);
 }
 
+/* ------------------------------------------------------------ the session pool */
+
+/* tls_mem: what one handshake (client and server, mutual certificates, an
+ * echo, close) holds per size class fits TLS_MEM_SESSION_BYTES; a pool sized
+ * for 2 * P sessions serves P pairs at once without a failed allocation; past
+ * its size a session fails cleanly with -E_NOMEM, and once they are freed the
+ * pool serves again. Runs last: from here on the whole process's mbedTLS
+ * allocates from the pool. */
+static void test_pool(void)
+{
+	enum { P = 4, MAX_PAIRS = 64 };
+	struct ts_err e = {0};
+	struct tls_mem_stats st0, st;
+	static struct tls_config ps, pc;
+	T_CHECK(tls_mem_init(tls_mem_bytes_for(2 * P), &e) == 0, "tls_mem_init: %s", e.msg);
+	T_CHECK(tls_mem_init(4096, &e) == -E_INVAL, "a second tls_mem_init accepted");
+	/* configs built inside the pool, as serve's are */
+	T_CHECK(tls_config_server(&ps, path_in(dir_a, "server.crt"), path_in(dir_a, "server.key"), path_in(dir_a, "ca.crt"),
+	                          &e) == 0,
+	        "%s", e.msg);
+	T_CHECK(tls_config_client(&pc, path_in(dir_a, "client.crt"), path_in(dir_a, "client.key"), path_in(dir_a, "ca.crt"),
+	                          "localhost", &e) == 0,
+	        "%s", e.msg);
+	struct pair *q = calloc(MAX_PAIRS, sizeof(*q));
+	/* one pair, measured per class */
+	pair_init(&q[0], &pc, &ps, 0);
+	pair_free(&q[0]); /* PSA's key store grows on first use: not a session's */
+	tls_mem_stats(&st0);
+	tls_mem_reset_peaks();
+	pair_init(&q[0], &pc, &ps, 0);
+	pair_handshake(&q[0]);
+	T_CHECK(q[0].rc_c == 0 && q[0].rc_s == 0, "pooled handshake: %s | %s", q[0].c.err.msg, q[0].s.err.msg);
+	T_CHECK(pair_echo(&q[0], 20000) == 0, "pooled echo");
+	pair_free(&q[0]);
+	tls_mem_stats(&st);
+	printf("pool: a client + server session pair holds at most %zu B by size class (live %zu B); "
+	       "TLS_MEM_SESSION_BYTES %u B per session; the config and PSA %zu B\n",
+	       st.class_peak_bytes, st.peak_bytes - st0.live_bytes, TLS_MEM_SESSION_BYTES, st0.live_bytes);
+	T_CHECK(st.class_peak_bytes <= TLS_MEM_SESSION_BYTES, "a pair needs %zu B, more than TLS_MEM_SESSION_BYTES %u",
+	        st.class_peak_bytes, TLS_MEM_SESSION_BYTES);
+	T_CHECK(st.live_bytes == st0.live_bytes, "a freed pair left %zu B", st.live_bytes - st0.live_bytes);
+	T_CHECK(st0.live_bytes <= TLS_MEM_BASE_BYTES, "configs hold %zu B, more than TLS_MEM_BASE_BYTES", st0.live_bytes);
+
+	/* P pairs (2P sessions) alive at once: no failed allocation */
+	for (int i = 0; i < P; i++) {
+		pair_init(&q[i], &pc, &ps, 0);
+		pair_handshake(&q[i]);
+		T_CHECK(q[i].rc_c == 0 && q[i].rc_s == 0, "pair %d: %s | %s", i, q[i].c.err.msg, q[i].s.err.msg);
+	}
+	for (int i = 0; i < P; i++)
+		T_CHECK(pair_echo(&q[i], 20000) == 0, "echo %d", i);
+	tls_mem_stats(&st);
+	T_CHECK(st.failed == 0, "%llu failed allocations with %d pairs", (unsigned long long)st.failed, P);
+
+	/* more until the pool is spent: a clean -E_NOMEM */
+	int n = P, nomem = 0;
+	for (; n < MAX_PAIRS && !nomem; n++) {
+		memset(&q[n], 0, sizeof(q[n]));
+		q[n].ce = (struct end){.in = &q[n].s2c, .out = &q[n].c2s, .peer = &q[n].se};
+		q[n].se = (struct end){.in = &q[n].c2s, .out = &q[n].s2c, .peer = &q[n].ce};
+		int a = tls_session_init(&q[n].c, &pc, mem_send, mem_recv, &q[n].ce);
+		int b = tls_session_init(&q[n].s, &ps, mem_send, mem_recv, &q[n].se);
+		if (a == 0 && b == 0)
+			pair_handshake(&q[n]);
+		int r[4] = {a, b, a == 0 && b == 0 ? q[n].rc_c : 0, a == 0 && b == 0 ? q[n].rc_s : 0};
+		for (int k = 0; k < 4; k++) {
+			T_CHECK(r[k] == 0 || r[k] == -E_NOMEM, "pair %d: %d (%s | %s)", n, r[k], q[n].c.err.msg,
+			        q[n].s.err.msg);
+			nomem |= r[k] == -E_NOMEM;
+		}
+	}
+	tls_mem_stats(&st);
+	printf("pool: spent after %d pairs (sized for %d): %llu failed allocations, %s | %s\n", n, P,
+	       (unsigned long long)st.failed, q[n - 1].c.err.msg, q[n - 1].s.err.msg);
+	T_CHECK(nomem && st.failed > 0, "the pool sized for %d pairs never ran out in %d", P, n);
+	for (int i = 0; i < n; i++)
+		pair_free(&q[i]);
+	tls_mem_stats(&st);
+	T_CHECK(st.live_bytes == st0.live_bytes, "after freeing all: %zu B live, %zu before", st.live_bytes,
+	        st0.live_bytes);
+	pair_init(&q[0], &pc, &ps, 0);
+	pair_handshake(&q[0]);
+	T_CHECK(q[0].rc_c == 0 && q[0].rc_s == 0, "after the pool ran out: %s | %s", q[0].c.err.msg, q[0].s.err.msg);
+	pair_free(&q[0]);
+	free(q);
+	tls_config_free(&ps);
+	tls_config_free(&pc);
+}
+
 int main(void)
 {
 	struct ts_err e = {0};
@@ -834,6 +924,7 @@ int main(void)
 	tls_config_free(&cli_trusts_b);
 	tls_config_free(&cli_expired);
 	tls_config_free(&cli_srvcert);
+	test_pool();
 	rm_dir(top_a);
 	rm_dir(top_b);
 	rm_dir(top_n);

@@ -1,0 +1,61 @@
+/* tls_mem: the fixed pool that mbedTLS allocates from in `tokenspeed serve`.
+ *
+ * Owns: one arena taken (mapped and written) at boot, sized for the
+ * configured number of TLS sessions, and mbedTLS's calloc/free while it is
+ * installed (mbedtls_platform_set_calloc_free; our mbedTLS build enables
+ * MBEDTLS_PLATFORM_MEMORY for it, see the Makefile). After tls_mem_init every
+ * mbedTLS allocation in the process -- configurations, sessions, handshakes,
+ * PSA keys -- comes from the arena, so TLS takes no memory after "ready" and
+ * RSS stays flat under any connection pattern. When the arena is spent an
+ * allocation fails and mbedTLS reports it: the one handshake fails with
+ * -E_NOMEM (tls.h), the others go on.
+ * Does not: grow, or give memory back to the system.
+ *
+ * The arena is carved into blocks of size classes (32 B .. 64 KiB, two per
+ * power of two) on first use; a freed block goes to its class's free list and
+ * is only ever reused by that class (or by a smaller request when the arena
+ * is spent). A class is carved only when all its blocks are live, so n
+ * sessions that each hold at most p_c blocks of class c never carve more than
+ * n * sum_c(p_c * size_c): TLS_MEM_SESSION_BYTES is that sum for one session,
+ * measured by tests/t_tls.c (it measures a client and a server session
+ * together and asserts their sum fits, so one server session has about half
+ * of it to spare for a larger peer certificate chain), and TLS_MEM_BASE_BYTES
+ * covers what does not belong to one session (the configuration's
+ * certificates and key, PSA's key store), measured by tests/t_tlsmem.c
+ * through the stats `serve` logs at exit.
+ *
+ * Threads: any; one mutex inside (mbedTLS runs under tls.c's lock anyway,
+ * but a session may be freed on another thread). tls_mem_init once, at boot,
+ * before any thread uses mbedTLS.
+ */
+#ifndef TS_TLS_MEM_H
+#define TS_TLS_MEM_H
+
+#include "base.h"
+
+#define TLS_MEM_SESSION_BYTES (160u << 10) /* per session: see above */
+#define TLS_MEM_BASE_BYTES    (512u << 10) /* configuration and PSA key store */
+#define TLS_MEM_MAX_SESSIONS  65536
+
+/* Arena bytes for n_sessions concurrent sessions. */
+size_t tls_mem_bytes_for(int n_sessions);
+
+/* Maps and writes bytes, then installs the pool as mbedTLS's allocator.
+ * -E_NOMEM or -E_INVAL (twice, or 0 bytes) with e set. */
+int tls_mem_init(size_t bytes, struct ts_err *e);
+
+struct tls_mem_stats {
+	size_t arena_bytes;  /* taken at boot */
+	size_t carved_bytes; /* cut into blocks so far (never shrinks) */
+	size_t live_bytes;   /* in blocks now allocated */
+	size_t peak_bytes;   /* most live_bytes seen */
+	size_t class_peak_bytes; /* sum over classes of (most blocks live at once * block size) since the last reset */
+	uint64_t allocs, frees, failed;
+};
+/* All zero before tls_mem_init. */
+void tls_mem_stats(struct tls_mem_stats *st);
+
+/* Restarts class_peak_bytes from what is live now (tests measure a session). */
+void tls_mem_reset_peaks(void);
+
+#endif
