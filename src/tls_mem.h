@@ -16,13 +16,18 @@
  * is only ever reused by that class (or by a smaller request when the arena
  * is spent). A class is carved only when all its blocks are live, so n
  * sessions that each hold at most p_c blocks of class c never carve more than
- * n * sum_c(p_c * size_c): TLS_MEM_SESSION_BYTES is that sum for one session,
- * measured by tests/t_tls.c (it measures a client and a server session
- * together and asserts their sum fits, so one server session has about half
- * of it to spare for a larger peer certificate chain), and TLS_MEM_BASE_BYTES
- * covers what does not belong to one session (the configuration's
- * certificates and key, PSA's key store), measured by tests/t_tlsmem.c
- * through the stats `serve` logs at exit.
+ * n * sum_c(p_c * size_c). TLS_MEM_SESSION_BYTES bounds that sum for one
+ * server session, measured by tests/t_tls.c with the client in another
+ * process: 85 KB for a mutual-certificate handshake, echo and close, 150 KB
+ * when the client sends a chain of 34 certificates filling a whole 16 KiB
+ * handshake message (2026-12-08). A chain of still smaller certificates
+ * could need more: the pool is shared, so such clients, many at once, could
+ * spend it and make other handshakes fail with -E_NOMEM while they last (a
+ * per-session quota would stop that; not built). TLS_MEM_BASE_BYTES covers
+ * what belongs to no session (the configuration's certificates and key,
+ * PSA's key store: 7 KB measured, plus the key store's growth with the
+ * number of sessions); tests/t_tlsmem.c checks from the stats `serve` logs
+ * at exit that the pool was never spent under its storms.
  *
  * Threads: any; one mutex inside (mbedTLS runs under tls.c's lock anyway,
  * but a session may be freed on another thread). tls_mem_init once, at boot,

@@ -5,7 +5,7 @@
  * files, a PSK file) each case breaks one thing and expects --check-config to
  * exit non-zero with one message naming the key or file and what to do:
  * a missing TLS file, a file that is not PEM, a key that is not the
- * certificate's, an expired server certificate, a server certificate from
+ * certificate's, an expired server certificate, one not valid yet, a server certificate from
  * another CA than tls_ca, a CA file without a CA, PSK and certificates set
  * together, a missing / malformed / short PSK file, a model directory that is
  * not a checkpoint, an unsupported architecture, a broken tokenizer.json and
@@ -79,6 +79,10 @@ static void expired_cert(void)
 	};
 	T_CHECK(certs_cert_pem(&spec, pem, sizeof(pem), &e) == 0, "%s", e.msg);
 	T_CHECK(certs_file_new(W, "old.crt", pem, strlen((char *)pem), 0644, &e) == 0, "%s", e.msg);
+	spec.not_before = now + 2 * 86400; /* and one not valid yet */
+	spec.not_after = now + 30 * 86400;
+	T_CHECK(certs_cert_pem(&spec, pem, sizeof(pem), &e) == 0, "%s", e.msg);
+	T_CHECK(certs_file_new(W, "future.crt", pem, strlen((char *)pem), 0644, &e) == 0, "%s", e.msg);
 	mbedtls_pk_free(&ca_key);
 	mbedtls_pk_free(&key);
 }
@@ -130,6 +134,8 @@ int main(void)
 	bad("mismatch", "client.key: this key does not belong to the certificate", "server.crt", NULL);
 	ini("expired", tok, CERTS("old.crt", "certs/server.key", "certs/ca.crt"));
 	bad("expired", "old.crt: the certificate expired on", "tokenspeed certs DIR", NULL);
+	ini("future", tok, CERTS("future.crt", "certs/server.key", "certs/ca.crt"));
+	bad("future", "future.crt: the certificate is not valid until", "clock", NULL);
 	ini("wrongca", tok, CERTS("certs/server.crt", "certs/server.key", "other/ca.crt"));
 	bad("wrongca", "server.crt: the certificate is not signed by the CA in", "other/ca.crt", NULL);
 	ini("notca", tok, CERTS("certs/server.crt", "certs/server.key", "certs/client.crt"));

@@ -31,6 +31,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 static char dir_a[96], dir_b[96], dir_n[96]; /* <mkdtemp dir>/certs */
 
@@ -311,6 +312,7 @@ static int wait_for(int fd, const struct tls_session *s)
 
 struct srv_job {
 	int fd;
+	const struct tls_config *cfg; /* NULL: srv_a */
 	int rc, version, echoed, eof;
 	char cn[TLS_NAME_MAX], err[1024];
 };
@@ -322,7 +324,7 @@ static void *server_thread(void *arg)
 	static uint8_t buf[ECHO_BYTES];
 	size_t got = 0, sent = 0;
 	int r;
-	j->rc = tls_session_init(&s, &srv_a, fd_send, fd_recv, &j->fd);
+	j->rc = tls_session_init(&s, j->cfg ? j->cfg : &srv_a, fd_send, fd_recv, &j->fd);
 	if (j->rc < 0)
 		return NULL;
 	while ((r = tls_handshake(&s)) == TLS_AGAIN)
@@ -356,6 +358,66 @@ static void *server_thread(void *arg)
 	snprintf(j->err, sizeof(j->err), "%s", s.err.msg);
 	tls_session_free(&s);
 	return NULL;
+}
+
+/* The client half of test_socketpair's exchange (handshake, echo, close) on
+ * fd with config cc; 0 when all of it worked. */
+static int client_side(int fd, const struct tls_config *cc)
+{
+	struct tls_session c;
+	static uint8_t out[ECHO_BYTES], back[ECHO_BYTES];
+	size_t sent = 0, got = 0;
+	int r;
+	if (tls_session_init(&c, cc, fd_send, fd_recv, &fd) < 0)
+		return -1;
+	while ((r = tls_handshake(&c)) == TLS_AGAIN && wait_for(fd, &c) == 0)
+		;
+	while (r == 0 && sent < ECHO_BYTES) {
+		int w = tls_write(&c, out + sent, ECHO_BYTES - sent);
+		if (w == TLS_AGAIN && wait_for(fd, &c) == 0)
+			continue;
+		if (w <= 0)
+			break;
+		sent += (size_t)w;
+	}
+	while (r == 0 && got < ECHO_BYTES) {
+		int n = tls_read(&c, back + got, ECHO_BYTES - got);
+		if (n == TLS_AGAIN && wait_for(fd, &c) == 0)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	while (r == 0 && (r = tls_close_notify(&c)) == TLS_AGAIN && wait_for(fd, &c) == 0)
+		;
+	tls_session_free(&c);
+	return r == 0 && got == ECHO_BYTES ? 0 : -1;
+}
+
+/* What one server session (config sc) holds by size class in the pool while
+ * a client with config cc, in a child process of its own (so its memory is
+ * not counted), handshakes, echoes and closes. */
+static size_t server_session_bytes(const struct tls_config *sc, const struct tls_config *cc)
+{
+	int sv[2];
+	struct tls_mem_stats st;
+	T_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0, "socketpair");
+	tls_mem_reset_peaks();
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[1]);
+		_exit(client_side(sv[0], cc) == 0 ? 0 : 1);
+	}
+	close(sv[0]);
+	struct srv_job j = {.fd = sv[1], .cfg = sc};
+	server_thread(&j);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	close(sv[1]);
+	T_CHECK(j.rc == 0 && j.echoed == ECHO_BYTES && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	        "server session in the pool: %d %s (client exit %d)", j.rc, j.err, status);
+	tls_mem_stats(&st);
+	return st.class_peak_bytes;
 }
 
 static void test_socketpair(void)
@@ -841,6 +903,33 @@ static void test_pool(void)
 	        st.class_peak_bytes, TLS_MEM_SESSION_BYTES);
 	T_CHECK(st.live_bytes == st0.live_bytes, "a freed pair left %zu B", st.live_bytes - st0.live_bytes);
 	T_CHECK(st0.live_bytes <= TLS_MEM_BASE_BYTES, "configs hold %zu B, more than TLS_MEM_BASE_BYTES", st0.live_bytes);
+
+	/* The most a client can make a server session hold: a certificate
+	 * chain filling a whole handshake message (16 KiB, mbedTLS's input
+	 * record), here client.crt followed by copies of itself. */
+	static struct tls_config pbig;
+	T_CHECK(tls_config_client(&pbig, path_in(dir_a, "client.crt"), path_in(dir_a, "client.key"), path_in(dir_a, "ca.crt"),
+	                          "localhost", &e) == 0,
+	        "%s", e.msg);
+	int n_certs = 1;
+	while (n_certs < 200) {
+		size_t total = 0;
+		for (const mbedtls_x509_crt *x = &pbig.own_cert; x; x = x->next)
+			total += x->raw.len + 3;
+		if (total + pbig.own_cert.raw.len + 3 > 16384 - 64)
+			break;
+		T_CHECK(mbedtls_x509_crt_parse_file(&pbig.own_cert, path_in(dir_a, "client.crt")) == 0, "parse");
+		n_certs++;
+	}
+	size_t one = server_session_bytes(&ps, &pc), big = server_session_bytes(&ps, &pbig);
+	printf("pool: one server session holds at most %zu B by size class; with a %d-certificate client chain "
+	       "(a full 16 KiB handshake message) %zu B; TLS_MEM_SESSION_BYTES %u B\n",
+	       one, n_certs, big, TLS_MEM_SESSION_BYTES);
+	T_CHECK(one > 0 && big > one && big <= TLS_MEM_SESSION_BYTES,
+	        "a server session needs %zu B, %zu B with the largest client chain: more than TLS_MEM_SESSION_BYTES %u", one,
+	        big, TLS_MEM_SESSION_BYTES);
+	tls_config_free(&pbig);
+	tls_mem_stats(&st0);
 
 	/* P pairs (2P sessions) alive at once: no failed allocation */
 	for (int i = 0; i < P; i++) {

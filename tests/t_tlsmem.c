@@ -7,9 +7,9 @@
  * some closing right after the TCP connect, some after the handshake only;
  * between waves VmRSS is read again. The first wave may still touch pages
  * that boot reserved but never wrote (the kernel counts a page at first
- * write), so the baseline is taken after one warm-up wave; every later wave
- * must leave VmRSS within TOL_KB of it, and VmHWM (the peak) must not rise by
- * more than TOL_KB after it. The TLS part is flat from "ready" on by
+ * write), so the baseline is taken after one warm-up wave; the lowest VmRSS
+ * of the later half of the waves must be within TOL_KB of the lowest of the
+ * earlier half (and the warm-up). The TLS part is flat from "ready" on by
  * construction: every mbedTLS allocation comes from the pool taken at boot
  * (src/tls_mem.h), which serve's exit line accounts for (never spent). What
  * the warm-up wave still adds over "ready" (printed) is the connections'
@@ -33,7 +33,12 @@
 #include "tutil.h"
 
 #define THREADS 4
-#define TOL_KB  2048 /* what an idle serve drifts by (allocator bookkeeping, thread stacks touched); see README */
+/* The lowest VmRSS of the last three waves was -19324..+248 kB from the
+ * warm-up's over 5 runs on the dev box alone, +3044 kB once under the full
+ * suite (2026-12-08); lowest against lowest (below) removes that. 2 MiB is
+ * about 3.4 KB per connection made in the later 3 waves: a leak bigger than
+ * that fails. */
+#define TOL_KB  2048
 
 static char hp[64];
 static struct tsc_tls tls = {"build/tests/tlsmem/certs/ca.crt", "build/tests/tlsmem/certs/client.crt",
@@ -209,7 +214,7 @@ int main(void)
 	long base = status_kb(pid, "VmRSS"), hwm_base = status_kb(pid, "VmHWM");
 	printf("ready: VmRSS %ld kB VmHWM %ld kB; after the warm-up wave (%d connections): VmRSS %ld kB\n", rss_ready,
 	       hwm_ready, conns, base);
-	long worst = base, total = conns, low = -1;
+	long worst = base, total = conns, low1 = base, low2 = -1;
 	for (int w = 0; w < waves; w++) {
 		ok = wave(conns, err, sizeof(err));
 		total += conns;
@@ -218,17 +223,20 @@ int main(void)
 		       rss - base);
 		T_CHECK(ok > conns / 2, "wave %d: %d of %d handshakes (%s)", w + 1, ok, conns, err);
 		worst = TS_MAX(worst, rss);
-		if (w >= waves - 3)
-			low = low < 0 ? rss : TS_MIN(low, rss);
+		if (w < waves / 2)
+			low1 = TS_MIN(low1, rss);
+		else
+			low2 = low2 < 0 ? rss : TS_MIN(low2, rss);
 	}
 	long hwm = status_kb(pid, "VmHWM");
 	printf("after %ld connections: VmRSS max %ld kB (%+ld over the warm-up baseline), VmHWM %ld kB; ready->end %+ld kB\n",
 	       total, worst, worst - base, hwm, status_kb(pid, "VmRSS") - rss_ready);
 	/* glibc trims and regrows its heap around the connections' buffers
 	 * between waves (swings of up to ~20 MB seen), so a leak shows as the
-	 * lowest of the last three waves above the warm-up baseline */
-	T_CHECK(low - base <= TOL_KB, "VmRSS grew by %ld kB (lowest of the last 3 of %d waves; tolerance %d kB)",
-		low - base, waves, TOL_KB);
+	 * lowest VmRSS of the later half of the waves above the lowest of the
+	 * earlier half (the warm-up's included) */
+	T_CHECK(low2 - low1 <= TOL_KB, "VmRSS grew by %ld kB (lowest of the later %d waves %ld kB, of the earlier %ld kB; tolerance %d kB)",
+		low2 - low1, waves - waves / 2, low2, low1, TOL_KB);
 	printf("VmHWM after the warm-up wave %ld kB, at the end %ld kB (%+ld)\n", hwm_base, hwm, hwm - hwm_base);
 	pool_rss = mapping_rss_kb(pid, pool_kb);
 	T_CHECK(pool_rss == pool_kb, "the pool's arena: %ld kB resident of %ld after the storms", pool_rss, pool_kb);
