@@ -271,7 +271,7 @@ static int cmd_serve(int argc, char **argv)
 		return serve_die("config", &e);
 	/* every byte TLS will use, before mbedTLS's first allocation */
 	struct serve_opts so = {.max_conns = SERVE_MAX_CONNS};
-	if (tls_mem_init(tls_mem_bytes_for(so.max_conns), &e) < 0)
+	if (tls_mem_init(tls_mem_bytes_for(so.max_conns), TLS_MEM_SESSION_BYTES, so.max_conns, &e) < 0)
 		return serve_die("tls pool", &e);
 	struct tls_mem_stats pm;
 	tls_mem_stats(&pm);

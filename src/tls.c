@@ -11,6 +11,7 @@
  * seeded from the platform entropy source by psa_crypto_init().
  */
 #include "tls.h"
+#include "tls_mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +51,20 @@ static void tls_unlock(void)
 	pthread_mutex_unlock(&tls_mutex);
 }
 #endif
+
+/* Around every mbedTLS call on a session: the lock, and the session's
+ * account in the TLS pool (tls_mem.h) charged for what mbedTLS allocates. */
+static void sess_enter(const struct tls_session *s)
+{
+	tls_lock();
+	tls_mem_owner_set(s->mem_owner);
+}
+
+static void sess_leave(void)
+{
+	tls_mem_owner_set(-1);
+	tls_unlock();
+}
 
 static void mbed_text(int ret, char *buf, size_t cap)
 {
@@ -606,6 +621,16 @@ static int verify_fail(struct tls_session *s)
 	return ts_errf(&s->err, E_INVAL, "the %s's certificate was refused (%s)", peer, info);
 }
 
+/* Any of mbedTLS's "allocation failed" codes, alone or as the low-level half
+ * of a combined code (an X.509 error over ASN.1's, say). */
+static int alloc_failed(int ret)
+{
+	int hi = -((-ret) & 0xFF80), lo = -((-ret) & 0x007F);
+	return ret == PSA_ERROR_INSUFFICIENT_MEMORY || hi == MBEDTLS_ERR_SSL_ALLOC_FAILED ||
+	       hi == MBEDTLS_ERR_PK_ALLOC_FAILED || hi == MBEDTLS_ERR_X509_ALLOC_FAILED ||
+	       lo == MBEDTLS_ERR_ASN1_ALLOC_FAILED || lo == MBEDTLS_ERR_MPI_ALLOC_FAILED;
+}
+
 /* Turns a mbedTLS return into TLS_AGAIN or a negative E_* code with s->err
  * filled; a failure is sticky (later calls return it again).
  *
@@ -627,6 +652,9 @@ static int fail(struct tls_session *s, int ret, const char *during)
 		s->want = ret == MBEDTLS_ERR_SSL_WANT_READ ? TLS_WANT_READ : TLS_WANT_WRITE;
 		return TLS_AGAIN;
 	}
+	if (alloc_failed(ret))
+		return ts_errf(&s->err, E_NOMEM, "out of memory during the %s (the session's share of the TLS pool)",
+		               during);
 	switch (ret) {
 	case MBEDTLS_ERR_NET_SEND_FAILED:
 	case MBEDTLS_ERR_NET_RECV_FAILED:
@@ -668,8 +696,6 @@ static int fail(struct tls_session *s, int ret, const char *during)
 		mbed_text(ret, why, sizeof(why));
 		return ts_errf(&s->err, E_FORMAT, "malformed message from the %s during the %s (%s)", peer, during,
 		               why);
-	case MBEDTLS_ERR_SSL_ALLOC_FAILED:
-		return ts_errf(&s->err, E_NOMEM, "out of memory during the %s", during);
 	case MBEDTLS_ERR_SSL_INVALID_RECORD:
 	case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
 	case MBEDTLS_ERR_SSL_UNEXPECTED_RECORD:
@@ -690,13 +716,17 @@ int tls_session_init(struct tls_session *s, const struct tls_config *c,
 {
 	char why[160];
 	memset(s, 0, sizeof(*s));
+	s->mem_owner = -1;
 	if (!c || !c->ready)
 		return ts_errf(&s->err, E_INVAL, "tls: session on a configuration that is not ready");
+	if (tls_mem_owner_new(&s->mem_owner) < 0)
+		return ts_errf(&s->err, E_NOMEM,
+		               "tls: all the TLS sessions the pool was sized for at boot are in use");
 	s->cfg = c;
 	s->send = send;
 	s->recv = recv;
 	s->ctx = ctx;
-	tls_lock();
+	sess_enter(s);
 	mbedtls_ssl_init(&s->ssl);
 	int ret = mbedtls_ssl_setup(&s->ssl, &c->conf);
 	/* A client checks the server's name (and sends it as SNI). In PSK mode
@@ -705,11 +735,13 @@ int tls_session_init(struct tls_session *s, const struct tls_config *c,
 		ret = mbedtls_ssl_set_hostname(&s->ssl, c->server_name);
 	if (ret != 0)
 		mbedtls_ssl_free(&s->ssl);
-	tls_unlock();
+	sess_leave();
 	if (ret != 0) {
 		s->cfg = NULL;
+		tls_mem_owner_free(s->mem_owner);
+		s->mem_owner = -1;
 		mbed_text(ret, why, sizeof(why));
-		return ts_errf(&s->err, ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? E_NOMEM : E_INTERNAL,
+		return ts_errf(&s->err, alloc_failed(ret) ? E_NOMEM : E_INTERNAL,
 		               "tls: session setup: %s", why);
 	}
 	mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
@@ -745,11 +777,11 @@ int tls_handshake(struct tls_session *s)
 		return 0;
 	if (s->handshake_s == 0)
 		s->handshake_s = -ts_now(); /* start; becomes the duration when done */
-	tls_lock();
+	sess_enter(s);
 	int ret = mbedtls_ssl_handshake(&s->ssl);
 	if (ret == 0)
 		peer_name(s);
-	tls_unlock();
+	sess_leave();
 	if (ret != 0)
 		return fail(s, ret, "handshake");
 	s->handshake_done = 1;
@@ -765,9 +797,9 @@ int tls_read(struct tls_session *s, uint8_t *p, size_t n)
 	if (n == 0)
 		return ts_errf(&s->err, E_INVAL, "tls_read of 0 bytes");
 	for (;;) {
-		tls_lock();
+		sess_enter(s);
 		int ret = mbedtls_ssl_read(&s->ssl, p, n);
-		tls_unlock();
+		sess_leave();
 		if (ret > 0) {
 			s->bytes_in += (uint64_t)ret;
 			return ret;
@@ -787,9 +819,9 @@ int tls_write(struct tls_session *s, const uint8_t *p, size_t n)
 		return rc;
 	if (n == 0)
 		return ts_errf(&s->err, E_INVAL, "tls_write of 0 bytes");
-	tls_lock();
+	sess_enter(s);
 	int ret = mbedtls_ssl_write(&s->ssl, p, n);
-	tls_unlock();
+	sess_leave();
 	return ret > 0 ? ret : fail(s, ret, "write");
 }
 
@@ -797,9 +829,9 @@ int tls_close_notify(struct tls_session *s)
 {
 	if (s->err.code)
 		return -s->err.code;
-	tls_lock();
+	sess_enter(s);
 	int ret = mbedtls_ssl_close_notify(&s->ssl);
-	tls_unlock();
+	sess_leave();
 	return ret == 0 ? 0 : fail(s, ret, "close_notify");
 }
 
@@ -829,8 +861,10 @@ void tls_session_free(struct tls_session *s)
 		tls_lock();
 		mbedtls_ssl_free(&s->ssl); /* destroys the session's PSA keys */
 		tls_unlock();
+		tls_mem_owner_free(s->mem_owner); /* after the frees, which credit it */
 	}
 	memset(s, 0, sizeof(*s));
+	s->mem_owner = -1;
 }
 
 int tls_psk_load(const char *path, uint8_t *out, size_t cap, struct ts_err *e)

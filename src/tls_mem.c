@@ -45,14 +45,29 @@ static int class_of(size_t bytes)
 struct hdr {
 	uint16_t magic;
 	uint16_t cls;
-	uint32_t pad[3];
+	uint32_t owner; /* 1 + the owner slot charged for it, or 0 */
+	uint32_t gen;   /* that slot's generation then: a free after the slot was reused credits nobody */
+	uint32_t pad;
 };
 _Static_assert(sizeof(struct hdr) == HDR_BYTES, "block header is 16 bytes");
 
 /* ------------------------------------------------------------ state */
 
+/* One session's account: what it holds now, against the quota. */
+struct owner {
+	size_t bytes;
+	uint32_t gen;
+	int in_use;
+};
+
+static _Thread_local int cur_owner = -1; /* tls_mem_owner_set */
+
 static struct {
 	pthread_mutex_t mu;
+	size_t quota;          /* bytes one owner may hold */
+	struct owner *owners;  /* (n_owners) */
+	int *free_owners, n_free_owners, n_owners;
+	uint64_t refused;      /* allocations refused by an owner's quota */
 	uint8_t *base, *end; /* the arena */
 	uint8_t *bump;       /* carving point */
 	void *free_list[N_CLASSES];
@@ -94,8 +109,15 @@ static void *mem_calloc(size_t n, size_t size)
 	if (size && n > (SIZE_MAX - HDR_BYTES) / size)
 		return NULL;
 	size_t bytes = n * size;
-	int c = class_of(bytes + HDR_BYTES);
+	int c = class_of(bytes + HDR_BYTES), o = cur_owner;
 	pthread_mutex_lock(&pool.mu);
+	struct owner *ow = o >= 0 && o < pool.n_owners ? &pool.owners[o] : NULL;
+	if (ow && c >= 0 && ow->bytes + class_size(c) > pool.quota) {
+		pool.refused++;
+		pool.failed++;
+		pthread_mutex_unlock(&pool.mu);
+		return NULL;
+	}
 	struct hdr *h = c >= 0 ? block_get(c) : NULL;
 	if (!h) {
 		pool.failed++;
@@ -103,6 +125,10 @@ static void *mem_calloc(size_t n, size_t size)
 		return NULL;
 	}
 	int k = h->cls;
+	h->owner = ow ? (uint32_t)o + 1 : 0;
+	h->gen = ow ? ow->gen : 0;
+	if (ow)
+		ow->bytes += class_size(k);
 	pool.allocs++;
 	pool.live_bytes += class_size(k);
 	pool.peak_bytes = TS_MAX(pool.peak_bytes, pool.live_bytes);
@@ -129,6 +155,8 @@ static void mem_free(void *p)
 		return; /* not a block of ours: leak it rather than corrupt the lists */
 	pthread_mutex_lock(&pool.mu);
 	int k = h->cls;
+	if (h->owner && h->owner <= (uint32_t)pool.n_owners && pool.owners[h->owner - 1].gen == h->gen)
+		pool.owners[h->owner - 1].bytes -= class_size(k);
 	*(void **)p = pool.free_list[k];
 	pool.free_list[k] = p;
 	pool.live[k]--;
@@ -148,10 +176,22 @@ size_t tls_mem_bytes_for(int n_sessions)
 	return (size_t)n_sessions * TLS_MEM_SESSION_BYTES + TLS_MEM_BASE_BYTES;
 }
 
-int tls_mem_init(size_t bytes, struct ts_err *e)
+int tls_mem_init(size_t bytes, size_t session_quota, int n_sessions, struct ts_err *e)
 {
-	if (pool.base || bytes == 0)
-		return ts_errf(e, E_INVAL, "tls_mem_init: %s", pool.base ? "already initialised" : "0 bytes");
+	if (pool.base || bytes == 0 || session_quota == 0 || n_sessions < 1 || n_sessions > TLS_MEM_MAX_SESSIONS)
+		return ts_errf(e, E_INVAL, "tls_mem_init: %s",
+			       pool.base ? "already initialised" : "0 bytes, 0 quota or sessions out of range");
+	pool.owners = ts_alloc((size_t)n_sessions * sizeof(*pool.owners));
+	pool.free_owners = ts_alloc((size_t)n_sessions * sizeof(*pool.free_owners));
+	if (!pool.owners || !pool.free_owners) {
+		ts_free(pool.owners), ts_free(pool.free_owners);
+		pool.owners = NULL, pool.free_owners = NULL;
+		return ts_errf(e, E_NOMEM, "TLS session pool: session table");
+	}
+	for (int i = 0; i < n_sessions; i++)
+		pool.free_owners[i] = n_sessions - 1 - i;
+	pool.n_free_owners = pool.n_owners = n_sessions;
+	pool.quota = session_quota;
 	const size_t page = 4096;
 	bytes = (bytes + page - 1) & ~(page - 1);
 	/* a guard page on each side: an overrun faults, and the arena stays a
@@ -188,6 +228,8 @@ void tls_mem_stats(struct tls_mem_stats *st)
 		st->allocs = pool.allocs;
 		st->frees = pool.frees;
 		st->failed = pool.failed;
+		st->refused = pool.refused;
+		st->sessions = pool.n_owners - pool.n_free_owners;
 	}
 	pthread_mutex_unlock(&pool.mu);
 }
@@ -198,4 +240,44 @@ void tls_mem_reset_peaks(void)
 	for (int c = 0; c < N_CLASSES; c++)
 		pool.mark[c] = pool.peak[c] = pool.live[c];
 	pthread_mutex_unlock(&pool.mu);
+}
+
+/* ------------------------------------------------------------ sessions' accounts */
+
+int tls_mem_owner_new(int *owner)
+{
+	*owner = -1;
+	pthread_mutex_lock(&pool.mu);
+	int rc = 0;
+	if (pool.base) {
+		if (pool.n_free_owners == 0) {
+			pool.refused++;
+			rc = -E_NOMEM;
+		} else {
+			*owner = pool.free_owners[--pool.n_free_owners];
+			pool.owners[*owner].in_use = 1;
+			pool.owners[*owner].bytes = 0;
+		}
+	}
+	pthread_mutex_unlock(&pool.mu);
+	return rc;
+}
+
+void tls_mem_owner_free(int owner)
+{
+	if (owner < 0)
+		return;
+	pthread_mutex_lock(&pool.mu);
+	if (ALWAYS(owner < pool.n_owners && pool.owners[owner].in_use)) {
+		pool.owners[owner].in_use = 0;
+		pool.owners[owner].gen++; /* blocks it still holds (PSA's key store growth) now credit nobody */
+		pool.owners[owner].bytes = 0;
+		pool.free_owners[pool.n_free_owners++] = owner;
+	}
+	pthread_mutex_unlock(&pool.mu);
+}
+
+void tls_mem_owner_set(int owner)
+{
+	cur_owner = owner;
 }

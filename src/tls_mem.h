@@ -21,9 +21,12 @@
  * process: 85 KB for a mutual-certificate handshake, echo and close, 150 KB
  * when the client sends a chain of 34 certificates filling a whole 16 KiB
  * handshake message (2026-12-08). A chain of still smaller certificates
- * could need more: the pool is shared, so such clients, many at once, could
- * spend it and make other handshakes fail with -E_NOMEM while they last (a
- * per-session quota would stop that; not built). TLS_MEM_BASE_BYTES covers
+ * could need more, so each session also has an account (an owner slot, one
+ * per session the pool was sized for): tls.c charges what mbedTLS allocates
+ * while it works on a session to that session, and an allocation past the
+ * quota fails (that handshake ends with -E_NOMEM), so no client can take
+ * another's share; a session beyond the number the pool was sized for is
+ * refused at tls_session_init. TLS_MEM_BASE_BYTES covers
  * what belongs to no session (the configuration's certificates and key,
  * PSA's key store: 7 KB measured, plus the key store's growth with the
  * number of sessions); tests/t_tlsmem.c checks from the stats `serve` logs
@@ -45,9 +48,18 @@
 /* Arena bytes for n_sessions concurrent sessions. */
 size_t tls_mem_bytes_for(int n_sessions);
 
-/* Maps and writes bytes, then installs the pool as mbedTLS's allocator.
- * -E_NOMEM or -E_INVAL (twice, or 0 bytes) with e set. */
-int tls_mem_init(size_t bytes, struct ts_err *e);
+/* Maps and writes bytes, then installs the pool as mbedTLS's allocator, with
+ * n_sessions accounts of session_quota bytes each (TLS_MEM_SESSION_BYTES in
+ * serve; tests use smaller ones). -E_NOMEM or -E_INVAL (twice, or a zero)
+ * with e set. */
+int tls_mem_init(size_t bytes, size_t session_quota, int n_sessions, struct ts_err *e);
+
+/* A session's account: *owner = its slot, or -1 when no pool is installed
+ * (then nothing is counted); -E_NOMEM when every slot is taken. */
+int tls_mem_owner_new(int *owner);
+void tls_mem_owner_free(int owner); /* -1: nothing */
+/* What this thread allocates from now on counts against owner (-1: none). */
+void tls_mem_owner_set(int owner);
 
 struct tls_mem_stats {
 	size_t arena_bytes;  /* taken at boot */
@@ -56,6 +68,8 @@ struct tls_mem_stats {
 	size_t peak_bytes;   /* most live_bytes seen */
 	size_t class_peak_bytes; /* sum over classes of (most blocks live at once * block size) since the last reset */
 	uint64_t allocs, frees, failed;
+	uint64_t refused; /* allocations past a session's quota (also in failed), and sessions refused for want of an account */
+	int sessions;     /* accounts in use */
 };
 /* All zero before tls_mem_init. */
 void tls_mem_stats(struct tls_mem_stats *st);

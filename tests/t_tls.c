@@ -397,7 +397,8 @@ static int client_side(int fd, const struct tls_config *cc)
 /* What one server session (config sc) holds by size class in the pool while
  * a client with config cc, in a child process of its own (so its memory is
  * not counted), handshakes, echoes and closes. */
-static size_t server_session_bytes(const struct tls_config *sc, const struct tls_config *cc)
+static int server_session(const struct tls_config *sc, const struct tls_config *cc, size_t *bytes, char *err,
+                          size_t err_n)
 {
 	int sv[2];
 	struct tls_mem_stats st;
@@ -414,10 +415,21 @@ static size_t server_session_bytes(const struct tls_config *sc, const struct tls
 	int status = 0;
 	waitpid(pid, &status, 0);
 	close(sv[1]);
-	T_CHECK(j.rc == 0 && j.echoed == ECHO_BYTES && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	        "server session in the pool: %d %s (client exit %d)", j.rc, j.err, status);
 	tls_mem_stats(&st);
-	return st.class_peak_bytes;
+	*bytes = st.class_peak_bytes;
+	snprintf(err, err_n, "%s", j.err);
+	if (j.rc == 0 && (j.echoed != ECHO_BYTES || !WIFEXITED(status) || WEXITSTATUS(status) != 0))
+		return -E_INTERNAL;
+	return j.rc;
+}
+
+static size_t server_session_bytes(const struct tls_config *sc, const struct tls_config *cc)
+{
+	size_t bytes = 0;
+	char err[1024];
+	int rc = server_session(sc, cc, &bytes, err, sizeof(err));
+	T_CHECK(rc == 0, "server session in the pool: %d %s", rc, err);
+	return bytes;
 }
 
 static void test_socketpair(void)
@@ -869,14 +881,81 @@ static void rm_dir(const char *d)
  * its size a session fails cleanly with -E_NOMEM, and once they are freed the
  * pool serves again. Runs last: from here on the whole process's mbedTLS
  * allocates from the pool. */
+/* The most a client can make a server session hold: a certificate chain
+ * filling a whole handshake message (16 KiB, mbedTLS's input record), here
+ * client.crt followed by copies of itself. Returns the certificates in it. */
+static int big_chain_client(struct tls_config *c)
+{
+	struct ts_err e = {0};
+	T_CHECK(tls_config_client(c, path_in(dir_a, "client.crt"), path_in(dir_a, "client.key"), path_in(dir_a, "ca.crt"),
+	                          "localhost", &e) == 0,
+	        "%s", e.msg);
+	int n_certs = 1;
+	while (n_certs < 200) {
+		size_t total = 0;
+		for (const mbedtls_x509_crt *x = &c->own_cert; x; x = x->next)
+			total += x->raw.len + 3;
+		if (total + c->own_cert.raw.len + 3 > 16384 - 64)
+			break;
+		T_CHECK(mbedtls_x509_crt_parse_file(&c->own_cert, path_in(dir_a, "client.crt")) == 0, "parse");
+		n_certs++;
+	}
+	return n_certs;
+}
+
+/* In a child process with a pool of its own whose sessions may hold 100 KiB
+ * each: a session that needs more (a client sending the largest chain) fails
+ * with -E_NOMEM at its own quota, and the sessions before and after it are
+ * served. */
+static void test_quota_child(void)
+{
+	struct ts_err e = {0};
+	struct tls_mem_stats st;
+	static struct tls_config ps, pc, pbig;
+	char err[1024];
+	size_t bytes = 0;
+	T_CHECK(tls_mem_init(tls_mem_bytes_for(4), 100u << 10, 4, &e) == 0, "%s", e.msg);
+	T_CHECK(tls_config_server(&ps, path_in(dir_a, "server.crt"), path_in(dir_a, "server.key"), path_in(dir_a, "ca.crt"),
+	                          &e) == 0,
+	        "%s", e.msg);
+	T_CHECK(tls_config_client(&pc, path_in(dir_a, "client.crt"), path_in(dir_a, "client.key"), path_in(dir_a, "ca.crt"),
+	                          "localhost", &e) == 0,
+	        "%s", e.msg);
+	big_chain_client(&pbig);
+	T_CHECK(server_session(&ps, &pc, &bytes, err, sizeof(err)) == 0, "under the quota: %s", err);
+	int rc = server_session(&ps, &pbig, &bytes, err, sizeof(err));
+	printf("quota: a server session limited to 100 KiB, the largest client chain: %d %s\n", rc, err);
+	T_CHECK(rc == -E_NOMEM && strstr(err, "out of memory during the handshake"), "over the quota: %d %s", rc, err);
+	tls_mem_stats(&st);
+	T_CHECK(st.refused > 0, "no allocation refused by the quota");
+	T_CHECK(server_session(&ps, &pc, &bytes, err, sizeof(err)) == 0, "after a refusal: %s", err);
+	tls_config_free(&pbig);
+	tls_config_free(&pc);
+	tls_config_free(&ps);
+}
+
+static void test_quota(void)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		test_quota_child();
+		fflush(stdout);
+		_exit(t_fail ? 1 : 0);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the quota checks failed in their process (status %d)", st);
+}
+
 static void test_pool(void)
 {
 	enum { P = 4, MAX_PAIRS = 64 };
 	struct ts_err e = {0};
 	struct tls_mem_stats st0, st;
 	static struct tls_config ps, pc;
-	T_CHECK(tls_mem_init(tls_mem_bytes_for(2 * P), &e) == 0, "tls_mem_init: %s", e.msg);
-	T_CHECK(tls_mem_init(4096, &e) == -E_INVAL, "a second tls_mem_init accepted");
+	T_CHECK(tls_mem_init(tls_mem_bytes_for(2 * P), TLS_MEM_SESSION_BYTES, 2 * P, &e) == 0, "tls_mem_init: %s", e.msg);
+	T_CHECK(tls_mem_init(4096, 4096, 1, &e) == -E_INVAL, "a second tls_mem_init accepted");
 	/* configs built inside the pool, as serve's are */
 	T_CHECK(tls_config_server(&ps, path_in(dir_a, "server.crt"), path_in(dir_a, "server.key"), path_in(dir_a, "ca.crt"),
 	                          &e) == 0,
@@ -904,23 +983,8 @@ static void test_pool(void)
 	T_CHECK(st.live_bytes == st0.live_bytes, "a freed pair left %zu B", st.live_bytes - st0.live_bytes);
 	T_CHECK(st0.live_bytes <= TLS_MEM_BASE_BYTES, "configs hold %zu B, more than TLS_MEM_BASE_BYTES", st0.live_bytes);
 
-	/* The most a client can make a server session hold: a certificate
-	 * chain filling a whole handshake message (16 KiB, mbedTLS's input
-	 * record), here client.crt followed by copies of itself. */
 	static struct tls_config pbig;
-	T_CHECK(tls_config_client(&pbig, path_in(dir_a, "client.crt"), path_in(dir_a, "client.key"), path_in(dir_a, "ca.crt"),
-	                          "localhost", &e) == 0,
-	        "%s", e.msg);
-	int n_certs = 1;
-	while (n_certs < 200) {
-		size_t total = 0;
-		for (const mbedtls_x509_crt *x = &pbig.own_cert; x; x = x->next)
-			total += x->raw.len + 3;
-		if (total + pbig.own_cert.raw.len + 3 > 16384 - 64)
-			break;
-		T_CHECK(mbedtls_x509_crt_parse_file(&pbig.own_cert, path_in(dir_a, "client.crt")) == 0, "parse");
-		n_certs++;
-	}
+	int n_certs = big_chain_client(&pbig);
 	size_t one = server_session_bytes(&ps, &pc), big = server_session_bytes(&ps, &pbig);
 	printf("pool: one server session holds at most %zu B by size class; with a %d-certificate client chain "
 	       "(a full 16 KiB handshake message) %zu B; TLS_MEM_SESSION_BYTES %u B\n",
@@ -960,9 +1024,9 @@ static void test_pool(void)
 		}
 	}
 	tls_mem_stats(&st);
-	printf("pool: spent after %d pairs (sized for %d): %llu failed allocations, %s | %s\n", n, P,
-	       (unsigned long long)st.failed, q[n - 1].c.err.msg, q[n - 1].s.err.msg);
-	T_CHECK(nomem && st.failed > 0, "the pool sized for %d pairs never ran out in %d", P, n);
+	printf("pool: spent after %d pairs (sized for %d): %llu refused, %s | %s\n", n, P,
+	       (unsigned long long)st.refused, q[n - 1].c.err.msg, q[n - 1].s.err.msg);
+	T_CHECK(nomem && st.refused > 0 && n == P + 1, "the pool sized for %d pairs ran out after %d", P, n);
 	for (int i = 0; i < n; i++)
 		pair_free(&q[i]);
 	tls_mem_stats(&st);
@@ -1013,6 +1077,7 @@ int main(void)
 	tls_config_free(&cli_trusts_b);
 	tls_config_free(&cli_expired);
 	tls_config_free(&cli_srvcert);
+	test_quota();
 	test_pool();
 	rm_dir(top_a);
 	rm_dir(top_b);
