@@ -269,6 +269,7 @@ static int cmd_serve(int argc, char **argv)
 	cfg_defaults(&cfg);
 	if (cfg_load(&cfg, argv[3], &e) < 0)
 		return serve_die("config", &e);
+	log_set_level((enum log_level)cfg.log.level);
 	/* every byte TLS will use, before mbedTLS's first allocation */
 	struct serve_opts so = {.max_conns = SERVE_MAX_CONNS};
 	if (tls_mem_init(tls_mem_bytes_for(so.max_conns), TLS_MEM_SESSION_BYTES, so.max_conns, &e) < 0)
@@ -283,6 +284,7 @@ static int cmd_serve(int argc, char **argv)
 	char note[256];
 	if (engine_check_server(&cfg, 1, note, sizeof(note), &e) < 0)
 		return serve_die("server", &e);
+	log_msg(LOG_INFO, "stage=tls_files note=\"%s\"", note);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
