@@ -61,6 +61,18 @@ $(D)/src/.unpacked: $(D)/src/.fetched
 	done
 	@touch $@
 
+# Our one change to mbedTLS's configuration (include/mbedtls/mbedtls_config.h),
+# made after Debian's patches and seen by mbedTLS and our code alike:
+# MBEDTLS_PLATFORM_MEMORY, so that `tokenspeed serve` gives mbedTLS a pool taken
+# at boot (src/tls_mem.c). Without the pool mbedTLS calls libc's calloc/free as
+# before. Bump the stamp's number when this step changes.
+MBED_CONFIG := $(D)/src/.mbed-config-1
+$(MBED_CONFIG): $(D)/src/.unpacked
+	sed -i 's|^//#define MBEDTLS_PLATFORM_MEMORY$$|#define MBEDTLS_PLATFORM_MEMORY|' $(D)/src/mbedtls/include/mbedtls/mbedtls_config.h
+	grep -q '^#define MBEDTLS_PLATFORM_MEMORY$$' $(D)/src/mbedtls/include/mbedtls/mbedtls_config.h
+	rm -rf $(D)/glibc/obj/mbedtls $(D)/musl/obj/mbedtls
+	@touch $@
+
 INIH_DEFS := -DINI_HANDLER_LINENO=1 -DINI_ALLOW_MULTILINE=0 -DINI_ALLOW_INLINE_COMMENTS=1 \
              -DINI_INLINE_COMMENT_PREFIXES='"\#;"' -DINI_USE_STACK=1 -DINI_MAX_LINE=4096 \
              -DINI_STOP_ON_FIRST_ERROR=1 -DINI_CALL_HANDLER_ON_NEW_SECTION=1
@@ -74,7 +86,7 @@ $(D)/$(1)/lib/libinih.a: $(D)/src/.unpacked
 	cp $(D)/src/inih/ini.h $(D)/$(1)/include/ini.h
 	ar rcs $$@ $(D)/$(1)/obj/inih/ini.o
 
-$(D)/$(1)/lib/libmbedtls.a: $(D)/src/.unpacked
+$(D)/$(1)/lib/libmbedtls.a: $(MBED_CONFIG)
 	@mkdir -p $(D)/$(1)/lib $(D)/$(1)/obj/mbedtls $(D)/$(1)/include
 	$(MAKE) --no-print-directory -f $(CURDIR)/Makefile MBED_CC=$(2) MBED_OBJ=$(D)/$(1)/obj/mbedtls \
 	  -j$(JOBS) mbed-objs
@@ -127,7 +139,7 @@ $(DEPS_MUSL): | $(B)/.musl-tools
 
 # ---------------------------------------------------------------- tsctl
 # The protocol client (generate / stats / bench); tsctl-static is fully static musl.
-TSCTL_SRCS := src/tsclient.c src/tls.c src/proto.c src/samp.c src/fmath.c src/base.c src/log.c src/cli.c
+TSCTL_SRCS := src/tsclient.c src/tls.c src/tls_mem.c src/proto.c src/samp.c src/fmath.c src/base.c src/log.c src/cli.c
 $(B)/obj/boot/tsctl-main.o: boot/tsctl.c | $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -DTSCTL_MAIN $(INC) -c $< -o $@
@@ -250,12 +262,16 @@ $(DEFAULT_MODEL): | $(TOOLS)
 	@[ -f $(B)/models/default/config.json ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer
 	@[ -f $@ ] || $(B)/tests/gen_ckpt --preset llama3-mini --out $(B)/models/default --tokenizer --no-weights
 
-run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) ## run the appliance on the default config and model (serves TLS on 127.0.0.1:7070)
-	@[ -f $(B)/certs/ca.crt ] || $(B)/tokenspeed certs $(B)/certs
+# The development certificates the shipped config names (make run serves with them; t_bin checks the shipped config).
+DEFAULT_CERTS := $(B)/certs/ca.crt
+$(DEFAULT_CERTS): | $(B)/tokenspeed
+	@[ -f $@ ] || $(B)/tokenspeed certs $(B)/certs
+
+run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) ## run the appliance on the default config and model (serves TLS on 127.0.0.1:7070)
 	@echo "client: $(B)/tsctl generate \"Hello\"   or   $(B)/tsctl chat   (defaults: --server 127.0.0.1:7070 --certs $(B)/certs)"
 	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) $(FAULT_BIN) ## build and run every test (fault injection included); ends with "N passed, N failed"
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) $(FAULT_BIN) ## build and run every test (fault injection included); ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests $(FB)/tests
 
 SOAK_S ?= 120

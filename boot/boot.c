@@ -1,12 +1,14 @@
 /* boot: ordered, timed boot stages. */
 #include "boot.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "fmath.h"
 #include "log.h"
+#include "tls.h"
 #ifndef TS_CPU_ONLY
 #include "fwd.h"
 #include "gpu.h"
@@ -209,30 +211,37 @@ static int selftest(struct engine *en, struct ts_err *e)
 	return r;
 }
 
-/* The checkpoint's tokenizer.json, when it has one; a broken one stops the
- * boot (the operator named this checkpoint). */
-static int load_tokenizer(struct engine *en, struct ts_err *e)
+/* The checkpoint's tokenizer.json into t, when it has one (*has = 1): it must
+ * load and its ids must fit the model's vocab; [model] chat_format overrides
+ * the format detected from tokenizer_config.json. A broken one stops the boot
+ * (the operator named this checkpoint). */
+static int tokenizer_load(const struct cfg *cfg, int vocab, struct tok *t, int *has, struct ts_err *e)
 {
 	char path[CFG_PATH_MAX + 32];
-	snprintf(path, sizeof(path), "%s/tokenizer.json", en->cfg.model.path);
+	*has = 0;
+	snprintf(path, sizeof(path), "%s/tokenizer.json", cfg->model.path);
 	if (access(path, F_OK) != 0)
 		return 0;
-	int r = tok_load(&en->tok, en->cfg.model.path, e);
+	int r = tok_load(t, cfg->model.path, e);
 	if (r < 0)
 		return r;
-	en->has_tok = 1;
-	if (en->tok.n_ids > en->m.d.vocab) {
+	if (t->n_ids > vocab) {
 		r = ts_errf(e, E_FORMAT, "%s: ids up to %d, but the model's vocab_size is %d: not this model's tokenizer",
-			    path, en->tok.n_ids - 1, en->m.d.vocab);
-		tok_free(&en->tok);
-		en->has_tok = 0;
+			    path, t->n_ids - 1, vocab);
+		tok_free(t);
 		return r;
 	}
-	if (en->cfg.model.chat_format > 0) {
-		en->tok.chat = (enum tok_chat)(en->cfg.model.chat_format - 1);
-		en->tok.chat_think = 0;
+	if (cfg->model.chat_format > 0) {
+		t->chat = (enum tok_chat)(cfg->model.chat_format - 1);
+		t->chat_think = 0;
 	}
+	*has = 1;
 	return 0;
+}
+
+static int load_tokenizer(struct engine *en, struct ts_err *e)
+{
+	return tokenizer_load(&en->cfg, en->m.d.vocab, &en->tok, &en->has_tok, e);
 }
 
 /* The layer plan in one line per run of equal layers, MLA and MoE dims, and
@@ -286,11 +295,81 @@ int engine_check_model(const struct cfg *cfg, char *note, size_t note_len, struc
 	snprintf(note + strlen(note), note_len - strlen(note), "%s%s, %d layers, kv %llu elements per token",
 		 note[0] ? "; model " : "model ", m.arch_name, m.d.n_layers,
 		 (unsigned long long)model_kv_elems_per_token(&m));
+	struct tok t;
+	int has_tok = 0;
+	if ((r = tokenizer_load(cfg, m.d.vocab, &t, &has_tok, e)) < 0)
+		goto out_m;
+	if (has_tok) {
+		snprintf(note + strlen(note), note_len - strlen(note), "; tokenizer %d ids, chat format %s%s", t.n_ids,
+			 tok_chat_name(t.chat),
+			 t.chat == TOK_CHAT_NONE ? " (chat requests will be refused; set [model] chat_format)" : "");
+		tok_free(&t);
+	} else {
+		snprintf(note + strlen(note), note_len - strlen(note), "; no tokenizer.json: clients send token ids");
+	}
 out_m:
 	model_free(&m);
 out_ck:
 	ckpt_close(&ck);
 	return r;
+}
+
+/* e's message prefixed with "FILE: [server] KEYS: " (naming the ini keys). */
+static int server_err(struct ts_err *e, int rc, const char *file, const char *keys, const char *hint)
+{
+	char m[sizeof(e->msg)];
+	snprintf(m, sizeof(m), "%s", e->msg);
+	return ts_errf(e, -rc, "%s: [server] %s: %s%s", file, keys, m, hint);
+}
+
+int engine_check_server(const struct cfg *cfg, int required, char *note, size_t note_len, struct ts_err *e)
+{
+	const char *f = cfg->file[0] ? cfg->file : "config";
+	struct tls_config tc;
+	int r;
+	note[0] = 0;
+	if (cfg->server.tls_psk_file[0]) { /* cfg_load already refused PSK with certificates, and half a PSK */
+		uint8_t key[TLS_PSK_MAX_BYTES];
+		int n = tls_psk_load(cfg->server.tls_psk_file, key, sizeof(key), e);
+		if (n < 0)
+			return server_err(e, n, f, "tls_psk_file",
+					  "; write 32..96 hex digits into it (e.g. `openssl rand -hex 32 > FILE`, mode 0600)");
+		r = tls_config_psk(&tc, TLS_SERVER, cfg->server.tls_psk_identity, key, (size_t)n, e);
+		memset(key, 0, sizeof(key));
+		if (r < 0)
+			return server_err(e, r, f, "tls_psk_identity / tls_psk_file", "");
+		tls_config_free(&tc);
+		snprintf(note, note_len, "server: PSK mode, identity \"%s\", %d-byte key", cfg->server.tls_psk_identity, n);
+		return 0;
+	}
+	if (!cfg->server.tls_cert[0] && !cfg->server.tls_key[0] && !cfg->server.tls_ca[0] && !required) {
+		snprintf(note, note_len, "server: no TLS files set (serve needs [server] tls_cert, tls_key and tls_ca)");
+		return 0;
+	}
+	const char *const keys[3] = {"tls_cert", "tls_key", "tls_ca"};
+	const char *const paths[3] = {cfg->server.tls_cert, cfg->server.tls_key, cfg->server.tls_ca};
+	char unset[32] = "";
+	for (int i = 0; i < 3; i++)
+		if (!paths[i][0])
+			snprintf(unset + strlen(unset), sizeof(unset) - strlen(unset), "%s%s", unset[0] ? ", " : "", keys[i]);
+	if (unset[0])
+		return ts_errf(e, E_INVAL,
+			       "%s: [server] tls_cert, tls_key and tls_ca (or tls_psk_identity and tls_psk_file) must all "
+			       "be set to serve (unset: %s); make development certificates with `tokenspeed certs DIR`",
+			       f, unset);
+	for (int i = 0; i < 3; i++)
+		if (access(paths[i], R_OK) != 0)
+			return ts_errf(e, E_IO, "%s: [server] %s = %s: %s; check the path (relative paths are relative to "
+					   "the ini file), or make files with `tokenspeed certs DIR`",
+					f, keys[i], paths[i], strerror(errno));
+	if ((r = tls_config_server(&tc, cfg->server.tls_cert, cfg->server.tls_key, cfg->server.tls_ca, e)) < 0)
+		return server_err(e, r, f, "tls_cert / tls_key / tls_ca", "");
+	char until[48];
+	const mbedtls_x509_time *t = &tc.own_cert.valid_to;
+	snprintf(until, sizeof(until), "%04d-%02d-%02d", t->year, t->mon, t->day);
+	tls_config_free(&tc);
+	snprintf(note, note_len, "server: mutual certificates, certificate valid until %s", until);
+	return 0;
 }
 
 int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)

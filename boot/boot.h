@@ -46,4 +46,12 @@ int engine_pick_backend(const struct cfg *cfg, const struct backend_ops **ops, s
  * one-line summary. 0 or -E_* with e naming the file, key, tensor or dim. */
 int engine_check_model(const struct cfg *cfg, char *note, size_t note_len, struct ts_err *e);
 
+/* --check-config's and serve's server half, before any weight is read: the
+ * PSK file (exists, hex, 16..48 bytes) and identity, or the TLS files (PEM,
+ * the key matches the certificate, the certificate chains to tls_ca and is
+ * in its validity period, tls_ca is a valid CA). With none of them set: an
+ * error when required (serve), else a note. note gets a one-line summary. 0
+ * or -E_* with e naming the ini key and file and what to do. */
+int engine_check_server(const struct cfg *cfg, int required, char *note, size_t note_len, struct ts_err *e);
+
 #endif

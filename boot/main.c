@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "log.h"
 #include "serve.h"
+#include "tls_mem.h"
 
 #define TS_VERSION "0.1.0"
 
@@ -236,8 +237,24 @@ static int cmd_generate(int argc, char **argv)
 
 #define SERVE_DRAIN_MS 30000
 
+/* serve's last log line: its exit status and why. */
+static int serve_exit(int status, const char *reason)
+{
+	log_msg(status ? LOG_ERROR : LOG_INFO, "serve: exit status=%d reason=\"%s\"", status, reason);
+	return status;
+}
+
+static int serve_die(const char *what, const struct ts_err *e)
+{
+	char reason[128];
+	die(what, e);
+	snprintf(reason, sizeof(reason), "%s failed: %s", what, ts_code_name(-e->code));
+	return serve_exit(1, reason);
+}
+
 /* Boots, serves until SIGTERM or SIGINT (read through a signalfd), then
- * drains: GOAWAY, live requests finish or end CANCELLED, clean exit. */
+ * drains: GOAWAY, live requests finish or end CANCELLED, clean exit. Logs
+ * "drained" with the time it took, and its exit status and reason. */
 static int cmd_serve(int argc, char **argv)
 {
 	struct ts_err e = {0};
@@ -250,12 +267,23 @@ static int cmd_serve(int argc, char **argv)
 	}
 	cfg_defaults(&cfg);
 	if (cfg_load(&cfg, argv[3], &e) < 0)
-		return die("config", &e);
-	if (!cfg.server.tls_psk_file[0] && (!cfg.server.tls_cert[0] || !cfg.server.tls_key[0] || !cfg.server.tls_ca[0])) {
-		fprintf(stderr, "tokenspeed: %s: [server] tls_cert, tls_key and tls_ca (or tls_psk_identity and tls_psk_file) must be set to serve; "
-				"make development certificates with `tokenspeed certs DIR`\n", argv[3]);
-		return 1;
-	}
+		return serve_die("config", &e);
+	log_set_level((enum log_level)cfg.log.level);
+	/* every byte TLS will use, before mbedTLS's first allocation */
+	struct serve_opts so = {.max_conns = cfg.server.max_connections}; /* sizes the TLS pool too */
+	if (tls_mem_init(tls_mem_bytes_for(so.max_conns), TLS_MEM_SESSION_BYTES, so.max_conns, &e) < 0)
+		return serve_die("tls pool", &e);
+	struct tls_mem_stats pm;
+	tls_mem_stats(&pm);
+	log_msg(LOG_INFO, "stage=tls pool_kb=%zu sessions=%d per_session_kb=%u base_kb=%u", pm.arena_bytes >> 10,
+		so.max_conns, TLS_MEM_SESSION_BYTES >> 10, TLS_MEM_BASE_BYTES >> 10);
+	/* the TLS files before the weights: a bad one stops boot in milliseconds,
+	 * not after loading the model (engine_boot checks the checkpoint and its
+	 * tokenizer before any weight too) */
+	char note[256];
+	if (engine_check_server(&cfg, 1, note, sizeof(note), &e) < 0)
+		return serve_die("server", &e);
+	log_msg(LOG_INFO, "stage=tls_files note=\"%s\"", note);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -264,25 +292,36 @@ static int cmd_serve(int argc, char **argv)
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (sfd < 0) {
 		fprintf(stderr, "tokenspeed: signalfd: %s\n", strerror(errno));
-		return 1;
+		return serve_exit(1, "signalfd failed");
 	}
 	if (engine_boot(&en, &cfg, &e) < 0)
-		return die("boot", &e);
-	if (serve_start(&sv, &en, NULL, &e) < 0) {
+		return serve_die("boot", &e);
+	if (serve_start(&sv, &en, &so, &e) < 0) {
 		engine_stop(&en);
-		return die("serve", &e);
+		return serve_die("serve", &e);
 	}
 	printf("tokenspeed: serving on port %d\n", serve_port(sv));
 	fflush(stdout);
 	struct signalfd_siginfo si;
 	while (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si) && errno == EINTR)
 		;
-	log_msg(LOG_INFO, "serve: signal %u: draining", si.ssi_signo);
+	const char *sig = si.ssi_signo == SIGTERM ? "SIGTERM" : si.ssi_signo == SIGINT ? "SIGINT" : "signal";
+	log_msg(LOG_INFO, "serve: signal %u (%s): draining, deadline_ms=%d", si.ssi_signo, sig, SERVE_DRAIN_MS);
+	double t0 = ts_now();
 	serve_drain(sv, SERVE_DRAIN_MS);
 	serve_wait(sv);
+	double ms = (ts_now() - t0) * 1e3;
+	log_msg(LOG_INFO, "serve: drained ms=%.0f%s", ms,
+		ms >= SERVE_DRAIN_MS ? " (deadline passed: requests still live were cancelled)" : "");
 	close(sfd);
 	engine_stop(&en);
-	return 0;
+	tls_mem_stats(&pm);
+	log_msg(LOG_INFO, "serve: tls pool arena_kb=%zu carved_kb=%zu peak_kb=%zu live_kb=%zu allocs=%llu failed=%llu",
+		pm.arena_bytes >> 10, pm.carved_bytes >> 10, pm.peak_bytes >> 10, pm.live_bytes >> 10,
+		(unsigned long long)pm.allocs, (unsigned long long)pm.failed);
+	char reason[64];
+	snprintf(reason, sizeof(reason), "%s, drained", sig);
+	return serve_exit(0, reason);
 }
 
 /* ------------------------------------------------------------ main */
@@ -313,11 +352,13 @@ int main(int argc, char **argv)
 		cfg_defaults(&cfg);
 		if (cfg_load(&cfg, argv[2], &e) < 0)
 			return die("config", &e);
-		char note[1024];
+		char note[1024], snote[256];
 		log_set_level(LOG_WARN);
+		if (engine_check_server(&cfg, 0, snote, sizeof(snote), &e) < 0)
+			return die("server", &e);
 		if (engine_check_model(&cfg, note, sizeof(note), &e) < 0)
 			return die("model", &e);
-		printf("%s: ok (%s)\n", argv[2], note);
+		printf("%s: ok (%s; %s)\n", argv[2], note, snote);
 		return 0;
 	}
 	if (!strcmp(cmd, "--print-config")) {

@@ -3,8 +3,9 @@
  *
  *   tsctl generate [--server HOST:PORT --certs DIR] "TEXT" [--chat] [--system TEXT] [--stop STR]...
  *   tsctl generate [--server HOST:PORT --certs DIR] --prompt-ids 1,2,3 [--max-tokens N] [sampling]
- *       streams the generated text (for a text prompt) or ids as they arrive,
- *       then DONE's counts and timings. --chat sends TEXT as a user message
+ *       streams the generated text (for a text prompt) or ids as they arrive
+ *       to stdout, then DONE's counts and timings to stderr (so stdout is
+ *       only the text). --chat sends TEXT as a user message
  *       (after --system and the --tools FILE definitions, a JSON array) in the
  *       model's chat format.
  *   tsctl chat [--server HOST:PORT --certs DIR] [--system TEXT] [sampling]
@@ -12,8 +13,9 @@
  *       streams back; the whole conversation is sent each turn under one
  *       session, so the server reuses its KV. "/reset" starts over, "/quit"
  *       or end of input ends.
- *   tsctl stats --server HOST:PORT --certs DIR
- *       the model's identity and limits (WELCOME) and the server's counters (STATS)
+ *   tsctl stats --server HOST:PORT --certs DIR [--all]
+ *       the model's identity and limits (WELCOME) and the server's counters
+ *       (STATS): those not at zero, or all of them with --all
  *   tsctl bench --server HOST:PORT --certs DIR (--concurrency C | --rate R) --requests N
  *               --input-len L --output-len M [--session-reuse F] [--connections K] [--seed S]
  *       a serving benchmark in the manner of vLLM's and SGLang's: random prompts
@@ -26,6 +28,7 @@
  *       connection (prompt = that conversation so far + L new ids, same
  *       session id) with probability F; every request keeps its session.
  *
+ * --help (or -h) after any command prints that command's usage.
  * --server defaults to 127.0.0.1:7070 and --certs to build/certs (what
  * `make run` serves with). DIR holds ca.crt, client.crt and client.key
  * (`tokenspeed certs DIR`);
@@ -56,22 +59,44 @@ int tsctl_main(int argc, char **argv);
 #define TSCTL_SESSIONS    64 /* idle conversations kept per connection for --session-reuse */
 #define TSCTL_DEFAULT_TOKENS 256 /* --max-tokens when not given */
 
+static const char usage_generate[] =
+    "usage: tsctl generate (\"TEXT\" [--chat] [--system TEXT] [--tools FILE] | --prompt-ids 1,2,3)\n"
+    "                      [--max-tokens N]\n"
+    "                      [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
+    "                      [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
+    "                      [--seed S] [--stop-ids 1,2] [--stop STR]... [--ignore-eos] [--priority 0..3]\n"
+    "                      [--session ID [--keep-session]]\n"
+    "    streams the generated text (or ids) to stdout; the summary (finish, counts, timings) goes to stderr\n";
+static const char usage_chat[] =
+    "usage: tsctl chat [--system TEXT] [--tools FILE] [--max-tokens N] [sampling as for generate] [-v]\n"
+    "    reads user turns from stdin, streams each reply; /reset starts over, /quit or end of input ends\n";
+static const char usage_stats[] =
+    "usage: tsctl stats [--all]\n"
+    "    the server's model and limits (WELCOME) and its counters (STATS); counters at zero only with --all\n";
+static const char usage_bench[] =
+    "usage: tsctl bench (--concurrency C | --rate R) --requests N --input-len L --output-len M\n"
+    "                   [--session-reuse F] [--connections K] [--seed S] [--timeout S]\n";
+static const char usage_common[] =
+    "common: [--server HOST:PORT] (default 127.0.0.1:7070) [--certs DIR] (default build/certs)\n"
+    "        [--server-name NAME]  the name in the server's certificate (default: HOST)\n"
+    "        [--psk-identity ID --psk-file FILE]  TLS with a pre-shared key instead of certificates\n"
+    "        [--help]  this text\n";
+
+/* cmd NULL: every command's usage. */
+static void usage_of(FILE *f, const char *cmd)
+{
+	static const struct {
+		const char *name, *text;
+	} u[] = {{"generate", usage_generate}, {"chat", usage_chat}, {"stats", usage_stats}, {"bench", usage_bench}};
+	for (size_t i = 0; i < TS_ARRAY_LEN(u); i++)
+		if (!cmd || !strcmp(cmd, u[i].name))
+			fputs(u[i].text, f);
+	fputs(usage_common, f);
+}
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tsctl generate (\"TEXT\" [--chat] [--system TEXT] [--tools FILE] | --prompt-ids 1,2,3)\n"
-	           "                      [--max-tokens N]\n"
-	           "                      [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
-	           "                      [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
-	           "                      [--seed S] [--stop-ids 1,2] [--stop STR]... [--ignore-eos] [--priority 0..3]\n"
-	           "                      [--session ID [--keep-session]]\n"
-	           "       tsctl chat [--system TEXT] [--tools FILE] [--max-tokens N] [sampling as for generate] [-v]\n"
-	           "       tsctl stats --server HOST:PORT --certs DIR\n"
-	           "       tsctl bench --server HOST:PORT --certs DIR (--concurrency C | --rate R) --requests N\n"
-	           "                   --input-len L --output-len M [--session-reuse F] [--connections K] [--seed S]\n"
-	           "                   [--timeout S]\n"
-	           "common: [--server HOST:PORT] (default 127.0.0.1:7070) [--certs DIR] (default build/certs)\n"
-	           "        [--server-name NAME]  the name in the server's certificate (default: HOST)\n"
-	           "        [--psk-identity ID --psk-file FILE]  TLS with a pre-shared key instead of certificates\n");
+	usage_of(f, NULL);
 }
 
 /* ---------------------------------------------------------------- options */
@@ -91,6 +116,7 @@ struct opts {
 	char *tools;               /* --tools FILE's contents: a JSON array of tool definitions */
 	uint32_t tools_len;
 	int chat, verbose;
+	int all; /* stats: counters at zero too */
 	struct proto_str stop_seqs[PROTO_MAX_STOP_SEQS];
 	uint32_t n_stop_seqs;
 	/* bench */
@@ -211,6 +237,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->verbose = 1;
 			continue;
 		}
+		if (!strcmp(a, "--all")) {
+			o->all = 1;
+			continue;
+		}
+		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+			return 1;
 		if (strncmp(a, "--", 2) != 0) { /* the text prompt */
 			if (o->text) {
 				fprintf(stderr, "tsctl: one text prompt at most (\"%s\" and \"%s\"): quote it\n", o->text, a);
@@ -410,16 +442,18 @@ static int cmd_generate(const struct opts *o)
 		} else if (ev.type == TSC_EV_DONE && ev.req_id == id) {
 			const struct proto_done *d = &ev.done;
 			double dec_s = d->decode_us / 1e6;
-			printf("\ndone: finish=%s prompt=%u cached=%u generated=%u%s\n", finish_name(d->finish),
-			       d->n_prompt, d->n_cached, d->n_generated,
-			       d->flags & PROTO_DONE_SESSION_KEPT ? " session_kept" : "");
-			printf("server: queue=%.2f ms ttft=%.2f ms decode=%.2f ms", d->queue_us / 1e3, d->ttft_us / 1e3,
-			       d->decode_us / 1e3);
+			/* stdout holds only the text (or ids); the summary goes to stderr */
+			fflush(stdout);
+			fprintf(stderr, "\ndone: finish=%s prompt=%u cached=%u generated=%u%s\n", finish_name(d->finish),
+			        d->n_prompt, d->n_cached, d->n_generated,
+			        d->flags & PROTO_DONE_SESSION_KEPT ? " session_kept" : "");
+			fprintf(stderr, "server: queue=%.2f ms ttft=%.2f ms decode=%.2f ms", d->queue_us / 1e3,
+			        d->ttft_us / 1e3, d->decode_us / 1e3);
 			if (d->n_generated > 1 && dec_s > 0)
-				printf(" tpot=%.2f ms (%.1f tok/s)", dec_s * 1e3 / (d->n_generated - 1),
-				       (d->n_generated - 1) / dec_s);
-			printf("\nclient: ttft=%.2f ms total=%.2f ms\n", t_first ? (t_first - t0) * 1e3 : 0,
-			       ((t_last ? t_last : ev.t) - t0) * 1e3);
+				fprintf(stderr, " tpot=%.2f ms (%.1f tok/s)", dec_s * 1e3 / (d->n_generated - 1),
+				        (d->n_generated - 1) / dec_s);
+			fprintf(stderr, "\nclient: ttft=%.2f ms total=%.2f ms\n", t_first ? (t_first - t0) * 1e3 : 0,
+			        ((t_last ? t_last : ev.t) - t0) * 1e3);
 			rc = 0;
 			goto out;
 		} else if (ev.type == TSC_EV_ERROR) {
@@ -646,13 +680,20 @@ static int cmd_stats(const struct opts *o)
 			goto out;
 		}
 	}
+	uint32_t hidden = 0;
 	for (uint32_t i = 0; i < ev.n_stats; i++) {
+		if (!o->all && ev.stats[i].value == 0) {
+			hidden++;
+			continue;
+		}
 		const char *name = proto_stat_name(ev.stats[i].key);
 		if (name)
 			printf("%-20s %llu\n", name, (unsigned long long)ev.stats[i].value);
 		else
 			printf("key_%-16u %llu\n", ev.stats[i].key, (unsigned long long)ev.stats[i].value);
 	}
+	if (hidden)
+		printf("(%u counters at 0 not shown; --all shows them)\n", hidden);
 	rc = 0;
 out:
 	tsc_close(&c);
@@ -1077,8 +1118,13 @@ int tsctl_main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
-	if (parse_opts(argc, argv, &o) < 0)
+	int po = parse_opts(argc, argv, &o);
+	if (po < 0)
 		return 2;
+	if (po > 0) { /* --help after a command: that command's usage */
+		usage_of(stdout, argv[1]);
+		return 0;
+	}
 	if (!strcmp(argv[1], "generate"))
 		return cmd_generate(&o);
 	if (!strcmp(argv[1], "stats"))

@@ -113,10 +113,10 @@ static const struct cfg_key cfg_keys[] = {
 	 .help = "used by the server: the private key of tls_cert (PEM file)"},
 	{"server", "tls_ca", CFG_T_PATH, FIELD(server.tls_ca), .def = "",
 	 .accepted = "a PEM file, relative to this file or absolute; empty = unset",
-	 .help = "used by the server: CA certificates that client certificates must chain to (PEM file)"},
+	 .help = "used by the server: the CA that client certificates must chain to, and that signs tls_cert (clients trust it for the server) (PEM file)"},
 	{"server", "tls_psk_identity", CFG_T_STRING, FIELD(server.tls_psk_identity), .def = "",
 	 .accepted = "1..255 bytes; empty = certificate mode",
-	 .help = "PSK mode instead of certificates: the one identity clients present (set with tls_psk_file)"},
+	 .help = "PSK mode instead of certificates: the one identity clients present (set with tls_psk_file; not with tls_cert, tls_key, tls_ca)"},
 	{"server", "tls_psk_file", CFG_T_PATH, FIELD(server.tls_psk_file), .def = "",
 	 .accepted = "a file holding 32..96 hex digits (16..48 bytes); empty = certificate mode",
 	 .help = "PSK mode: the file with the pre-shared key in hex (keep it mode 0600)"},
@@ -676,6 +676,19 @@ static int cfg_cross_check(struct cfg_load_ctx *x)
 			       "%s:%d: [server] idle_timeout_ms = %d is not more than ping_interval_ms = %d; a silent "
 			       "client must get a PING before it is closed",
 			       x->file, line, c->server.idle_timeout_ms, c->server.ping_interval_ms);
+	}
+	if (c->server.tls_psk_file[0] && (c->server.tls_cert[0] || c->server.tls_key[0] || c->server.tls_ca[0])) {
+		int line = 0;
+		static const char *const keys[] = {"tls_psk_identity", "tls_psk_file", "tls_cert", "tls_key", "tls_ca"};
+		for (size_t k = 0; k < TS_ARRAY_LEN(keys); k++) {
+			int i = key_find("server", keys[k]);
+			line = TS_MAX(line, i >= 0 ? x->key_line[i] : 0);
+		}
+		return ts_errf(x->e, E_FORMAT,
+			       "%s:%d: [server] tls_psk_identity/tls_psk_file (PSK mode) and tls_cert/tls_key/tls_ca "
+			       "(certificate mode) are both set; the server speaks one mode: remove the tls_psk_* lines "
+			       "for mutual certificates, or the tls_cert, tls_key and tls_ca lines for PSK",
+			       x->file, line);
 	}
 	if (c->engine.kv_tokens != 0 && c->engine.kv_tokens < c->engine.max_seq_len) {
 		int blame_seq = x->key_line[i_seq] > x->key_line[i_kv];

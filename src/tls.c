@@ -11,6 +11,7 @@
  * seeded from the platform entropy source by psa_crypto_init().
  */
 #include "tls.h"
+#include "tls_mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +53,20 @@ static void tls_unlock(void)
 	pthread_mutex_unlock(&tls_mutex);
 }
 #endif
+
+/* Around every mbedTLS call on a session: the lock, and the session's
+ * account in the TLS pool (tls_mem.h) charged for what mbedTLS allocates. */
+static void sess_enter(const struct tls_session *s)
+{
+	tls_lock();
+	tls_mem_owner_set(s->mem_owner);
+}
+
+static void sess_leave(void)
+{
+	tls_mem_owner_set(-1);
+	tls_unlock();
+}
 
 static void mbed_text(int ret, char *buf, size_t cap)
 {
@@ -229,6 +244,59 @@ static int conf_base(struct tls_config *c, enum tls_role role, enum tls_mode mod
 	return 0;
 }
 
+/* A server's client-auth CA file: every certificate in it is a CA
+ * (basicConstraints CA:TRUE) in its validity period; one that is not can
+ * never let a client in, so boot stops here rather than at every handshake. */
+static int ca_check(const mbedtls_x509_crt *ca, const char *path, struct ts_err *e)
+{
+	char when[48];
+	int i = 1;
+	for (const mbedtls_x509_crt *c = ca; c && c->raw.len; c = c->next, i++) {
+		if (!c->MBEDTLS_PRIVATE(ca_istrue))
+			return ts_errf(e, E_INVAL,
+			               "%s: certificate %d is not a CA (no basicConstraints CA:TRUE): the CA file holds "
+			               "the CA that signs client certificates (ca.crt of `tokenspeed certs DIR`)",
+			               path, i);
+		if (mbedtls_x509_time_is_past(&c->valid_to)) {
+			time_msg(&c->valid_to, when, sizeof(when));
+			return ts_errf(e, E_INVAL,
+			               "%s: the CA certificate expired on %s, so no client certificate verifies; make "
+			               "a new CA and certificates (`tokenspeed certs DIR`)",
+			               path, when);
+		}
+		if (mbedtls_x509_time_is_future(&c->valid_from)) {
+			time_msg(&c->valid_from, when, sizeof(when));
+			return ts_errf(e, E_INVAL, "%s: the CA certificate is not valid until %s; check this machine's clock",
+			               path, when);
+		}
+	}
+	return 0;
+}
+
+/* The server's own certificate chains to its CA file: our clients verify the
+ * server against the CA that signs their own certificates (one `tokenspeed
+ * certs` directory), so a server certificate from another CA fails every
+ * handshake. */
+static int chain_check(mbedtls_x509_crt *own, const char *own_path, mbedtls_x509_crt *ca, const char *ca_path,
+                       struct ts_err *e)
+{
+	uint32_t flags = 0;
+	char info[256];
+	if (mbedtls_x509_crt_verify(own, ca, NULL, NULL, &flags, NULL, NULL) == 0)
+		return 0;
+	int n = mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
+	for (int i = 0; i < n; i++)
+		if (info[i] == '\n')
+			info[i] = i == n - 1 ? 0 : ';';
+	if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+		return ts_errf(e, E_INVAL,
+		               "%s: the certificate is not signed by the CA in %s, which our clients also trust; use "
+		               "server.crt, server.key and ca.crt from one `tokenspeed certs DIR` (%s)",
+		               own_path, ca_path, info);
+	return ts_errf(e, E_INVAL, "%s: the certificate does not verify against the CA in %s (%s)", own_path, ca_path,
+	               info);
+}
+
 /* Shared by both roles in CERT mode; cert and key may be NULL (client only). */
 static int conf_cert(struct tls_config *c, enum tls_role role, const char *cert, const char *key, const char *ca,
                      struct ts_err *e)
@@ -242,6 +310,8 @@ static int conf_cert(struct tls_config *c, enum tls_role role, const char *cert,
 		               role == TLS_SERVER ? "the server" : "a client",
 		               role == TLS_SERVER ? "client" : "server");
 	if ((rc = crt_load(&c->ca, ca, "CA certificate", 0, e)) < 0)
+		return rc;
+	if (role == TLS_SERVER && (rc = ca_check(&c->ca, ca, e)) < 0)
 		return rc;
 	if (cert || key) {
 		if (!cert || !key || !*cert || !*key)
@@ -259,6 +329,8 @@ static int conf_cert(struct tls_config *c, enum tls_role role, const char *cert,
 			               "%s: this key does not belong to the certificate in %s; give the pair "
 			               "written together by `tokenspeed certs DIR`",
 			               key, cert);
+		if (role == TLS_SERVER && (rc = chain_check(&c->own_cert, cert, &c->ca, ca, e)) < 0)
+			return rc;
 		ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->own_cert, &c->own_key);
 		if (ret != 0) {
 			mbed_text(ret, why, sizeof(why));
@@ -551,6 +623,16 @@ static int verify_fail(struct tls_session *s)
 	return ts_errf(&s->err, E_INVAL, "the %s's certificate was refused (%s)", peer, info);
 }
 
+/* Any of mbedTLS's "allocation failed" codes, alone or as the low-level half
+ * of a combined code (an X.509 error over ASN.1's, say). */
+static int alloc_failed(int ret)
+{
+	int hi = -((-ret) & 0xFF80), lo = -((-ret) & 0x007F);
+	return ret == PSA_ERROR_INSUFFICIENT_MEMORY || hi == MBEDTLS_ERR_SSL_ALLOC_FAILED ||
+	       hi == MBEDTLS_ERR_PK_ALLOC_FAILED || hi == MBEDTLS_ERR_X509_ALLOC_FAILED ||
+	       lo == MBEDTLS_ERR_ASN1_ALLOC_FAILED || lo == MBEDTLS_ERR_MPI_ALLOC_FAILED;
+}
+
 /* Turns a mbedTLS return into TLS_AGAIN or a negative E_* code with s->err
  * filled; a failure is sticky (later calls return it again).
  *
@@ -572,6 +654,9 @@ static int fail(struct tls_session *s, int ret, const char *during)
 		s->want = ret == MBEDTLS_ERR_SSL_WANT_READ ? TLS_WANT_READ : TLS_WANT_WRITE;
 		return TLS_AGAIN;
 	}
+	if (alloc_failed(ret))
+		return ts_errf(&s->err, E_NOMEM, "out of memory during the %s (the session's share of the TLS pool)",
+		               during);
 	switch (ret) {
 	case MBEDTLS_ERR_NET_SEND_FAILED:
 	case MBEDTLS_ERR_NET_RECV_FAILED:
@@ -613,8 +698,6 @@ static int fail(struct tls_session *s, int ret, const char *during)
 		mbed_text(ret, why, sizeof(why));
 		return ts_errf(&s->err, E_FORMAT, "malformed message from the %s during the %s (%s)", peer, during,
 		               why);
-	case MBEDTLS_ERR_SSL_ALLOC_FAILED:
-		return ts_errf(&s->err, E_NOMEM, "out of memory during the %s", during);
 	case MBEDTLS_ERR_SSL_INVALID_RECORD:
 	case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
 	case MBEDTLS_ERR_SSL_UNEXPECTED_RECORD:
@@ -635,13 +718,17 @@ int tls_session_init(struct tls_session *s, const struct tls_config *c,
 {
 	char why[160];
 	memset(s, 0, sizeof(*s));
+	s->mem_owner = -1;
 	if (!c || !c->ready)
 		return ts_errf(&s->err, E_INVAL, "tls: session on a configuration that is not ready");
+	if (tls_mem_owner_new(&s->mem_owner) < 0)
+		return ts_errf(&s->err, E_NOMEM,
+		               "tls: all the TLS sessions the pool was sized for at boot are in use");
 	s->cfg = c;
 	s->send = send;
 	s->recv = recv;
 	s->ctx = ctx;
-	tls_lock();
+	sess_enter(s);
 	mbedtls_ssl_init(&s->ssl);
 	int ret = FAULT(FAULT_TLS) ? MBEDTLS_ERR_SSL_ALLOC_FAILED : mbedtls_ssl_setup(&s->ssl, &c->conf);
 	/* A client checks the server's name (and sends it as SNI). In PSK mode
@@ -650,11 +737,13 @@ int tls_session_init(struct tls_session *s, const struct tls_config *c,
 		ret = mbedtls_ssl_set_hostname(&s->ssl, c->server_name);
 	if (ret != 0)
 		mbedtls_ssl_free(&s->ssl);
-	tls_unlock();
+	sess_leave();
 	if (ret != 0) {
 		s->cfg = NULL;
+		tls_mem_owner_free(s->mem_owner);
+		s->mem_owner = -1;
 		mbed_text(ret, why, sizeof(why));
-		return ts_errf(&s->err, ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? E_NOMEM : E_INTERNAL,
+		return ts_errf(&s->err, alloc_failed(ret) ? E_NOMEM : E_INTERNAL,
 		               "tls: session setup: %s", why);
 	}
 	mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
@@ -690,11 +779,11 @@ int tls_handshake(struct tls_session *s)
 		return 0;
 	if (s->handshake_s == 0)
 		s->handshake_s = -ts_now(); /* start; becomes the duration when done */
-	tls_lock();
+	sess_enter(s);
 	int ret = FAULT(FAULT_TLS) ? MBEDTLS_ERR_SSL_INTERNAL_ERROR : mbedtls_ssl_handshake(&s->ssl);
 	if (ret == 0)
 		peer_name(s);
-	tls_unlock();
+	sess_leave();
 	if (ret != 0)
 		return fail(s, ret, "handshake");
 	s->handshake_done = 1;
@@ -710,9 +799,9 @@ int tls_read(struct tls_session *s, uint8_t *p, size_t n)
 	if (n == 0)
 		return ts_errf(&s->err, E_INVAL, "tls_read of 0 bytes");
 	for (;;) {
-		tls_lock();
+		sess_enter(s);
 		int ret = FAULT(FAULT_TLS) ? MBEDTLS_ERR_SSL_INTERNAL_ERROR : mbedtls_ssl_read(&s->ssl, p, n);
-		tls_unlock();
+		sess_leave();
 		if (ret > 0) {
 			s->bytes_in += (uint64_t)ret;
 			return ret;
@@ -732,9 +821,9 @@ int tls_write(struct tls_session *s, const uint8_t *p, size_t n)
 		return rc;
 	if (n == 0)
 		return ts_errf(&s->err, E_INVAL, "tls_write of 0 bytes");
-	tls_lock();
+	sess_enter(s);
 	int ret = FAULT(FAULT_TLS) ? MBEDTLS_ERR_SSL_INTERNAL_ERROR : mbedtls_ssl_write(&s->ssl, p, n);
-	tls_unlock();
+	sess_leave();
 	return ret > 0 ? ret : fail(s, ret, "write");
 }
 
@@ -742,9 +831,9 @@ int tls_close_notify(struct tls_session *s)
 {
 	if (s->err.code)
 		return -s->err.code;
-	tls_lock();
+	sess_enter(s);
 	int ret = mbedtls_ssl_close_notify(&s->ssl);
-	tls_unlock();
+	sess_leave();
 	return ret == 0 ? 0 : fail(s, ret, "close_notify");
 }
 
@@ -774,8 +863,10 @@ void tls_session_free(struct tls_session *s)
 		tls_lock();
 		mbedtls_ssl_free(&s->ssl); /* destroys the session's PSA keys */
 		tls_unlock();
+		tls_mem_owner_free(s->mem_owner); /* after the frees, which credit it */
 	}
 	memset(s, 0, sizeof(*s));
+	s->mem_owner = -1;
 }
 
 int tls_psk_load(const char *path, uint8_t *out, size_t cap, struct ts_err *e)

@@ -31,7 +31,9 @@
  *   -E_IO           the transport failed, or the peer closed it without
  *                   close_notify (a truncated stream)
  *   -E_FORMAT       a malformed or undecryptable record
- *   -E_NOMEM        mbedTLS could not allocate
+ *   -E_NOMEM        mbedTLS could not allocate; in serve: the session went
+ *                   past its share of the TLS pool, or every session the
+ *                   pool was sized for is in use (tls_mem.h)
  *   -E_INTERNAL     anything else; the message carries mbedTLS's own text
  * TLS 1.3 ends the client's handshake with its own Finished: a client whose
  * certificate the server refuses sees tls_handshake return 0 and learns of
@@ -45,7 +47,9 @@
  * TLS 1.3 in mbedTLS 3.6 negotiates neither max_fragment_length nor, in our
  * build, record_size_limit), plus the peer's certificate chain, kept for
  * tls_peer_cn. The handshake temporarily needs more. tests/t_tls.c measures
- * and prints both figures.
+ * and prints both figures. In `tokenspeed serve` all of it comes from a pool
+ * taken at boot (tls_mem.h), so a session can fail with -E_NOMEM when more
+ * sessions are open than the pool was sized for.
  *
  * Threads. tls_config_* run once at boot on one thread; a ready tls_config
  * is then read-only and may be shared by sessions on any thread. A session
@@ -134,6 +138,7 @@ struct tls_session {
 	int want;      /* TLS_WANT_READ / TLS_WANT_WRITE behind the last TLS_AGAIN */
 	int io_failed; /* a callback returned an error (not TLS_WANT_IO) */
 	int handshake_done;
+	int mem_owner;              /* its account in the TLS pool (tls_mem.h), or -1 */
 	double handshake_s;         /* first tls_handshake call to done */
 	uint64_t bytes_in;          /* plaintext bytes tls_read returned */
 	char peer_cn[TLS_NAME_MAX]; /* CN of the peer's certificate, or the PSK identity */

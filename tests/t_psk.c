@@ -70,6 +70,14 @@ int main(void)
 	T_CHECK(cfg_load(&c, "build/tests/psk/half.ini", &e) < 0, "identity without a key file accepted");
 	T_HAS(e.msg, "tls_psk_identity and tls_psk_file go together");
 
+	/* PSK and certificates together are refused at load, naming both modes'
+	 * keys (they used to become PSK-only without a word) */
+	T_CHECK(system("cp build/tests/psk/psk.ini build/tests/psk/both.ini && "
+		       "printf '[server]\\ntls_cert = certs/server.crt\\n' >> build/tests/psk/both.ini") == 0, "both ini");
+	cfg_defaults(&c);
+	T_CHECK(cfg_load(&c, "build/tests/psk/both.ini", &e) < 0, "PSK and a certificate accepted together");
+	T_HAS(e.msg, "tls_psk_identity/tls_psk_file (PSK mode) and tls_cert/tls_key/tls_ca (certificate mode) are both set");
+
 	/* a missing or malformed key file stops serve with a message naming the file */
 	static char out[4096];
 	T_CHECK(system("sed 's/^tls_psk_file = key.hex/tls_psk_file = nope.hex/' build/tests/psk/psk.ini > build/tests/psk/nokey.ini && "

@@ -25,11 +25,13 @@
 
 #include "t.h"
 #include "tls.h"
+#include "tls_mem.h"
 
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 static char dir_a[96], dir_b[96], dir_n[96]; /* <mkdtemp dir>/certs */
 
@@ -239,6 +241,24 @@ static void expired_client(void)
 	T_CHECK(certs_cert_pem(&spec, pem, sizeof(pem), &e) == 0, "%s", e.msg);
 	T_CHECK(certs_file_new(dir_n, "old.crt", pem, strlen((char *)pem), 0644, &e) == 0, "%s", e.msg);
 	T_CHECK(certs_write_key(dir_n, "old.key", &key, &e) == 0, "%s", e.msg);
+	/* the same key in an expired server certificate from A's CA, and an
+	 * expired self-signed CA (for the config checks) */
+	spec.subject = "CN=localhost,O=TokenSpeed";
+	spec.eku_oid = MBEDTLS_OID_SERVER_AUTH;
+	spec.eku_len = MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH);
+	T_CHECK(certs_cert_pem(&spec, pem, sizeof(pem), &e) == 0, "%s", e.msg);
+	T_CHECK(certs_file_new(dir_n, "old-server.crt", pem, strlen((char *)pem), 0644, &e) == 0, "%s", e.msg);
+	struct cert_spec ca_spec = {
+	    .subject = "CN=old-ca,O=TokenSpeed",
+	    .issuer = "CN=old-ca,O=TokenSpeed",
+	    .subject_key = &key,
+	    .issuer_key = &key,
+	    .is_ca = 1,
+	    .not_before = now - 10 * 86400,
+	    .not_after = now - 86400,
+	};
+	T_CHECK(certs_cert_pem(&ca_spec, pem, sizeof(pem), &e) == 0, "%s", e.msg);
+	T_CHECK(certs_file_new(dir_n, "old-ca.crt", pem, strlen((char *)pem), 0644, &e) == 0, "%s", e.msg);
 
 	/* The config tls_config_client would build, minus its expiry check. */
 	struct ts_err e2 = {0};
@@ -292,6 +312,7 @@ static int wait_for(int fd, const struct tls_session *s)
 
 struct srv_job {
 	int fd;
+	const struct tls_config *cfg; /* NULL: srv_a */
 	int rc, version, echoed, eof;
 	char cn[TLS_NAME_MAX], err[1024];
 };
@@ -303,7 +324,7 @@ static void *server_thread(void *arg)
 	static uint8_t buf[ECHO_BYTES];
 	size_t got = 0, sent = 0;
 	int r;
-	j->rc = tls_session_init(&s, &srv_a, fd_send, fd_recv, &j->fd);
+	j->rc = tls_session_init(&s, j->cfg ? j->cfg : &srv_a, fd_send, fd_recv, &j->fd);
 	if (j->rc < 0)
 		return NULL;
 	while ((r = tls_handshake(&s)) == TLS_AGAIN)
@@ -337,6 +358,78 @@ static void *server_thread(void *arg)
 	snprintf(j->err, sizeof(j->err), "%s", s.err.msg);
 	tls_session_free(&s);
 	return NULL;
+}
+
+/* The client half of test_socketpair's exchange (handshake, echo, close) on
+ * fd with config cc; 0 when all of it worked. */
+static int client_side(int fd, const struct tls_config *cc)
+{
+	struct tls_session c;
+	static uint8_t out[ECHO_BYTES], back[ECHO_BYTES];
+	size_t sent = 0, got = 0;
+	int r;
+	if (tls_session_init(&c, cc, fd_send, fd_recv, &fd) < 0)
+		return -1;
+	while ((r = tls_handshake(&c)) == TLS_AGAIN && wait_for(fd, &c) == 0)
+		;
+	while (r == 0 && sent < ECHO_BYTES) {
+		int w = tls_write(&c, out + sent, ECHO_BYTES - sent);
+		if (w == TLS_AGAIN && wait_for(fd, &c) == 0)
+			continue;
+		if (w <= 0)
+			break;
+		sent += (size_t)w;
+	}
+	while (r == 0 && got < ECHO_BYTES) {
+		int n = tls_read(&c, back + got, ECHO_BYTES - got);
+		if (n == TLS_AGAIN && wait_for(fd, &c) == 0)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	while (r == 0 && (r = tls_close_notify(&c)) == TLS_AGAIN && wait_for(fd, &c) == 0)
+		;
+	tls_session_free(&c);
+	return r == 0 && got == ECHO_BYTES ? 0 : -1;
+}
+
+/* What one server session (config sc) holds by size class in the pool while
+ * a client with config cc, in a child process of its own (so its memory is
+ * not counted), handshakes, echoes and closes. */
+static int server_session(const struct tls_config *sc, const struct tls_config *cc, size_t *bytes, char *err,
+                          size_t err_n)
+{
+	int sv[2];
+	struct tls_mem_stats st;
+	T_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0, "socketpair");
+	tls_mem_reset_peaks();
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[1]);
+		_exit(client_side(sv[0], cc) == 0 ? 0 : 1);
+	}
+	close(sv[0]);
+	struct srv_job j = {.fd = sv[1], .cfg = sc};
+	server_thread(&j);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	close(sv[1]);
+	tls_mem_stats(&st);
+	*bytes = st.class_peak_bytes;
+	snprintf(err, err_n, "%s", j.err);
+	if (j.rc == 0 && (j.echoed != ECHO_BYTES || !WIFEXITED(status) || WEXITSTATUS(status) != 0))
+		return -E_INTERNAL;
+	return j.rc;
+}
+
+static size_t server_session_bytes(const struct tls_config *sc, const struct tls_config *cc)
+{
+	size_t bytes = 0;
+	char err[1024];
+	int rc = server_session(sc, cc, &bytes, err, sizeof(err));
+	T_CHECK(rc == 0, "server session in the pool: %d %s", rc, err);
+	return bytes;
 }
 
 static void test_socketpair(void)
@@ -437,14 +530,16 @@ static void test_refusals(void)
 	/* e: a server certificate for another name. */
 	struct tls_config srv_n, cli_other;
 	struct ts_err e = {0};
+	/* A server whose certificate (N's) does not chain to its CA file (A's)
+	 * stops at config time: our clients trust that one CA for both. */
 	int rc = tls_config_server(&srv_n, path_in(dir_n, "server.crt"), path_in(dir_n, "server.key"),
 	                           path_in(dir_a, "ca.crt"), &e);
-	T_CHECK(rc == 0, "%s", e.msg);
+	T_CHECK(rc == -E_INVAL, "a server certificate from another CA than tls_ca accepted: %d", rc);
+	T_HAS(e.msg, "server.crt: the certificate is not signed by the CA in");
+	T_HAS(e.msg, "one `tokenspeed certs DIR`");
 	rc = tls_config_client(&cli_other, path_in(dir_n, "client.crt"), path_in(dir_n, "client.key"),
 	                       path_in(dir_n, "ca.crt"), "localhost", &e);
 	T_CHECK(rc == 0, "%s", e.msg);
-	/* N's server must trust N's client: rebuild it with N's CA. */
-	tls_config_free(&srv_n);
 	rc = tls_config_server(&srv_n, path_in(dir_n, "server.crt"), path_in(dir_n, "server.key"),
 	                       path_in(dir_n, "ca.crt"), &e);
 	T_CHECK(rc == 0, "%s", e.msg);
@@ -650,6 +745,16 @@ static void test_config_errors(void)
 	T_HAS(e.msg, "client.key: this key does not belong to the certificate");
 	T_CHECK(tls_config_server(&c, crt, key, NULL, &e) == -E_INVAL, "no CA");
 	T_HAS(e.msg, "CA");
+	/* a CA file that holds no CA (the server certificate), an expired CA,
+	 * and an expired server certificate from the right CA */
+	T_CHECK(tls_config_server(&c, crt, key, crt, &e) == -E_INVAL, "a leaf certificate as the CA");
+	T_HAS(e.msg, "server.crt: certificate 1 is not a CA");
+	T_CHECK(tls_config_server(&c, crt, key, path_in(dir_n, "old-ca.crt"), &e) == -E_INVAL, "expired CA");
+	T_HAS(e.msg, "old-ca.crt: the CA certificate expired on");
+	T_CHECK(tls_config_server(&c, path_in(dir_n, "old-server.crt"), path_in(dir_n, "old.key"), ca, &e) == -E_INVAL,
+	        "expired server certificate");
+	T_HAS(e.msg, "old-server.crt: the certificate expired on");
+	T_HAS(e.msg, "tokenspeed certs DIR");
 	T_CHECK(tls_config_client(&c, NULL, NULL, ca, NULL, &e) == -E_INVAL, "client without a server name");
 	T_CHECK(tls_config_client(&c, crt, NULL, ca, "localhost", &e) == -E_INVAL, "certificate without key");
 	struct tls_session s;
@@ -768,6 +873,174 @@ static void rm_dir(const char *d)
 		fprintf(stderr, "t_tls: could not remove %s\n", d);
 }
 
+/* ------------------------------------------------------------ the session pool */
+
+/* tls_mem: what one handshake (client and server, mutual certificates, an
+ * echo, close) holds per size class fits TLS_MEM_SESSION_BYTES; a pool sized
+ * for 2 * P sessions serves P pairs at once without a failed allocation; past
+ * its size a session fails cleanly with -E_NOMEM, and once they are freed the
+ * pool serves again. Runs last: from here on the whole process's mbedTLS
+ * allocates from the pool. */
+/* The most a client can make a server session hold: a certificate chain
+ * filling a whole handshake message (16 KiB, mbedTLS's input record), here
+ * client.crt followed by copies of itself. Returns the certificates in it. */
+static int big_chain_client(struct tls_config *c)
+{
+	struct ts_err e = {0};
+	T_CHECK(tls_config_client(c, path_in(dir_a, "client.crt"), path_in(dir_a, "client.key"), path_in(dir_a, "ca.crt"),
+	                          "localhost", &e) == 0,
+	        "%s", e.msg);
+	int n_certs = 1;
+	while (n_certs < 200) {
+		size_t total = 0;
+		for (const mbedtls_x509_crt *x = &c->own_cert; x; x = x->next)
+			total += x->raw.len + 3;
+		if (total + c->own_cert.raw.len + 3 > 16384 - 64)
+			break;
+		T_CHECK(mbedtls_x509_crt_parse_file(&c->own_cert, path_in(dir_a, "client.crt")) == 0, "parse");
+		n_certs++;
+	}
+	return n_certs;
+}
+
+/* In a child process with a pool of its own whose sessions may hold 100 KiB
+ * each: a session that needs more (a client sending the largest chain) fails
+ * with -E_NOMEM at its own quota, and the sessions before and after it are
+ * served. */
+static void test_quota_child(void)
+{
+	struct ts_err e = {0};
+	struct tls_mem_stats st;
+	static struct tls_config ps, pc, pbig;
+	char err[1024];
+	size_t bytes = 0;
+	T_CHECK(tls_mem_init(tls_mem_bytes_for(4), 100u << 10, 4, &e) == 0, "%s", e.msg);
+	T_CHECK(tls_config_server(&ps, path_in(dir_a, "server.crt"), path_in(dir_a, "server.key"), path_in(dir_a, "ca.crt"),
+	                          &e) == 0,
+	        "%s", e.msg);
+	T_CHECK(tls_config_client(&pc, path_in(dir_a, "client.crt"), path_in(dir_a, "client.key"), path_in(dir_a, "ca.crt"),
+	                          "localhost", &e) == 0,
+	        "%s", e.msg);
+	big_chain_client(&pbig);
+	T_CHECK(server_session(&ps, &pc, &bytes, err, sizeof(err)) == 0, "under the quota: %s", err);
+	int rc = server_session(&ps, &pbig, &bytes, err, sizeof(err));
+	printf("quota: a server session limited to 100 KiB, the largest client chain: %d %s\n", rc, err);
+	T_CHECK(rc == -E_NOMEM && strstr(err, "out of memory during the handshake"), "over the quota: %d %s", rc, err);
+	tls_mem_stats(&st);
+	T_CHECK(st.refused > 0, "no allocation refused by the quota");
+	T_CHECK(server_session(&ps, &pc, &bytes, err, sizeof(err)) == 0, "after a refusal: %s", err);
+	tls_config_free(&pbig);
+	tls_config_free(&pc);
+	tls_config_free(&ps);
+}
+
+static void test_quota(void)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		test_quota_child();
+		fflush(stdout);
+		_exit(t_fail ? 1 : 0);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the quota checks failed in their process (status %d)", st);
+}
+
+static void test_pool(void)
+{
+	enum { P = 4, MAX_PAIRS = 64 };
+	struct ts_err e = {0};
+	struct tls_mem_stats st0, st;
+	static struct tls_config ps, pc;
+	T_CHECK(tls_mem_init(tls_mem_bytes_for(2 * P), TLS_MEM_SESSION_BYTES, 2 * P, &e) == 0, "tls_mem_init: %s", e.msg);
+	T_CHECK(tls_mem_init(4096, 4096, 1, &e) == -E_INVAL, "a second tls_mem_init accepted");
+	/* configs built inside the pool, as serve's are */
+	T_CHECK(tls_config_server(&ps, path_in(dir_a, "server.crt"), path_in(dir_a, "server.key"), path_in(dir_a, "ca.crt"),
+	                          &e) == 0,
+	        "%s", e.msg);
+	T_CHECK(tls_config_client(&pc, path_in(dir_a, "client.crt"), path_in(dir_a, "client.key"), path_in(dir_a, "ca.crt"),
+	                          "localhost", &e) == 0,
+	        "%s", e.msg);
+	struct pair *q = calloc(MAX_PAIRS, sizeof(*q));
+	/* one pair, measured per class */
+	pair_init(&q[0], &pc, &ps, 0);
+	pair_free(&q[0]); /* PSA's key store grows on first use: not a session's */
+	tls_mem_stats(&st0);
+	tls_mem_reset_peaks();
+	pair_init(&q[0], &pc, &ps, 0);
+	pair_handshake(&q[0]);
+	T_CHECK(q[0].rc_c == 0 && q[0].rc_s == 0, "pooled handshake: %s | %s", q[0].c.err.msg, q[0].s.err.msg);
+	T_CHECK(pair_echo(&q[0], 20000) == 0, "pooled echo");
+	pair_free(&q[0]);
+	tls_mem_stats(&st);
+	printf("pool: a client + server session pair holds at most %zu B by size class (live %zu B); "
+	       "TLS_MEM_SESSION_BYTES %u B per session; the config and PSA %zu B\n",
+	       st.class_peak_bytes, st.peak_bytes - st0.live_bytes, TLS_MEM_SESSION_BYTES, st0.live_bytes);
+	T_CHECK(st.class_peak_bytes <= TLS_MEM_SESSION_BYTES, "a pair needs %zu B, more than TLS_MEM_SESSION_BYTES %u",
+	        st.class_peak_bytes, TLS_MEM_SESSION_BYTES);
+	T_CHECK(st.live_bytes == st0.live_bytes, "a freed pair left %zu B", st.live_bytes - st0.live_bytes);
+	T_CHECK(st0.live_bytes <= TLS_MEM_BASE_BYTES, "configs hold %zu B, more than TLS_MEM_BASE_BYTES", st0.live_bytes);
+
+	static struct tls_config pbig;
+	int n_certs = big_chain_client(&pbig);
+	size_t one = server_session_bytes(&ps, &pc), big = server_session_bytes(&ps, &pbig);
+	printf("pool: one server session holds at most %zu B by size class; with a %d-certificate client chain "
+	       "(a full 16 KiB handshake message) %zu B; TLS_MEM_SESSION_BYTES %u B\n",
+	       one, n_certs, big, TLS_MEM_SESSION_BYTES);
+	T_CHECK(one > 0 && big > one && big <= TLS_MEM_SESSION_BYTES,
+	        "a server session needs %zu B, %zu B with the largest client chain: more than TLS_MEM_SESSION_BYTES %u", one,
+	        big, TLS_MEM_SESSION_BYTES);
+	tls_config_free(&pbig);
+	tls_mem_stats(&st0);
+
+	/* P pairs (2P sessions) alive at once: no failed allocation */
+	for (int i = 0; i < P; i++) {
+		pair_init(&q[i], &pc, &ps, 0);
+		pair_handshake(&q[i]);
+		T_CHECK(q[i].rc_c == 0 && q[i].rc_s == 0, "pair %d: %s | %s", i, q[i].c.err.msg, q[i].s.err.msg);
+	}
+	for (int i = 0; i < P; i++)
+		T_CHECK(pair_echo(&q[i], 20000) == 0, "echo %d", i);
+	tls_mem_stats(&st);
+	T_CHECK(st.failed == 0, "%llu failed allocations with %d pairs", (unsigned long long)st.failed, P);
+
+	/* more until the pool is spent: a clean -E_NOMEM */
+	int n = P, nomem = 0;
+	for (; n < MAX_PAIRS && !nomem; n++) {
+		memset(&q[n], 0, sizeof(q[n]));
+		q[n].ce = (struct end){.in = &q[n].s2c, .out = &q[n].c2s, .peer = &q[n].se};
+		q[n].se = (struct end){.in = &q[n].c2s, .out = &q[n].s2c, .peer = &q[n].ce};
+		int a = tls_session_init(&q[n].c, &pc, mem_send, mem_recv, &q[n].ce);
+		int b = tls_session_init(&q[n].s, &ps, mem_send, mem_recv, &q[n].se);
+		if (a == 0 && b == 0)
+			pair_handshake(&q[n]);
+		int r[4] = {a, b, a == 0 && b == 0 ? q[n].rc_c : 0, a == 0 && b == 0 ? q[n].rc_s : 0};
+		for (int k = 0; k < 4; k++) {
+			T_CHECK(r[k] == 0 || r[k] == -E_NOMEM, "pair %d: %d (%s | %s)", n, r[k], q[n].c.err.msg,
+			        q[n].s.err.msg);
+			nomem |= r[k] == -E_NOMEM;
+		}
+	}
+	tls_mem_stats(&st);
+	printf("pool: spent after %d pairs (sized for %d): %llu refused, %s | %s\n", n, P,
+	       (unsigned long long)st.refused, q[n - 1].c.err.msg, q[n - 1].s.err.msg);
+	T_CHECK(nomem && st.refused > 0 && n == P + 1, "the pool sized for %d pairs ran out after %d", P, n);
+	for (int i = 0; i < n; i++)
+		pair_free(&q[i]);
+	tls_mem_stats(&st);
+	T_CHECK(st.live_bytes == st0.live_bytes, "after freeing all: %zu B live, %zu before", st.live_bytes,
+	        st0.live_bytes);
+	pair_init(&q[0], &pc, &ps, 0);
+	pair_handshake(&q[0]);
+	T_CHECK(q[0].rc_c == 0 && q[0].rc_s == 0, "after the pool ran out: %s | %s", q[0].c.err.msg, q[0].s.err.msg);
+	pair_free(&q[0]);
+	free(q);
+	tls_config_free(&ps);
+	tls_config_free(&pc);
+}
+
 int main(void)
 {
 	struct ts_err e = {0};
@@ -804,6 +1077,8 @@ int main(void)
 	tls_config_free(&cli_trusts_b);
 	tls_config_free(&cli_expired);
 	tls_config_free(&cli_srvcert);
+	test_quota();
+	test_pool();
 	rm_dir(top_a);
 	rm_dir(top_b);
 	rm_dir(top_n);
