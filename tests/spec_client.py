@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """spec_client: a client written from src/PROTOCOL.md alone, with Python's ssl
-(certificate mode), to check that the spec is enough. Not run by `make test`
-(which has no Python); run it by hand against `tokenspeed serve` on
-127.0.0.1:PORT with the certificates of `tokenspeed certs CERTDIR`.
+(certificate mode), to check that the spec is enough. tests/t_spec.c runs it
+in `make test` against `tokenspeed serve` (gen, pong, silent); by hand: run
+it against a server on 127.0.0.1:PORT with the certificates of
+`tokenspeed certs CERTDIR`.
 usage: spec_client.py PORT CERTDIR MODE [SECS]
 MODE gen:    HELLO, WELCOME, SUBMIT 8 tokens, read to DONE, print timings
 MODE pong:   gen, then stay silent but answer PINGs for SECS seconds; print PINGs seen, open or not
