@@ -458,21 +458,8 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 	log_info("stage=selftest ms=%.1f backend=%s result=pass", (ts_now() - t) * 1e3, en->be.ops->name);
 	en->boot_s = ts_now() - t0;
 	log_info("ready boot_ms=%.1f", en->boot_s * 1e3);
-	return 0;
+	return engine_set_state(en, ENGINE_READY);
 fail:
 	engine_stop(en);
 	return r;
-}
-
-void engine_stop(struct engine *en)
-{
-	sched_free(&en->s);
-	if (en->be.ops)
-		en->be.ops->free(&en->be);
-	model_free(&en->m);
-	ckpt_close(&en->ck);
-	if (en->has_tok)
-		tok_free(&en->tok);
-	en->has_tok = 0;
-	memset(&en->be, 0, sizeof(en->be));
 }
