@@ -132,7 +132,7 @@ $(B)/tokenspeed: $(BOOT_OBJ) $(B)/libts.a $(DEPS_GLIBC)
 
 # Fully static musl build, CPU backend only: a static binary cannot dlopen the
 # driver, so the GPU sources stay out.
-MSRCS := $(filter-out src/gpu%.c src/fwd.c,$(SRCS))
+MSRCS := $(filter-out src/gpu%.c src/fwd%.c,$(SRCS))
 MOBJ := $(MSRCS:%.c=$(B)/musl/obj/%.o) $(BOOTS:%.c=$(B)/musl/obj/%.o)
 $(B)/musl/obj/%.o: %.c | $(DEPS_MUSL) $(B)/.musl-tools
 	@mkdir -p $(dir $@)
