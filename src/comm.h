@@ -97,7 +97,9 @@ int comm_nccl_init_all(struct comm *comms, int n, const int *devices, void *cons
  * the step's requests and restarts the engine. */
 int comm_nccl_check(struct comm *c, struct ts_err *e);
 
-/* Aborts outstanding work (ncclCommAbort) when abort, else destroys. */
+/* Aborts outstanding work (ncclCommAbort) when abort, else destroys. Free
+ * the ranks of one comm_nccl_init_all from the last to rank 0: rank 0 holds
+ * the array of every rank's state and frees it. */
 void comm_nccl_free(struct comm *c, int abort);
 
 #endif
