@@ -115,6 +115,10 @@ BOOTS    := $(filter-out boot/tsctl.c,$(wildcard boot/*.c))
 OBJ      := $(SRCS:%.c=$(B)/obj/%.o)
 BOOT_OBJ := $(BOOTS:%.c=$(B)/obj/%.o)
 INC      := -iquote src -iquote boot -iquote kernels -I$(D)/glibc/include
+# src/ never includes boot/: its objects build without boot/ on the include path.
+$(B)/obj/src/%.o: INC := -iquote src -iquote kernels -I$(D)/glibc/include
+$(B)/musl/obj/src/%.o: MUSL_BOOT_INC :=
+MUSL_BOOT_INC ?= -iquote boot
 
 $(B)/obj/%.o: %.c | $(DEPS_GLIBC)
 	@mkdir -p $(dir $@)
@@ -128,11 +132,11 @@ $(B)/tokenspeed: $(BOOT_OBJ) $(B)/libts.a $(DEPS_GLIBC)
 
 # Fully static musl build, CPU backend only: a static binary cannot dlopen the
 # driver, so the GPU sources stay out.
-MSRCS := $(filter-out src/gpu%.c src/fwd.c,$(SRCS))
+MSRCS := $(filter-out src/gpu%.c src/fwd%.c,$(SRCS))
 MOBJ := $(MSRCS:%.c=$(B)/musl/obj/%.o) $(BOOTS:%.c=$(B)/musl/obj/%.o)
 $(B)/musl/obj/%.o: %.c | $(DEPS_MUSL) $(B)/.musl-tools
 	@mkdir -p $(dir $@)
-	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src -iquote boot -iquote kernels -I$(D)/musl/include -c $< -o $@
+	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src $(MUSL_BOOT_INC) -iquote kernels -I$(D)/musl/include -c $< -o $@
 $(B)/tokenspeed-static: $(MOBJ) $(DEPS_MUSL)
 	$(MUSLCC) $(ALLCFLAGS) -static -o $@ $(MOBJ) -L$(D)/musl/lib -linih -lmbedtls $(LDLIBS)
 $(DEPS_MUSL): | $(B)/.musl-tools

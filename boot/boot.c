@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "comm.h"
 #include "fmath.h"
 #include "log.h"
 #include "tls.h"
@@ -18,6 +19,41 @@
 static int first_gpu(const struct cfg *cfg)
 {
 	return atoi(cfg->device.gpus);
+}
+
+/* How many GPUs [device] gpus lists (cfg checked the list). */
+static int n_gpus(const struct cfg *cfg)
+{
+	int n = 1;
+	for (const char *p = cfg->device.gpus; *p; p++)
+		n += *p == ',';
+	return n;
+}
+
+/* Tensor-parallel ranks: [device] tp on the cpu backend (0 = 1); on the gpu
+ * backend the GPUs listed, which a nonzero tp must equal. Several GPUs need
+ * NCCL (src/comm.h); the gpu backend's sharding is not built yet, so a list
+ * of more than one is refused with one line saying which of the two stops it. */
+static int pick_tp(const struct cfg *cfg, const struct backend_ops *ops, int *tp, struct ts_err *e)
+{
+	const char *f = cfg->file[0] ? cfg->file : "config";
+	*tp = cfg->device.tp > 0 ? cfg->device.tp : 1;
+	if (ops == &cpu_backend_ops)
+		return 0;
+	int n = n_gpus(cfg);
+	if (cfg->device.tp > 0 && cfg->device.tp != n)
+		return ts_errf(e, E_INVAL, "%s: [device] tp = %d but gpus = %s lists %d GPUs: on the gpu backend tp is the number of GPUs; set tp = 0 or %d",
+			       f, cfg->device.tp, cfg->device.gpus, n, n);
+	*tp = n;
+	if (n == 1)
+		return 0;
+	struct ts_err ne = {0};
+	if (comm_nccl_load(&ne) < 0)
+		return ts_errf(e, E_UNSUPPORTED, "%s: [device] gpus = %s lists %d GPUs, which needs NCCL: %s; or list one GPU",
+			       f, cfg->device.gpus, n, ne.msg);
+	return ts_errf(e, E_UNSUPPORTED, "%s: [device] gpus = %s lists %d GPUs: tensor parallelism on the gpu backend is not built yet (NCCL %d.%d.%d loaded); list one GPU, or run tp on the cpu backend",
+		       f, cfg->device.gpus, n, comm_nccl_version() / 10000, comm_nccl_version() / 100 % 100,
+		       comm_nccl_version() % 100);
 }
 
 int engine_pick_backend(const struct cfg *cfg, const struct backend_ops **ops, struct ts_err *e)
@@ -398,7 +434,9 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 	if (en->m.n_skipped)
 		log_info("stage=model skipped_tensors=%d skipped_gb=%.3f note=\"outside the text model (%s): vision tower, MTP layers; not loaded\"",
 			 en->m.n_skipped, (double)en->m.skipped_bytes / 1e9, en->m.tprefix);
-	if ((r = engine_pick_backend(cfg, &ops, e)) < 0 || (r = ops->check(&en->m, e)) < 0)
+	int tp;
+	if ((r = engine_pick_backend(cfg, &ops, e)) < 0 || (r = ops->check(&en->m, e)) < 0 ||
+	    (r = pick_tp(cfg, ops, &tp, e)) < 0)
 		goto fail;
 
 	t = ts_now();
@@ -423,6 +461,7 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 		.block_tokens = cfg->engine.kv_block_tokens,
 		.threads = cfg->device.cpu_threads,
 		.device = first_gpu(cfg),
+		.tp = tp,
 		/* recurrent layers: the state pool (sched.h) */
 		.n_states = model_state_elems_per_seq(&en->m) ? SCHED_STATES_PER_RUNNING * cfg->engine.max_running : 0,
 	};
@@ -431,8 +470,8 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 	t = ts_now();
 	if ((r = ops->init(&en->be, &en->m, &lim, e)) < 0)
 		goto fail;
-	log_info("stage=backend ms=%.1f backend=%s threads=%d weights_gb=%.3f workspace_gb=%.3f kv_gb=%.3f",
-		 (ts_now() - t) * 1e3, ops->name, en->be.lim.threads, (double)en->be.weight_bytes / 1e9,
+	log_info("stage=backend ms=%.1f backend=%s tp=%d threads=%d weights_gb=%.3f workspace_gb=%.3f kv_gb=%.3f",
+		 (ts_now() - t) * 1e3, ops->name, tp, en->be.lim.threads, (double)en->be.weight_bytes / 1e9,
 		 (double)en->be.workspace_bytes / 1e9, (double)en->be.kv_bytes / 1e9);
 	t = ts_now();
 	struct sched_limits sl = {
@@ -458,21 +497,8 @@ int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e)
 	log_info("stage=selftest ms=%.1f backend=%s result=pass", (ts_now() - t) * 1e3, en->be.ops->name);
 	en->boot_s = ts_now() - t0;
 	log_info("ready boot_ms=%.1f", en->boot_s * 1e3);
-	return 0;
+	return engine_set_state(en, ENGINE_READY);
 fail:
 	engine_stop(en);
 	return r;
-}
-
-void engine_stop(struct engine *en)
-{
-	sched_free(&en->s);
-	if (en->be.ops)
-		en->be.ops->free(&en->be);
-	model_free(&en->m);
-	ckpt_close(&en->ck);
-	if (en->has_tok)
-		tok_free(&en->tok);
-	en->has_tok = 0;
-	memset(&en->be, 0, sizeof(en->be));
 }

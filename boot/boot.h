@@ -1,40 +1,20 @@
 /* boot: process start to "ready", as ordered, timed stages.
  *
- * Owns: the engine object (config, checkpoint, model, backend, scheduler)
- * and the order in which they come up: config -> checkpoint -> model ->
+ * Owns: the order in which the engine (src/engine.h) comes up: config -> checkpoint -> model ->
  * backend (weights, workspace) -> KV pool -> self-test -> ready. Each stage is
  * logged with its duration; the log states weights, workspace and KV sizes
- * and the KV capacity in tokens.
+ * and the KV capacity in tokens. The engine ends BOOTING for READY here.
  * Does not: serve (the server sits on top of a ready engine).
  * Threads: the boot thread, which becomes the engine thread.
  */
 #ifndef TS_BOOT_H
 #define TS_BOOT_H
 
-#include "backend.h"
-#include "cfg.h"
-#include "ckpt.h"
-#include "model.h"
-#include "sched.h"
-#include "tok.h"
-
-struct engine {
-	struct cfg cfg;
-	struct ckpt ck;
-	struct model m;
-	struct backend be;
-	struct sched s;
-	struct tok tok;          /* valid when has_tok */
-	int has_tok;             /* the checkpoint has a tokenizer.json */
-	int max_seq_len;         /* after clamping to the model's positions */
-	int64_t kv_tokens;       /* pool capacity */
-	double boot_s;           /* start to ready */
-};
+#include "engine.h"
 
 /* Brings the engine up on a loaded config. Fails fast, with e naming the
  * file, key, tensor or device and what to do. */
 int engine_boot(struct engine *en, const struct cfg *cfg, struct ts_err *e);
-void engine_stop(struct engine *en);
 
 /* Fills limits the way engine_boot does (exposed for tests). */
 int engine_pick_backend(const struct cfg *cfg, const struct backend_ops **ops, struct ts_err *e);

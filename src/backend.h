@@ -60,6 +60,7 @@ struct backend_limits {
 	int n_states;              /* recurrent-state slots (0 for models without recurrent layers) */
 	int threads;               /* CPU worker threads; 0 = one per core */
 	int device;                /* GPU ordinal */
+	int tp;                    /* tensor-parallel ranks (cpu: threads of this process, see cpu.c); 0 = 1 */
 };
 
 struct backend;

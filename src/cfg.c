@@ -98,7 +98,9 @@ static const struct cfg_key cfg_keys[] = {
 	 .help = "where the model runs: gpu, cpu (the fp32 reference), or auto = gpu when a CUDA device is found, else cpu"},
 	{"device", "gpus", CFG_T_STRING, FIELD(device.gpus), .def = "0", .check = check_gpus,
 	 .accepted = "comma-separated distinct GPU ordinals 0..63, e.g. 0 or 0,1",
-	 .help = "GPU ordinals; the gpu backend runs on the first one listed (tensor parallel across several is not built yet); ignored by the cpu backend"},
+	 .help = "GPU ordinals; the gpu backend runs on the first one listed (tensor parallel across several is not built yet: more than one is refused); ignored by the cpu backend"},
+	{"device", "tp", CFG_T_INT, FIELD(device.tp), .def = "0", .min = 0, .max = 64,
+	 .help = "tensor-parallel ranks: the cpu backend runs the model as this many ranks (threads), each holding its shard of the weights and its own KV pool; 0 = 1 on the cpu backend and, on the gpu backend, the number of GPUs in gpus (which a nonzero tp must equal)"},
 	{"device", "cpu_threads", CFG_T_INT, FIELD(device.cpu_threads), .def = "0", .min = 0,
 	 .max = 1024, .help = "worker threads of the cpu backend; 0 = one per online core"},
 

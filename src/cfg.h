@@ -44,6 +44,7 @@ struct cfg {
 		enum cfg_backend backend;
 		char gpus[256];             /* comma-separated device ordinals, e.g. "0" or "0,1" */
 		int cpu_threads;            /* 0 = one per online core */
+		int tp;                     /* tensor-parallel ranks; 0 = 1 (cpu) or the GPUs listed (gpu) */
 	} device;
 	struct {
 		char listen[256];           /* host:port */

@@ -23,12 +23,30 @@
  *
  * Each layer is one switch on its attention kind (attn_gqa, attn_mla,
  * attn_linear) and one on its MLP kind (mlp, mlp_moe): a new kind is a new
- * function and a case. */
+ * function and a case.
+ *
+ * Tensor parallelism (backend_limits.tp = N > 1): N ranks, each a thread with
+ * its own struct cpu (workspace, worker pool, KV pool) and its own shard of
+ * the model (tp_shard): column-parallel q/k/v, gate/up (rows of the weight),
+ * row-parallel o_proj and down_proj (columns, copied out of the mapping) whose
+ * partial sums meet in comm's all-reduce; heads split evenly, KV heads too
+ * when N divides them, else each rank keeps the one KV head its query heads
+ * read (replicated); MLA heads split (q, kv_b, o), the latent cache replicated;
+ * MoE experts split across ranks (expert parallelism: every rank routes every
+ * token, runs its own experts, the sum through the all-reduce), the shared
+ * expert split like a dense MLP; embedding and LM head split by vocabulary
+ * rows (the embedding's all-reduce adds zeros: exact; the logits gathered to
+ * rank 0: exact). Gated DeltaNet layers are not split: every rank runs them
+ * whole on its own copy of the recurrent state (replicated, exact). The
+ * all-reduce adds ranks in a fixed order, so TP = N is batch-invariant and
+ * repeatable like TP = 1; against TP = 1 only the row-parallel sums are
+ * reassociated (fp32 rounding). The engine thread is rank 0. */
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "comm.h"
 #include "fmath.h"
 #include "log.h"
 
@@ -197,6 +215,35 @@ struct cpu {
 	int *sfirst, *slen; /* (max_seqs) each batch sequence's first token and count */
 	int row_max;
 	int max_seq_len;
+	int max_seqs;
+	const struct model *m; /* this rank's model (the whole one when tp = 1) */
+	int block_tokens;
+	/* tensor parallelism (tp > 1; see the top of the file) */
+	int rank, tp;
+	struct comm comm;
+	struct tp_group *grp;  /* the ranks, shared by all of them; NULL when tp = 1 */
+	int vocab_lo, vocab_n; /* this rank's rows of the embedding and LM head */
+	int vocab_pad;         /* the largest rank's vocab_n: the gathered logits' row */
+	int e_lo, e_hi;        /* this rank's experts [e_lo, e_hi) */
+	int attn_rep;          /* the heads do not split over the ranks: attention runs whole on every rank */
+	float *red;            /* (max_tokens, dim) a row-parallel partial sum, all-reduced */
+	float *lg;             /* (max_seqs, vocab_pad) this rank's logits */
+	float *lgg;            /* (tp, max_seqs, vocab_pad) every rank's, gathered */
+};
+
+/* The ranks of a tensor-parallel backend. */
+struct tp_group {
+	int n;
+	struct pool pool;          /* n threads: rank r's forward runs on thread r (the caller is rank 0) */
+	struct comm_cpu_group *cg;
+	struct backend *rb;        /* (n) each rank's backend (its impl a struct cpu) */
+	struct model *rm;          /* (n) each rank's shard of the model */
+	void **own;                /* weight copies the shards own (row-parallel columns) */
+	int n_own, cap_own;
+	/* one forward, set by the caller before the ranks run */
+	const struct batch *bt;
+	float *logits;
+	int rc[COMM_MAX_RANKS];
 };
 
 /* ------------------------------------------------------------ math helpers */
@@ -290,6 +337,28 @@ static void matmul(struct cpu *c, float *y, const float *x, const struct model_w
 {
 	struct mm a = {c, y, x, w, bias, T, add};
 	pool_run(&c->pool, mm_work, &a);
+}
+
+/* x += y (T rows) after y's all-reduce over the ranks (tp > 1). */
+static void reduce_add(struct cpu *c, float *y, int T)
+{
+	const size_t n = (size_t)T * (size_t)c->m->d.dim;
+	comm_all_reduce_sum(&c->comm, y, n, NULL);
+	for (size_t i = 0; i < n; i++)
+		c->x[i] += y[i];
+}
+
+/* x += w in (+ bias): o_proj, a row-parallel projection when the heads are
+ * split (tp > 1, !attn_rep): each rank's w holds its columns of the weight,
+ * the partial sums meet in the all-reduce and rank 0 alone adds the bias. */
+static void row_out(struct cpu *c, const float *in, const struct model_w *w, const struct model_w *bias, int T)
+{
+	if (c->tp == 1 || c->attn_rep) {
+		matmul(c, c->x, in, w, bias, T, 1);
+		return;
+	}
+	matmul(c, c->red, in, w, c->rank == 0 ? bias : NULL, T, 0);
+	reduce_add(c, c->red, T);
 }
 
 /* ------------------------------------------------------------ RoPE */
@@ -425,7 +494,7 @@ static void attn_gqa(struct cpu *c, const struct model *m, const struct batch *b
 	if (d->attn_gate) /* Qwen3NextAttention: attn_output * sigmoid(gate) */
 		for (size_t i = 0; i < (size_t)T * (size_t)d->q_dim; i++)
 			c->att[i] = c->att[i] * (1.0f / (1.0f + fm_expf(-c->gate[i])));
-	matmul(c, c->x, c->att, &G->wo, &G->bo, T, 1);
+	row_out(c, c->att, &G->wo, &G->bo, T);
 }
 
 /* ------------------------------------------------------------ MLA attention */
@@ -517,7 +586,7 @@ static void attn_mla(struct cpu *c, const struct model *m, const struct batch *b
 	}
 	struct at a = {c, m, bt, bsz, l};
 	pool_run(&c->pool, mla_work, &a);
-	matmul(c, c->x, c->att, &A->wo, NULL, T, 1);
+	row_out(c, c->att, &A->wo, NULL, T);
 }
 
 /* ------------------------------------------------------------ Gated DeltaNet */
@@ -793,7 +862,7 @@ static void mlp_moe(struct cpu *c, const struct model *m, int T, int l)
 	for (int t = 0; t < T; t++)
 		route(d, c->rl + (size_t)t * E, &M->router_bias, c->route, c->ri + (size_t)t * K, c->rw + (size_t)t * K);
 	memset(c->acc, 0, (size_t)T * (size_t)D * sizeof(float));
-	for (int e = 0; e < E; e++) {
+	for (int e = c->e_lo; e < c->e_hi; e++) { /* this rank's experts (all of them when tp = 1) */
 		int n = 0;
 		for (int i = 0; i < T * K; i++)
 			if (c->ri[i] == e)
@@ -823,27 +892,38 @@ static void mlp_moe(struct cpu *c, const struct model *m, int T, int l)
 		for (size_t i = 0; i < (size_t)T * (size_t)D; i++)
 			c->acc[i] += c->ye[i];
 	}
+	if (c->tp > 1) {
+		reduce_add(c, c->acc, T);
+		return;
+	}
 	for (size_t i = 0; i < (size_t)T * (size_t)D; i++)
 		c->x[i] += c->acc[i];
 }
 
 /* ------------------------------------------------------------ forward */
 
-static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
-{
-	struct cpu *c = b->impl;
-	const struct model *m = b->m;
-	const struct model_dims *d = &m->d;
-	const int T = bt->n_tokens, bsz = b->lim.block_tokens;
+static void lm_head_tp(struct cpu *c, int n, float *logits);
 
-	if (T < 1 || T > c->max_tokens || bt->n_logits > b->lim.max_seqs || bt->n_seqs > b->lim.max_seqs)
+/* One rank's forward (the whole model's when tp = 1). Every rank checks the
+ * batch the same way and fails at the same point, so none is left waiting in
+ * a collective. logits: rank 0's only. */
+static int forward_rank(struct cpu *c, const struct batch *bt, float *logits)
+{
+	const struct model *m = c->m;
+	const struct model_dims *d = &m->d;
+	const int T = bt->n_tokens, bsz = c->block_tokens;
+
+	if (T < 1 || T > c->max_tokens || bt->n_logits > c->max_seqs || bt->n_seqs > c->max_seqs)
 		return -E_INVAL;
 	for (int t = 0; t < T; t++) {
 		int s = bt->seq[t], p = bt->pos[t];
 		if (bt->token[t] < 0 || bt->token[t] >= d->vocab || s < 0 || s >= bt->n_seqs || p < 0 ||
-		    p >= b->lim.max_seq_len || p / bsz >= bt->seqs[s].n_blocks)
+		    p >= c->max_seq_len || p / bsz >= bt->seqs[s].n_blocks)
 			return -E_INVAL;
 	}
+	for (int i = 0; i < bt->n_logits; i++)
+		if (bt->logit_rows[i] < 0 || bt->logit_rows[i] >= T)
+			return -E_INVAL;
 	if (c->state_per_seq) { /* recurrent layers: each sequence's tokens in one run, a state slot */
 		for (int s = 0; s < bt->n_seqs; s++)
 			c->slen[s] = 0;
@@ -863,11 +943,16 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 		}
 	}
 
-	/* x = embed[token] */
+	/* x = embed[token]: this rank's vocabulary rows, zeros elsewhere, summed over the ranks (exact) */
 	for (int t = 0; t < T; t++) {
-		const float *r = wrow(&m->embed, bt->token[t], c->rowbuf);
-		memcpy(c->x + (size_t)t * d->dim, r, (size_t)d->dim * sizeof(float));
+		const int v = bt->token[t] - c->vocab_lo;
+		if (v >= 0 && v < c->vocab_n)
+			memcpy(c->x + (size_t)t * d->dim, wrow(&m->embed, v, c->rowbuf), (size_t)d->dim * sizeof(float));
+		else
+			memset(c->x + (size_t)t * d->dim, 0, (size_t)d->dim * sizeof(float));
 	}
+	if (c->tp > 1)
+		comm_all_reduce_sum(&c->comm, c->x, (size_t)T * (size_t)d->dim, NULL);
 
 	for (int l = 0; l < d->n_layers; l++) {
 		const struct model_layer *L = &m->layers[l];
@@ -894,7 +979,12 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 				d->rms_eps, d->norm_offset);
 		switch (L->mlp) { /* x += mlp(xb) */
 		case MLP_DENSE:
-			mlp(c, c->x, c->xb, &L->ffn, T, 1);
+			if (c->tp == 1) {
+				mlp(c, c->x, c->xb, &L->ffn, T, 1);
+			} else { /* gate/up column-parallel, down row-parallel */
+				mlp(c, c->red, c->xb, &L->ffn, T, 0);
+				reduce_add(c, c->red, T);
+			}
 			break;
 		case MLP_MOE:
 			mlp_moe(c, m, T, l);
@@ -906,12 +996,53 @@ static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
 
 	for (int i = 0; i < bt->n_logits; i++) {
 		int t = bt->logit_rows[i];
-		if (t < 0 || t >= T)
-			return -E_INVAL;
 		rmsnorm(c->xf + (size_t)i * d->dim, c->x + (size_t)t * d->dim, &m->final_norm, d->dim, d->rms_eps, d->norm_offset);
 	}
-	if (bt->n_logits)
+	if (bt->n_logits && c->tp == 1)
 		matmul(c, logits, c->xf, &m->lm_head, NULL, bt->n_logits, 0);
+	else if (bt->n_logits)
+		lm_head_tp(c, bt->n_logits, logits);
+	return 0;
+}
+
+/* The LM head split by vocabulary: each rank's logits (n, vocab_n), padded
+ * to vocab_pad, gathered everywhere; rank 0 lays them out as (n, vocab). */
+static void lm_head_tp(struct cpu *c, int n, float *logits)
+{
+	const int V = c->m->d.vocab, pad = c->vocab_pad, N = c->tp;
+	matmul(c, c->lg, c->xf, &c->m->lm_head, NULL, n, 0);
+	memset(c->lg + (size_t)n * c->vocab_n, 0, (size_t)n * (size_t)(pad - c->vocab_n) * sizeof(float));
+	comm_all_gather(&c->comm, c->lg, c->lgg, (size_t)n * (size_t)pad, NULL);
+	if (c->rank != 0)
+		return;
+	for (int r = 0; r < N; r++) {
+		int lo, hi;
+		share(V, r, N, &lo, &hi);
+		const float *src = c->lgg + (size_t)r * (size_t)n * (size_t)pad;
+		for (int i = 0; i < n; i++)
+			memcpy(logits + (size_t)i * V + lo, src + (size_t)i * (size_t)(hi - lo),
+			       (size_t)(hi - lo) * sizeof(float));
+	}
+}
+
+static void tp_work(void *ctx, int tid, int nth)
+{
+	struct tp_group *g = ctx;
+	g->rc[tid] = forward_rank(g->rb[tid].impl, g->bt, tid == 0 ? g->logits : NULL);
+}
+
+static int cpu_forward(struct backend *b, const struct batch *bt, float *logits)
+{
+	struct cpu *c = b->impl;
+	if (!c->grp)
+		return forward_rank(c, bt, logits);
+	struct tp_group *g = c->grp;
+	g->bt = bt;
+	g->logits = logits;
+	pool_run(&g->pool, tp_work, g);
+	for (int r = 0; r < g->n; r++)
+		if (g->rc[r] < 0)
+			return g->rc[r];
 	return 0;
 }
 
@@ -999,12 +1130,20 @@ static int cpu_mem_available(const struct model *m, const struct backend_limits 
 	return 0;
 }
 
+static void tp_free(struct tp_group *g);
+
 static void cpu_free(struct backend *b)
 {
 	struct cpu *c = b->impl;
 	if (!c)
 		return;
+	if (c->grp && c->rank == 0) { /* rank 0's backend is the engine's: it frees the group */
+		tp_free(c->grp);
+		b->impl = NULL;
+		return;
+	}
 	pool_stop(&c->pool);
+	ts_free(c->red);
 	ts_free(c->x);
 	ts_free(c->kv);
 	ts_free(c->kv_off);
@@ -1015,7 +1154,7 @@ static void cpu_free(struct backend *b)
 	b->impl = NULL;
 }
 
-static int cpu_init(struct backend *b, const struct model *m, const struct backend_limits *l, struct ts_err *e)
+static int cpu_init1(struct backend *b, const struct model *m, const struct backend_limits *l, struct ts_err *e)
 {
 	const struct model_dims *d = &m->d;
 	struct cpu *c = ts_alloc(sizeof(*c));
@@ -1033,6 +1172,12 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 	b->impl = c;
 	c->max_tokens = l->max_batch_tokens;
 	c->max_seq_len = l->max_seq_len;
+	c->max_seqs = l->max_seqs;
+	c->block_tokens = l->block_tokens;
+	c->m = m;
+	c->tp = 1;
+	c->vocab_n = c->vocab_pad = d->vocab;
+	c->e_hi = d->n_experts;
 	uint64_t nf = workspace_floats(m, l, &rm);
 	c->row_max = rm;
 	wdims_of(d, &w);
@@ -1115,6 +1260,291 @@ static int cpu_init(struct backend *b, const struct model *m, const struct backe
 	b->kv_bytes = kv_floats * sizeof(float);
 	b->state_bytes = st_floats * sizeof(float);
 	return 0;
+}
+
+/* ------------------------------------------------------------ tensor parallelism */
+
+/* Whether m's attention heads split over n ranks: query heads evenly, and
+ * GQA KV heads evenly or each rank within one KV head. When they do not
+ * (fewer heads than ranks), attention is replicated: every rank runs all
+ * heads on its own copy of the cache and adds o_proj itself (exact). */
+static int tp_heads_split(const struct model *m, int n)
+{
+	const struct model_dims *d = &m->d;
+	if (!d->n_heads || d->n_heads % n)
+		return 0;
+	for (int l = 0; l < d->n_layers; l++)
+		if (m->layers[l].attn == ATTN_GQA && d->n_kv_heads % n && n % d->n_kv_heads)
+			return 0;
+	return 1;
+}
+
+/* A copy the shard owns, tracked for tp_free. NULL when out of memory. */
+static void *tp_own(struct tp_group *g, size_t bytes)
+{
+	if (g->n_own == g->cap_own) {
+		int cap = g->cap_own ? 2 * g->cap_own : 64;
+		void **o = ts_alloc((size_t)cap * sizeof(void *));
+		if (!o)
+			return NULL;
+		if (g->n_own)
+			memcpy(o, g->own, (size_t)g->n_own * sizeof(void *));
+		ts_free(g->own);
+		g->own = o;
+		g->cap_own = cap;
+	}
+	void *p = ts_alloc(bytes ? bytes : 1);
+	if (p)
+		g->own[g->n_own++] = p;
+	return p;
+}
+
+/* Rows [lo, hi) of w, a view. */
+static void w_rows(struct model_w *w, int64_t lo, int64_t hi)
+{
+	if (!w->data)
+		return;
+	w->data = (const char *)w->data + (size_t)lo * (size_t)w->cols * ts_dtype_size(w->dtype);
+	w->rows = hi - lo;
+}
+
+/* Elements [lo, hi) of a 1-D w (rows = 1), a view. */
+static void w_elems(struct model_w *w, int64_t lo, int64_t hi)
+{
+	if (!w->data)
+		return;
+	w->data = (const char *)w->data + (size_t)lo * ts_dtype_size(w->dtype);
+	w->cols = hi - lo;
+}
+
+/* Columns [lo, hi) of w, copied out of the mapping (the rows are strided). */
+static int w_cols(struct tp_group *g, struct model_w *w, int64_t lo, int64_t hi)
+{
+	if (!w->data)
+		return 0;
+	const size_t es = ts_dtype_size(w->dtype), n = (size_t)(hi - lo);
+	char *p = tp_own(g, (size_t)w->rows * n * es);
+	if (!p)
+		return -E_NOMEM;
+	for (int64_t r = 0; r < w->rows; r++)
+		memcpy(p + (size_t)r * n * es, (const char *)w->data + ((size_t)r * (size_t)w->cols + (size_t)lo) * es, n * es);
+	w->data = p;
+	w->cols = hi - lo;
+	return 0;
+}
+
+/* A SiLU MLP's share [lo, hi) of its inner dim: gate and up rows, down columns. */
+static int mlp_shard(struct tp_group *g, struct model_mlp *f, int64_t lo, int64_t hi)
+{
+	w_rows(&f->w_gate, lo, hi);
+	w_rows(&f->w_up, lo, hi);
+	return w_cols(g, &f->w_down, lo, hi);
+}
+
+/* Rank r's shard of the model (see the top of the file), into g->rm[r]. */
+static int tp_shard(struct tp_group *g, const struct model *m, int r)
+{
+	const int n = g->n;
+	const struct model_dims *gd = &m->d;
+	struct model *s = &g->rm[r];
+	struct model_dims *d = &s->d;
+	int lo, hi, rc;
+
+	*s = *m;
+	s->layers = tp_own(g, (size_t)gd->n_layers * sizeof(*s->layers));
+	if (!s->layers)
+		return -E_NOMEM;
+	memcpy(s->layers, m->layers, (size_t)gd->n_layers * sizeof(*s->layers));
+	s->experts = NULL;
+	/* heads (all of them on every rank when they do not split) */
+	const int split = tp_heads_split(m, n), hd = gd->head_dim;
+	const int h0 = split ? gd->n_heads / n * r : 0, h1 = split ? h0 + gd->n_heads / n : gd->n_heads;
+	int k0 = 0, k1 = gd->n_kv_heads;
+	if (split && gd->n_kv_heads % n == 0) {
+		k0 = gd->n_kv_heads / n * r;
+		k1 = k0 + gd->n_kv_heads / n;
+	} else if (split) { /* fewer KV heads than ranks: the one this rank's query heads read */
+		k0 = h0 / (gd->n_heads / gd->n_kv_heads);
+		k1 = k0 + 1;
+	}
+	d->n_heads = h1 - h0;
+	share(gd->ffn_dim, r, n, &lo, &hi);
+	d->ffn_dim = hi - lo;
+	int f0 = lo, f1 = hi;
+	share(gd->shared_ffn_dim, r, n, &lo, &hi);
+	d->shared_ffn_dim = hi - lo;
+	int s0 = lo, s1 = hi;
+	for (int l = 0; l < gd->n_layers; l++) {
+		struct model_layer *L = &s->layers[l];
+		switch (split ? L->attn : ATTN_LINEAR) { /* not split: as the linear layers, whole */
+		case ATTN_GQA: {
+			struct model_gqa *G = &L->gqa;
+			const int qw = hd * (1 + gd->attn_gate); /* rows per query head (q, then its gate) */
+			w_rows(&G->wq, (int64_t)h0 * qw, (int64_t)h1 * qw);
+			w_elems(&G->bq, (int64_t)h0 * qw, (int64_t)h1 * qw);
+			w_rows(&G->wk, (int64_t)k0 * hd, (int64_t)k1 * hd);
+			w_elems(&G->bk, (int64_t)k0 * hd, (int64_t)k1 * hd);
+			w_rows(&G->wv, (int64_t)k0 * hd, (int64_t)k1 * hd);
+			w_elems(&G->bv, (int64_t)k0 * hd, (int64_t)k1 * hd);
+			if ((rc = w_cols(g, &G->wo, (int64_t)h0 * hd, (int64_t)h1 * hd)) < 0)
+				return rc;
+			break;
+		}
+		case ATTN_MLA: {
+			struct model_mla *A = &L->mla;
+			const int qh = gd->qk_nope_dim + gd->qk_rope_dim, kvb = gd->qk_nope_dim + gd->v_head_dim;
+			w_rows(&A->wq, (int64_t)h0 * qh, (int64_t)h1 * qh);
+			w_rows(&A->wq_b, (int64_t)h0 * qh, (int64_t)h1 * qh);
+			w_rows(&A->wkv_b, (int64_t)h0 * kvb, (int64_t)h1 * kvb);
+			if ((rc = w_cols(g, &A->wo, (int64_t)h0 * gd->v_head_dim, (int64_t)h1 * gd->v_head_dim)) < 0)
+				return rc;
+			break;
+		}
+		case ATTN_LINEAR: /* whole on every rank */
+		case ATTN_KIND_N:
+			break;
+		}
+		switch (L->mlp) {
+		case MLP_DENSE:
+			if ((rc = mlp_shard(g, &L->ffn, f0, f1)) < 0)
+				return rc;
+			break;
+		case MLP_MOE: {
+			struct model_moe *M = &L->moe;
+			struct model_mlp *ex = tp_own(g, (size_t)gd->n_experts * sizeof(*ex));
+			if (!ex)
+				return -E_NOMEM;
+			memset(ex, 0, (size_t)gd->n_experts * sizeof(*ex));
+			share(gd->n_experts, r, n, &lo, &hi);
+			for (int x = lo; x < hi; x++) /* this rank's experts; the others' stay absent */
+				ex[x] = M->experts[x];
+			M->experts = ex;
+			if (M->shared.w_gate.data && (rc = mlp_shard(g, &M->shared, s0, s1)) < 0)
+				return rc;
+			break;
+		}
+		case MLP_KIND_N:
+			break;
+		}
+		if (L->attn == ATTN_GQA && split && r != 0)
+			L->gqa.bo.data = NULL; /* rank 0 adds o_proj's bias once (row_out) */
+	}
+	if (gd->n_heads) { /* MLA: n_kv_heads = n_heads and kv_dim = 0 stay so */
+		d->q_dim = gd->q_dim / gd->n_heads * d->n_heads;
+		d->n_kv_heads = k1 - k0;
+		d->kv_dim = gd->n_kv_heads ? gd->kv_dim / gd->n_kv_heads * (k1 - k0) : 0;
+	}
+	share(gd->vocab, r, n, &lo, &hi);
+	w_rows(&s->embed, lo, hi);
+	w_rows(&s->lm_head, lo, hi);
+	return 0;
+}
+
+static void tp_free(struct tp_group *g)
+{
+	if (g->pool.th)
+		pool_stop(&g->pool);
+	for (int r = g->n - 1; r >= 0 && g->rb; r--) {
+		struct cpu *c = g->rb[r].impl;
+		if (!c)
+			continue;
+		c->grp = NULL;
+		cpu_free(&g->rb[r]);
+	}
+	for (int i = 0; i < g->n_own; i++)
+		ts_free(g->own[i]);
+	ts_free(g->own);
+	ts_free(g->rb);
+	ts_free(g->rm);
+	comm_cpu_group_free(g->cg);
+	ts_free(g);
+}
+
+/* tp ranks: each a shard of m, a struct cpu of its own (threads / tp workers,
+ * its own KV pool over the same block ids), a comm rank; b's impl is rank 0's. */
+static int cpu_init_tp(struct backend *b, const struct model *m, const struct backend_limits *l, struct ts_err *e)
+{
+	const int n = l->tp, V = m->d.vocab;
+	const int threads = threads_for(l);
+	struct tp_group *g;
+	int r, rc;
+
+	memset(b, 0, sizeof(*b));
+	if (n > COMM_MAX_RANKS)
+		return ts_errf(e, E_RANGE, "cpu backend: tp = %d (1..%d)", n, COMM_MAX_RANKS);
+	if (!(g = ts_alloc(sizeof(*g))))
+		return ts_errf(e, E_NOMEM, "cpu backend: out of memory");
+	memset(g, 0, sizeof(*g));
+	g->n = n;
+	g->rb = ts_alloc((size_t)n * sizeof(*g->rb));
+	g->rm = ts_alloc((size_t)n * sizeof(*g->rm));
+	if (!g->rb || !g->rm) {
+		rc = ts_errf(e, E_NOMEM, "cpu backend: out of memory");
+		goto fail;
+	}
+	memset(g->rb, 0, (size_t)n * sizeof(*g->rb));
+	if ((rc = comm_cpu_group_new(&g->cg, n, e)) < 0)
+		goto fail;
+	int pad = (V + n - 1) / n;
+	for (r = 0; r < n; r++) {
+		struct backend_limits lr = *l;
+		lr.tp = 1;
+		lr.threads = TS_MAX(1, threads / n);
+		if ((rc = tp_shard(g, m, r)) < 0) {
+			rc = ts_errf(e, -rc, "cpu backend: out of memory sharding the weights for rank %d of %d", r, n);
+			goto fail;
+		}
+		if ((rc = cpu_init1(&g->rb[r], &g->rm[r], &lr, e)) < 0)
+			goto fail;
+		struct cpu *c = g->rb[r].impl;
+		int lo, hi;
+		c->rank = r;
+		c->tp = n;
+		c->grp = g;
+		comm_cpu_init(&c->comm, g->cg, r);
+		share(V, r, n, &lo, &hi);
+		c->vocab_lo = lo;
+		c->vocab_n = hi - lo;
+		c->vocab_pad = pad;
+		share(m->d.n_experts, r, n, &lo, &hi);
+		c->e_lo = lo;
+		c->e_hi = hi;
+		c->attn_rep = !tp_heads_split(m, n);
+		const size_t T = (size_t)l->max_batch_tokens, S = (size_t)l->max_seqs;
+		c->red = ts_alloc((T * (size_t)m->d.dim + S * (size_t)pad * (1 + (size_t)n)) * sizeof(float));
+		if (!c->red) {
+			rc = ts_errf(e, E_NOMEM, "cpu backend: out of memory for rank %d's collectives", r);
+			goto fail;
+		}
+		c->lg = c->red + T * (size_t)m->d.dim;
+		c->lgg = c->lg + S * (size_t)pad;
+		b->workspace_bytes += g->rb[r].workspace_bytes;
+		b->kv_bytes += g->rb[r].kv_bytes;
+		b->state_bytes += g->rb[r].state_bytes;
+	}
+	if ((rc = pool_start(&g->pool, n)) < 0) {
+		rc = ts_errf(e, -rc, "cpu backend: cannot start %d rank threads", n);
+		goto fail;
+	}
+	b->ops = &cpu_backend_ops;
+	b->m = m;
+	b->lim = *l;
+	b->lim.threads = TS_MAX(1, threads / n) * n;
+	b->impl = g->rb[0].impl;
+	b->weight_bytes = m->weight_bytes;
+	log_info("stage=backend tp=%d threads_per_rank=%d heads_per_rank=%d kv_heads_per_rank=%d experts_per_rank=%d vocab_per_rank=%d%s",
+		 n, TS_MAX(1, threads / n), g->rm[0].d.n_heads, g->rm[0].d.n_kv_heads, (m->d.n_experts + n - 1) / n, pad,
+		 tp_heads_split(m, n) ? "" : " attention=replicated (the heads do not split over tp)");
+	return 0;
+fail:
+	tp_free(g);
+	memset(b, 0, sizeof(*b));
+	return rc;
+}
+
+static int cpu_init(struct backend *b, const struct model *m, const struct backend_limits *l, struct ts_err *e)
+{
+	return l->tp > 1 ? cpu_init_tp(b, m, l, e) : cpu_init1(b, m, l, e);
 }
 
 const struct backend_ops cpu_backend_ops = {

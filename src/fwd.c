@@ -1,7 +1,9 @@
 /* fwd: the GPU backend. Weights, workspace, KV storage and metadata live in
- * one device arena taken at init; a step uploads its metadata, replays (or
- * launches) the forward pass, and copies the wanted logits back. */
+ * one device arena taken at init (fwd_arena.c, fwd_upload.c); a step uploads
+ * its metadata, replays a graph (fwd_graph.c) or launches the forward pass
+ * (below, a list of ops), and copies the wanted logits back. */
 #include "fwd.h"
+#include "fwd_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,220 +14,27 @@
 #include "gpu_elem.h"
 #include "gpu_gemm.h"
 #include "log.h"
-#include "ts_kernels.h"
 
-#define N_BUCKETS 12 /* decode graphs for batch sizes 1, 2, 4, ... up to max_seqs */
-
-struct glayer {
-	gpu_ptr attn_norm, ffn_norm; /* bf16 (dim) */
-	gpu_ptr wqkv;                /* bf16 (q_dim + 2 kv_dim, dim): q | k | v rows */
-	gpu_ptr bqkv;                /* f32 (q_dim + 2 kv_dim) or 0 */
-	gpu_ptr q_norm, k_norm;      /* bf16 (head_dim) or 0 */
-	gpu_ptr wo;                  /* bf16 (dim, q_dim) */
-	gpu_ptr bo;                  /* f32 (dim) or 0 */
-	gpu_ptr wgu;                 /* bf16 (2 ffn, dim), gemm_interleave_gate_up layout */
-	gpu_ptr wd;                  /* bf16 (dim, ffn) */
-};
-
-struct gpub {
-	struct gpu g;
-	struct glayer *L;            /* (n_layers) */
-	gpu_ptr embed, final_norm, lm_head, inv_freq;
-	gpu_ptr kv;                  /* (n_layers, 2, n_blocks + 1, block_tokens, kv_dim) bf16; block n_blocks is scratch */
-	size_t kv_layer;             /* elements per layer per K or V */
-	/* workspace, sized for T = max_batch_tokens tokens and R = max_seqs + 1 rows */
-	gpu_ptr x;                   /* f32 (T, dim) residual */
-	gpu_ptr xb;                  /* bf16 (T, dim) normed */
-	gpu_ptr qkv;                 /* f32 (T, q_dim + 2 kv_dim) */
-	gpu_ptr q;                   /* bf16 (T, q_dim) roped */
-	gpu_ptr att;                 /* bf16 (T, q_dim) */
-	gpu_ptr h;                   /* bf16 (T, ffn) silu(gate) * up */
-	gpu_ptr xf;                  /* bf16 (R, dim) final-normed rows */
-	gpu_ptr logits;              /* f32 (R, vocab) */
-	gpu_ptr gemm_ws, attn_ws;
-	/* per-step metadata: device copy and its pinned host mirror, one upload */
-	gpu_ptr meta;
-	int32_t *meta_h;
-	size_t meta_words;
-	int32_t *m_token, *m_pos, *m_seq, *m_rows, *m_dec, *m_pre, *m_blocks; /* views into meta_h */
-	gpu_ptr d_token, d_pos, d_seq, d_rows, d_dec, d_pre, d_blocks;        /* the same views on the device */
-	float *logits_h;             /* pinned (R, vocab) */
-	/* device sampling: per-row parameters, token histories, results */
-	gpu_ptr d_srows, d_hist, d_sampled, samp_ws;
-	struct k_samp_row *srows_h;  /* pinned (R) */
-	int32_t *hist_h;             /* pinned (R, max_seq_len) */
-	int32_t *sampled_h;          /* pinned (R) */
-	int max_seq_len;
-	uint64_t dev_weight_bytes;   /* bf16 weights (+ f32 biases) in the arena */
-	int T, R, max_blocks, block_tokens, n_kv_blocks;
-	gpu_graph graph[2][N_BUCKETS]; /* [0] ends in the logits copy, [1] in device sampling */
-	int bucket_n[N_BUCKETS], n_buckets;
-	int captured_layers;
-};
-
-static struct gpu *shared_gpu; /* opened by mem_available, kept for init */
-static struct gpu gpu_dev;
+/* The devices opened so far, by ordinal: gpu_mem_available opens one before
+ * init (the engine sizes the KV pool first); init then takes it over, and the
+ * slot points at the backend's own copy until free. */
+static struct gpu *devs[64];
+static struct gpu opened[64];
 
 /* ------------------------------------------------------------ sizes */
 
-static int open_shared(int ordinal, struct ts_err *e)
+static int dev_open(int ordinal, struct gpu **out, struct ts_err *e)
 {
-	if (shared_gpu && shared_gpu->info.ordinal == ordinal)
-		return 0;
-	int r = gpu_open(&gpu_dev, ordinal, e);
-	if (r < 0)
-		return r;
-	shared_gpu = &gpu_dev;
+	if (ordinal < 0 || ordinal >= 64)
+		return ts_errf(e, E_RANGE, "gpu: ordinal %d (0..63)", ordinal);
+	if (!devs[ordinal]) {
+		int r = gpu_open(&opened[ordinal], ordinal, e);
+		if (r < 0)
+			return r;
+		devs[ordinal] = &opened[ordinal];
+	}
+	*out = devs[ordinal];
 	return 0;
-}
-
-/* ------------------------------------------------------------ weight upload */
-
-/* Pinned staging: convert a tensor's rows to bf16 (or f32 for biases) into a
- * staging buffer, then copy asynchronously while the next one fills. */
-struct up {
-	struct gpu *g;
-	uint8_t *buf[2];
-	size_t cap;
-	int cur;
-	uint64_t done, total;
-	double t0;
-};
-
-static void convert_bf16(uint16_t *dst, const struct model_w *w, int64_t i0, int64_t n)
-{
-	switch (w->dtype) {
-	case TS_BF16:
-		memcpy(dst, (const uint16_t *)w->data + i0, (size_t)n * 2);
-		break;
-	case TS_F16:
-		for (int64_t i = 0; i < n; i++)
-			dst[i] = ts_f32_to_bf16(ts_f16_to_f32(((const uint16_t *)w->data)[i0 + i]));
-		break;
-	case TS_F32:
-		for (int64_t i = 0; i < n; i++)
-			dst[i] = ts_f32_to_bf16(((const float *)w->data)[i0 + i]);
-		break;
-	case TS_DTYPE_N:
-		break;
-	}
-}
-
-
-/* Sends n bytes from the current staging buffer to dst, then switches buffers:
- * the next fill overlaps this copy; the sync makes sure the buffer about to be
- * filled has finished its previous copy. */
-static int up_send(struct up *u, gpu_ptr dst, size_t n)
-{
-	if (gpu_sync(u->g) < 0 || gpu_h2d(u->g, dst, u->buf[u->cur], n) < 0)
-		return -E_INTERNAL;
-	u->cur ^= 1;
-	u->done += n;
-	log_progress("weights", u->done, u->total, ts_now() - u->t0);
-	return 0;
-}
-
-/* A whole tensor as bf16 at dst (element offset off of w), in staging-sized pieces. */
-static int up_bf16(struct up *u, gpu_ptr dst, const struct model_w *w)
-{
-	int64_t n = w->rows * w->cols, step = (int64_t)(u->cap / 2);
-	for (int64_t i = 0; i < n; i += step) {
-		int64_t k = TS_MIN(step, n - i);
-		if (gpu_sync(u->g) < 0)
-			return -E_INTERNAL;
-		convert_bf16((uint16_t *)u->buf[u->cur], w, i, k);
-		if (up_send(u, dst + (gpu_ptr)i * 2, (size_t)k * 2) < 0)
-			return -E_INTERNAL;
-	}
-	return 0;
-}
-
-static int up_f32(struct up *u, gpu_ptr dst, const struct model_w *w)
-{
-	int64_t n = w->rows * w->cols;
-	if ((size_t)n * 4 > u->cap || gpu_sync(u->g) < 0)
-		return -E_INTERNAL;
-	for (int64_t i = 0; i < n; i++)
-		((float *)u->buf[u->cur])[i] = model_w_at(w, i);
-	return up_send(u, dst, (size_t)n * 4);
-}
-
-/* gate and up -> the interleaved bf16 matrix the SiLU-multiply epilogue reads. */
-static int up_gate_up(struct up *u, gpu_ptr dst, const struct model_w *gate, const struct model_w *upw, uint16_t *tmp)
-{
-	int64_t n = gate->rows * gate->cols;
-	convert_bf16(tmp, gate, 0, n);
-	convert_bf16(tmp + n, upw, 0, n);
-	uint16_t *out = tmp + 2 * n;
-	gemm_interleave_gate_up(out, tmp, tmp + n, (int)gate->rows, (int)gate->cols);
-	int64_t bytes = 2 * n * 2, step = (int64_t)u->cap;
-	for (int64_t i = 0; i < bytes; i += step) {
-		int64_t k = TS_MIN(step, bytes - i);
-		if (gpu_sync(u->g) < 0)
-			return -E_INTERNAL;
-		memcpy(u->buf[u->cur], (uint8_t *)out + i, (size_t)k);
-		if (up_send(u, dst + (gpu_ptr)i, (size_t)k) < 0)
-			return -E_INTERNAL;
-	}
-	return 0;
-}
-
-static int upload(struct gpub *p, const struct model *m, struct ts_err *e)
-{
-	const struct model_dims *d = &m->d;
-	struct up u = {.g = &p->g, .cap = 64u << 20, .total = p->dev_weight_bytes, .t0 = ts_now()};
-	uint16_t *tmp = ts_alloc((size_t)d->ffn_dim * (size_t)d->dim * 2 * 4);
-	int r = 0;
-	u.buf[0] = gpu_host_alloc(&p->g, u.cap);
-	u.buf[1] = gpu_host_alloc(&p->g, u.cap);
-	if (!tmp || !u.buf[0] || !u.buf[1]) {
-		r = ts_errf(e, E_NOMEM, "gpu: cannot allocate pinned staging buffers");
-		goto out;
-	}
-	size_t qkvrows = (size_t)(d->q_dim + 2 * d->kv_dim);
-	for (int l = 0; l < d->n_layers && r == 0; l++) {
-		const struct model_layer *L = &m->layers[l];
-		struct glayer *G = &p->L[l];
-		r = up_bf16(&u, G->attn_norm, &L->attn_norm) || up_bf16(&u, G->ffn_norm, &L->ffn_norm) ||
-		    up_bf16(&u, G->wqkv, &L->gqa.wq) || up_bf16(&u, G->wqkv + (gpu_ptr)d->q_dim * d->dim * 2, &L->gqa.wk) ||
-		    up_bf16(&u, G->wqkv + (gpu_ptr)(d->q_dim + d->kv_dim) * d->dim * 2, &L->gqa.wv) ||
-		    up_bf16(&u, G->wo, &L->gqa.wo) || up_bf16(&u, G->wd, &L->ffn.w_down) ||
-		    up_gate_up(&u, G->wgu, &L->ffn.w_gate, &L->ffn.w_up, tmp);
-		if (!r && G->bqkv)
-			r = up_f32(&u, G->bqkv, &L->gqa.bq) || up_f32(&u, G->bqkv + (gpu_ptr)d->q_dim * 4, &L->gqa.bk) ||
-			    up_f32(&u, G->bqkv + (gpu_ptr)(d->q_dim + d->kv_dim) * 4, &L->gqa.bv);
-		if (!r && G->q_norm)
-			r = up_bf16(&u, G->q_norm, &L->gqa.q_norm) || up_bf16(&u, G->k_norm, &L->gqa.k_norm);
-		if (!r && G->bo)
-			r = up_f32(&u, G->bo, &L->gqa.bo);
-		(void)qkvrows;
-	}
-	if (!r)
-		r = up_bf16(&u, p->embed, &m->embed) || up_bf16(&u, p->final_norm, &m->final_norm) ||
-		    (!d->tied && up_bf16(&u, p->lm_head, &m->lm_head));
-	if (!r) {
-		float *inv = (float *)u.buf[u.cur];
-		if (gpu_sync(&p->g) < 0)
-			r = -E_INTERNAL;
-		else {
-			model_rope_freqs(d, inv);
-			r = up_send(&u, p->inv_freq, (size_t)d->head_dim / 2 * 4);
-		}
-	}
-	if (!r)
-		r = gpu_sync(&p->g);
-	if (!r)
-		log_progress("weights", u.total, u.total, ts_now() - u.t0);
-	if (r)
-		r = ts_errf(e, E_INTERNAL, "gpu: weight upload failed (see the log)");
-	else
-		log_info("stage=weights gb=%.3f s=%.2f gbps=%.2f", (double)u.done / 1e9, ts_now() - u.t0,
-			 (double)u.done / 1e9 / (ts_now() - u.t0 + 1e-9));
-out:
-	gpu_host_free(&p->g, u.buf[0]);
-	gpu_host_free(&p->g, u.buf[1]);
-	ts_free(tmp);
-	return r;
 }
 
 /* ------------------------------------------------------------ the forward pass */
@@ -239,8 +48,6 @@ static gpu_ptr kv_v(const struct gpub *p, int l)
 {
 	return p->kv + (gpu_ptr)(2 * (size_t)l + 1) * p->kv_layer * 2;
 }
-
-#define DP(ptr) ((void *)(uintptr_t)(ptr))
 
 /* TS_WHATIF (a measurement, never for serving): leave kernels out of every
  * layer to time what fusing them away could save at most; the outputs are
@@ -264,8 +71,7 @@ int fwd_whatif(void)
 /* One batch, already described by the device metadata: T tokens, n_rows
  * logit rows, n_dec decode tokens listed at d_dec and n_pre prefill tokens at
  * d_pre (n_pre = 0 and n_dec = T for a pure decode step). */
-static int forward(struct gpub *p, const struct model *m, int T, int n_rows, int n_dec, int n_pre, int n_layers,
-		   int sample)
+int fwd_run(struct gpub *p, const struct model *m, int T, int n_rows, int n_dec, int n_pre, int n_layers, int sample)
 {
 	const struct model_dims *d = &m->d;
 	const int qkv_dim = d->q_dim + 2 * d->kv_dim;
@@ -337,93 +143,6 @@ static int forward(struct gpub *p, const struct model *m, int T, int n_rows, int
 	return r ? -E_INTERNAL : 0;
 }
 
-/* ------------------------------------------------------------ the arena plan */
-
-/* Walks every device buffer in one fixed order. With p->g.arena == 0 it only
- * adds up the bytes (for sizing); afterwards it carves the arena. Weights
- * first, then workspace, then (n_kv_blocks + 1) KV blocks. */
-static uint64_t carve(struct gpub *p, const struct model *m, const struct backend_limits *l, int n_sm)
-{
-	const struct model_dims *d = &m->d;
-	const int dry = p->g.arena == 0;
-	uint64_t total = 0;
-	const uint64_t T = (uint64_t)l->max_batch_tokens, R = (uint64_t)l->max_seqs + 1;
-	const uint64_t qkv = (uint64_t)(d->q_dim + 2 * d->kv_dim);
-#define TAKE(dst, bytes)                                                    \
-	do {                                                                \
-		uint64_t b_ = (bytes);                                      \
-		total += (b_ + 255) & ~(uint64_t)255;                       \
-		if (!dry)                                                   \
-			*(dst) = gpu_arena_take(&p->g, b_);                 \
-	} while (0)
-	gpu_ptr sink = 0;
-	for (int i = 0; i < d->n_layers; i++) {
-		struct glayer *G = dry ? NULL : &p->L[i];
-		const struct model_layer *L = &m->layers[i];
-		TAKE(G ? &G->attn_norm : &sink, 2u * d->dim);
-		TAKE(G ? &G->ffn_norm : &sink, 2u * d->dim);
-		TAKE(G ? &G->wqkv : &sink, 2u * qkv * d->dim);
-		if (L->gqa.bq.data)
-			TAKE(G ? &G->bqkv : &sink, 4u * qkv);
-		if (L->gqa.q_norm.data) {
-			TAKE(G ? &G->q_norm : &sink, 2u * d->head_dim);
-			TAKE(G ? &G->k_norm : &sink, 2u * d->head_dim);
-		}
-		TAKE(G ? &G->wo : &sink, 2u * d->dim * d->q_dim);
-		if (L->gqa.bo.data)
-			TAKE(G ? &G->bo : &sink, 4u * d->dim);
-		TAKE(G ? &G->wgu : &sink, 2u * 2u * d->ffn_dim * d->dim);
-		TAKE(G ? &G->wd : &sink, 2u * d->dim * d->ffn_dim);
-	}
-	TAKE(&p->embed, 2u * d->vocab * d->dim);
-	TAKE(&p->final_norm, 2u * d->dim);
-	if (!d->tied)
-		TAKE(&p->lm_head, 2u * d->vocab * d->dim);
-	TAKE(&p->inv_freq, 4u * (uint64_t)d->head_dim / 2);
-	p->dev_weight_bytes = total;
-	/* workspace */
-	int O = TS_MAX(TS_MAX((int)qkv, 2 * d->ffn_dim), TS_MAX(d->dim, d->vocab));
-	TAKE(&p->x, 4u * T * d->dim);
-	TAKE(&p->xb, 2u * T * d->dim);
-	TAKE(&p->qkv, 4u * T * qkv);
-	TAKE(&p->q, 2u * T * d->q_dim);
-	TAKE(&p->att, 2u * T * d->q_dim);
-	TAKE(&p->h, 2u * T * d->ffn_dim);
-	TAKE(&p->xf, 2u * R * d->dim);
-	TAKE(&p->logits, 4u * R * d->vocab);
-	TAKE(&p->gemm_ws, gemm_workspace_bytes((int)T, O, n_sm));
-	TAKE(&p->attn_ws, attn_workspace_bytes((int)T, d->n_heads, d->head_dim, n_sm));
-	int max_blocks = (l->max_seq_len + l->block_tokens - 1) / l->block_tokens;
-	uint64_t words = 5u * T + 2u * R + R * (uint64_t)max_blocks;
-	TAKE(&p->meta, 4u * words);
-	TAKE(&p->d_srows, R * sizeof(struct k_samp_row));
-	TAKE(&p->d_hist, 4u * R * (uint64_t)l->max_seq_len);
-	TAKE(&p->d_sampled, 4u * R);
-	TAKE(&p->samp_ws, sample_workspace_bytes((int)R, d->vocab));
-	/* KV: block n_blocks is the scratch block that padded graph tokens write */
-	uint64_t kv_layer = ((uint64_t)l->n_blocks + 1) * (uint64_t)l->block_tokens * (uint64_t)d->kv_dim;
-	TAKE(&p->kv, 2u * 2u * kv_layer * (uint64_t)d->n_layers);
-#undef TAKE
-	if (!dry) {
-		p->T = (int)T;
-		p->R = (int)R;
-		p->max_blocks = max_blocks;
-		p->block_tokens = l->block_tokens;
-		p->n_kv_blocks = l->n_blocks;
-		p->kv_layer = kv_layer;
-		p->max_seq_len = l->max_seq_len;
-		p->meta_words = words;
-		p->d_token = p->meta;
-		p->d_pos = p->d_token + 4 * T;
-		p->d_seq = p->d_pos + 4 * T;
-		p->d_dec = p->d_seq + 4 * T;
-		p->d_pre = p->d_dec + 4 * T;
-		p->d_rows = p->d_pre + 4 * T;
-		p->d_blocks = p->d_rows + 4 * R;
-	}
-	return total;
-}
-
 static uint64_t gpu_kv_bytes_per_token(const struct model *m)
 {
 	return (uint64_t)m->d.n_layers * 2u * (uint64_t)m->d.kv_dim * 2u;
@@ -433,13 +152,14 @@ static int gpu_mem_available(const struct model *m, const struct backend_limits 
 {
 	struct gpub dry;
 	struct backend_limits l0 = *l;
-	int r = open_shared(l->device, e);
+	struct gpu *dev;
+	int r = dev_open(l->device, &dev, e);
 	if (r < 0)
 		return r;
 	memset(&dry, 0, sizeof(dry));
 	l0.n_blocks = 0;
-	uint64_t used = carve(&dry, m, &l0, shared_gpu->info.n_sm) + (512ull << 20); /* + graphs, module, slack */
-	uint64_t free_b = shared_gpu->info.mem_free;
+	uint64_t used = fwd_arena_carve(&dry, m, &l0, dev->info.n_sm) + (512ull << 20); /* + graphs, module, slack */
+	uint64_t free_b = dev->info.mem_free;
 	*bytes = free_b > used ? free_b - used : 0;
 	return 0;
 }
@@ -480,14 +200,6 @@ static int put_meta(struct gpub *p, const struct batch *bt, int n_pad, int *n_de
 	*n_dec = nd;
 	*n_pre = np;
 	return gpu_h2d(&p->g, p->meta, h, p->meta_words * 4);
-}
-
-static int bucket_of(const struct gpub *p, int n)
-{
-	for (int i = 0; i < p->n_buckets; i++)
-		if (p->bucket_n[i] >= n)
-			return i;
-	return -1;
 }
 
 /* Device sampling rows: parameters, and histories only where a penalty reads them. */
@@ -544,7 +256,7 @@ static int step(struct backend *b, const struct batch *bt, float *logits, const 
 	int decode = bt->n_logits == bt->n_tokens && bt->n_seqs == bt->n_tokens;
 	for (int i = 0; decode && i < bt->n_logits; i++)
 		decode = bt->logit_rows[i] == i && bt->seq[i] == i;
-	int k = decode && full ? bucket_of(p, bt->n_tokens) : -1;
+	int k = decode && full ? fwd_graph_bucket(p, bt->n_tokens) : -1;
 	int n_pad = k >= 0 && p->graph[sample][k] ? p->bucket_n[k] : bt->n_tokens;
 	if (sample && (r = put_samp(p, rows, bt->n_logits, k >= 0 && p->graph[sample][k] ? n_pad : bt->n_logits)) < 0)
 		return r;
@@ -554,7 +266,7 @@ static int step(struct backend *b, const struct batch *bt, float *logits, const 
 	} else {
 		if ((r = put_meta(p, bt, bt->n_tokens, &nd, &np)) < 0)
 			return r;
-		if ((r = forward(p, m, bt->n_tokens, bt->n_logits, nd, np, full ? m->d.n_layers : n_layers, sample)) < 0)
+		if ((r = fwd_run(p, m, bt->n_tokens, bt->n_logits, nd, np, full ? m->d.n_layers : n_layers, sample)) < 0)
 			return r;
 	}
 	if ((r = gpu_sync(&p->g)) < 0)
@@ -588,32 +300,6 @@ uint64_t fwd_device_allocs(const struct backend *b)
 	return p ? p->g.n_mallocs : 0;
 }
 
-/* Captures one decode graph per bucket of batch sizes: 1, 2, 4, ... and max_seqs. */
-static int capture(struct gpub *p, const struct model *m, int max_seqs)
-{
-	int n = 1;
-	p->n_buckets = 0;
-	while (p->n_buckets < N_BUCKETS) {
-		int bn = TS_MIN(n, max_seqs);
-		p->bucket_n[p->n_buckets++] = bn;
-		if (bn == max_seqs)
-			break;
-		n *= 2;
-	}
-	for (int sample = 0; sample < 2; sample++)
-		for (int k = 0; k < p->n_buckets; k++) {
-			int B = p->bucket_n[k];
-			if (B > p->T)
-				break;
-			if (gpu_capture_begin(&p->g) < 0)
-				return -E_INTERNAL;
-			int r = forward(p, m, B, B, B, 0, m->d.n_layers, sample);
-			if (gpu_capture_end(&p->g, &p->graph[sample][k]) < 0 || r < 0)
-				return -E_INTERNAL;
-		}
-	return 0;
-}
-
 /* ------------------------------------------------------------ init, free */
 
 static void gpu_free(struct backend *b)
@@ -632,7 +318,7 @@ static void gpu_free(struct backend *b)
 	gpu_host_free(&p->g, p->logits_h);
 	ts_free(p->L);
 	gpu_close(&p->g);
-	shared_gpu = NULL;
+	devs[p->ordinal] = NULL;
 	ts_free(p);
 	b->impl = NULL;
 }
@@ -692,10 +378,12 @@ static int gpu_init(struct backend *b, const struct model *m, const struct backe
 	if (!p)
 		return ts_errf(e, E_NOMEM, "gpu backend: out of memory");
 	b->impl = p;
-	if ((r = open_shared(l->device, e)) < 0)
+	struct gpu *dev;
+	p->ordinal = l->device;
+	if ((r = dev_open(l->device, &dev, e)) < 0)
 		goto fail;
-	p->g = *shared_gpu; /* the backend owns the device from here */
-	shared_gpu = &p->g;
+	p->g = *dev; /* the backend owns the device from here */
+	devs[p->ordinal] = &p->g;
 	p->L = ts_alloc((size_t)m->d.n_layers * sizeof(*p->L));
 	if (!p->L) {
 		r = ts_errf(e, E_NOMEM, "gpu backend: out of memory");
@@ -703,7 +391,7 @@ static int gpu_init(struct backend *b, const struct model *m, const struct backe
 	}
 	struct gpub dry;
 	memset(&dry, 0, sizeof(dry));
-	uint64_t need = carve(&dry, m, l, p->g.info.n_sm);
+	uint64_t need = fwd_arena_carve(&dry, m, l, p->g.info.n_sm);
 	const struct gpu_info *in = &p->g.info;
 	log_info("stage=driver ms=%.1f driver_api=%d", in->driver_ms, in->driver_version);
 	log_info("stage=device gpu=%d name=\"%s\" sm=%d.%d sms=%d mem_gb=%.1f free_gb=%.1f pdl=%d", in->ordinal, in->name,
@@ -712,7 +400,7 @@ static int gpu_init(struct backend *b, const struct model *m, const struct backe
 	t = ts_now();
 	if ((r = gpu_arena_init(&p->g, need, e)) < 0)
 		goto fail;
-	carve(p, m, l, p->g.info.n_sm);
+	fwd_arena_carve(p, m, l, p->g.info.n_sm);
 	uint64_t kvb = 4u * p->kv_layer * (uint64_t)m->d.n_layers;
 	log_info("stage=workspace ms=%.1f arena_gb=%.3f weights_gb=%.3f workspace_gb=%.3f kv_gb=%.3f kv_tokens=%lld",
 		 (ts_now() - t) * 1e3, (double)need / 1e9, (double)p->dev_weight_bytes / 1e9,
@@ -731,14 +419,14 @@ static int gpu_init(struct backend *b, const struct model *m, const struct backe
 		r = ts_errf(e, E_INTERNAL, "gpu backend: kernel setup failed (see the log)");
 		goto fail;
 	}
-	if ((r = upload(p, m, e)) < 0)
+	if ((r = fwd_upload(p, m, e)) < 0)
 		goto fail;
 	/* metadata starts as zeros: every index in it is valid before the first step */
 	if ((r = gpu_memset32(&p->g, p->meta, 0, p->meta_words)) < 0 ||
 	    (r = gpu_memset32(&p->g, p->d_srows, 0, (size_t)p->R * sizeof(struct k_samp_row) / 4)) < 0)
 		goto fail;
 	t = ts_now();
-	if ((r = capture(p, m, l->max_seqs)) < 0) {
+	if ((r = fwd_graph_capture(p, m, l->max_seqs)) < 0) {
 		r = ts_errf(e, E_INTERNAL, "gpu backend: CUDA graph capture failed (see the log)");
 		goto fail;
 	}

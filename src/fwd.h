@@ -1,6 +1,9 @@
 /* fwd: the GPU backend: weights in device memory, the forward pass as an
  * ordered list of kernel launches (read it like llama2.c's forward()), and
- * CUDA graphs of decode steps per batch-size bucket.
+ * CUDA graphs of decode steps per batch-size bucket. One file per job
+ * (fwd_int.h lists them): fwd_arena.c, fwd_upload.c, fwd_graph.c, fwd.c.
+ * The devices it has opened are kept per ordinal (fwd.c's devs[]), not in
+ * one static singleton.
  *
  * Owns: the device copies of the weights (bf16; QKV fused into one matrix,
  * gate and up interleaved for the fused SiLU-multiply epilogue), the

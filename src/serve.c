@@ -1200,6 +1200,7 @@ int serve_port(const struct serve *sv)
 
 void serve_drain(struct serve *sv, uint32_t drain_ms)
 {
+	engine_set_state(sv->en, ENGINE_DRAINING);
 	atomic_store(&sv->drain_ms, drain_ms);
 	atomic_store(&sv->drain_req, 1);
 	ring_wake_notify(&sv->net_wake);

@@ -8,7 +8,7 @@
  * Owns: the two threads, the command ring, one event ring per connection
  * slot, the per-connection request tables (request id -> slot, credit,
  * tokens not yet sent), the drain (GOAWAY) sequence and the STATS counters.
- * Does not: load anything (boot does), parse frames (proto), touch sched
+ * Does not: load anything (boot/ does), parse frames (proto), touch sched
  * from any thread but the engine thread.
  * Threads: serve_start, serve_wait and serve_free on the caller's thread;
  * serve_drain and serve_port from any thread (serve_drain is async-signal
@@ -17,7 +17,7 @@
 #ifndef TS_SERVE_H
 #define TS_SERVE_H
 
-#include "boot.h"
+#include "engine.h"
 
 /* Overrides of the [server] keys (tests); 0 or NULL = the config's value. */
 struct serve_opts {

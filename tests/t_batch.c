@@ -139,7 +139,11 @@ static void batching(const char *name)
 	}
 	T_CHECK(en.s.kv.n_free == en.s.kv.n_blocks, "blocks leaked: %d of %d free", en.s.kv.n_free, en.s.kv.n_blocks);
 	states_back(&en, "alone");
+	/* the engine's lifecycle: READY after boot, then DRAINING, STOPPED */
+	T_CHECK(engine_state(&en) == ENGINE_READY, "%s: state %s after boot", name, engine_state_name(engine_state(&en)));
+	T_CHECK(engine_set_state(&en, ENGINE_DRAINING) == 0, "%s: READY -> DRAINING refused", name);
 	engine_stop(&en);
+	T_CHECK(engine_state(&en) == ENGINE_STOPPED, "%s: state %s after stop", name, engine_state_name(engine_state(&en)));
 
 	/* all at once: chunked prefill (16 tokens a step) beside decodes, a queue */
 	boot(&en, dir, 4, 16, 8 * 128);

@@ -18,7 +18,7 @@ static char cwd[PATH_MAX];   /* canonical working directory (the repo root) */
 
 static const char *const all_keys[] = {
 	"path", "dtype", "chat_format", "max_seq_len", "max_batch_tokens", "max_running", "kv_block_tokens",
-	"kv_tokens", "kv_mem_fraction", "max_queue", "backend", "gpus", "cpu_threads",
+	"kv_tokens", "kv_mem_fraction", "max_queue", "backend", "gpus", "tp", "cpu_threads",
 	"listen", "tls_cert", "tls_key", "tls_ca", "tls_psk_identity", "tls_psk_file",
 	"max_connections", "max_conns_per_peer", "max_requests", "max_frame_bytes", "initial_credit", "credit_timeout_ms",
 	"output_limit_bytes", "handshake_timeout_ms", "hello_timeout_ms", "ping_interval_ms", "idle_timeout_ms", "level",
