@@ -130,9 +130,20 @@ $(B)/tokenspeed: $(BOOT_OBJ) $(B)/libts.a $(DEPS_GLIBC)
 # driver, so the GPU sources stay out.
 MSRCS := $(filter-out src/gpu%.c src/fwd.c,$(SRCS))
 MOBJ := $(MSRCS:%.c=$(B)/musl/obj/%.o) $(BOOTS:%.c=$(B)/musl/obj/%.o)
-$(B)/musl/obj/%.o: %.c | $(DEPS_MUSL) $(B)/.musl-tools
+# musl-gcc sees no kernel headers; boot/init*.c and boot/netcfg.c need
+# linux/input.h and linux/rtnetlink.h, so the system's (linux-libc-dev) are
+# linked into $(B)/musl/kinc and searched after musl's own.
+MUSL_KINC := $(B)/musl/kinc/.linked
+$(MUSL_KINC):
 	@mkdir -p $(dir $@)
-	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src -iquote boot -iquote kernels -I$(D)/musl/include -c $< -o $@
+	ln -sfn /usr/include/linux $(dir $@)linux
+	ln -sfn /usr/include/asm-generic $(dir $@)asm-generic
+	ln -sfn /usr/include/$$(gcc -print-multiarch)/asm $(dir $@)asm
+	@touch $@
+$(B)/musl/obj/%.o: %.c | $(DEPS_MUSL) $(B)/.musl-tools $(MUSL_KINC)
+	@mkdir -p $(dir $@)
+	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src -iquote boot -iquote kernels -I$(D)/musl/include \
+	  -idirafter $(B)/musl/kinc -c $< -o $@
 $(B)/tokenspeed-static: $(MOBJ) $(DEPS_MUSL)
 	$(MUSLCC) $(ALLCFLAGS) -static -o $@ $(MOBJ) -L$(D)/musl/lib -linih -lmbedtls $(LDLIBS)
 $(DEPS_MUSL): | $(B)/.musl-tools
