@@ -27,6 +27,7 @@
 #include "cfg.h"
 #include "init.h"
 #include "log.h"
+#include "netcfg.h"
 
 /* ------------------------------------------------------------ small pieces */
 
@@ -195,15 +196,22 @@ static void engine_spawn(struct sup *s)
 			setenv("TS_READY_FD", "3", 1);
 		if (s->pick == INIT_CFG_FALLBACK)
 			setenv("TS_CONFIG_FALLBACK", s->why, 1);
-		execl(s->o->self, "tokenspeed", "serve", "--config", s->ini, (char *)NULL);
+		if (s->pick == INIT_CFG_NONE)
+			execl(s->o->self, "tokenspeed", "maintenance", "--config-dir", s->o->config_dir, "--why", s->why,
+			      (char *)NULL);
+		else
+			execl(s->o->self, "tokenspeed", "serve", "--config", s->ini, (char *)NULL);
 		fprintf(stderr, "init: exec %s: %s\n", s->o->self, strerror(errno));
 		_exit(127);
 	}
 	close(p[1]);
 	s->engine = pid;
 	s->ready_fd = p[0];
-	log_info("init: engine started pid=%d config=%s%s", (int)pid, s->ini,
-		 s->pick == INIT_CFG_FALLBACK ? " (last good)" : "");
+	if (s->pick == INIT_CFG_NONE)
+		log_info("init: maintenance server started pid=%d", (int)pid);
+	else
+		log_info("init: engine started pid=%d config=%s%s", (int)pid, s->ini,
+			 s->pick == INIT_CFG_FALLBACK ? " (last good)" : "");
 }
 
 static void on_ready(struct sup *s)
@@ -343,16 +351,15 @@ int init_run(const struct init_opts *o)
 		break;
 	case INIT_CFG_NONE:
 		log_error("init: MAINTENANCE: %s/%s is not valid and there is no valid %s: %s; fix the ini on the "
-			  "config partition and reboot",
+			  "config partition and reboot (every HELLO is answered with this)",
 			  o->config_dir, INIT_INI, INIT_LAST_GOOD, s.why);
 		break;
 	}
-	if (s.pick != INIT_CFG_NONE)
-		s.spawn_at = now_s();
+	s.spawn_at = now_s(); /* the engine, or in maintenance the server that says why */
 
 	for (;;) {
 		double t = now_s();
-		if (!s.shutting && !s.engine && s.pick != INIT_CFG_NONE && t >= s.spawn_at)
+		if (!s.shutting && !s.engine && t >= s.spawn_at)
 			engine_spawn(&s);
 		if (s.shutting && !s.engine)
 			break;
@@ -362,7 +369,7 @@ int init_run(const struct init_opts *o)
 			s.kill_at = t + 3600;
 		}
 		int timeout = -1;
-		double until = s.shutting ? s.kill_at : (!s.engine && s.pick != INIT_CFG_NONE) ? s.spawn_at : -1;
+		double until = s.shutting ? s.kill_at : !s.engine ? s.spawn_at : -1;
 		if (until >= 0)
 			timeout = until > t ? (int)((until - t) * 1e3) + 1 : 0;
 		struct pollfd pf[18];
@@ -399,7 +406,7 @@ int init_run(const struct init_opts *o)
 	reap(&s); /* anything else that ended meanwhile */
 	init_shutdown_cmd = s.shutting;
 	log_info("init: %s", s.shutting == RB_AUTOBOOT ? "rebooting" : "powering off");
-	return s.clean || s.pick == INIT_CFG_NONE ? 0 : 1;
+	return s.clean ? 0 : 1;
 }
 
 /* ------------------------------------------------------------ tests' entry */
@@ -502,6 +509,23 @@ void init_pid1_main(char **argv)
 	init_nvidia_nodes("/proc/devices", "/proc/driver/nvidia/gpus", "/dev");
 	mount_label(INIT_LABEL_CONFIG, INIT_CONFIG_MNT);
 	mount_label(INIT_LABEL_MODEL, INIT_MODEL_MNT);
+
+	/* hostname and network from the ini that will boot (defaults in
+	 * maintenance: loopback only, so the console is the way in) */
+	char ini[4096], why[1024], ifname[32];
+	static struct cfg c;
+	struct ts_err e = {0};
+	cfg_defaults(&c);
+	if (init_cfg_pick(INIT_CONFIG_MNT, ini, sizeof(ini), why, sizeof(why)) == INIT_CFG_NONE ||
+	    cfg_load(&c, ini, &e) < 0)
+		cfg_defaults(&c);
+	if (sethostname(c.net.hostname, strlen(c.net.hostname)) < 0)
+		log_error("init: sethostname %s: %s", c.net.hostname, strerror(errno));
+	double t0 = now_s();
+	if (netcfg_apply(&c, ifname, sizeof(ifname), &e) < 0)
+		log_error("init: network: %s (booting on without it)", e.msg);
+	else
+		log_info("init: network ready interface=%s ms=%.0f", ifname[0] ? ifname : "lo", (now_s() - t0) * 1e3);
 
 	struct init_opts o = {.pid1 = 1, .self = "/init", .config_dir = INIT_CONFIG_MNT, .input_dir = "/dev/input",
 			      .backoff_base_ms = 1000, .backoff_max_ms = 60000, .drain_ms = 35000};

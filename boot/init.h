@@ -41,6 +41,7 @@ int init_run(const struct init_opts *o);
 
 /* `tokenspeed init ...` (tests) and the PID-1 entry from main(). */
 int init_cmd(int argc, char **argv);
+int init_maint_cmd(int argc, char **argv); /* boot/init_maint.c: tokenspeed maintenance ... */
 void init_pid1_main(char **argv) __attribute__((noreturn));
 
 /* ---- pieces, public for tests/t_init.c ---- */

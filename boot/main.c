@@ -9,6 +9,7 @@
  *   tokenspeed --print-config-doc      every key as a Markdown table
  *   tokenspeed certs DIR [--days N] [--cn NAME]   development CA, server and client certificates
  *   tokenspeed init --config-dir DIR [...]   the PID-1 supervisor without PID 1 (tests; boot/init.h)
+ *   tokenspeed maintenance --config-dir DIR --why TEXT   what init runs when no ini validates
  *   tokenspeed --version | --help
  */
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include "cli.h"
 #include "init.h"
 #include "log.h"
+#include "proto.h"
 #include "serve.h"
 #include "tls_mem.h"
 
@@ -272,6 +274,13 @@ static int cmd_serve(int argc, char **argv)
 	log_set_level((enum log_level)cfg.log.level);
 	/* every byte TLS will use, before mbedTLS's first allocation */
 	struct serve_opts so = {.max_conns = cfg.server.max_connections}; /* sizes the TLS pool too */
+	char fb_note[PROTO_MAX_NAME + 1];
+	const char *fb = getenv("TS_CONFIG_FALLBACK"); /* set by init (boot/init.c) when it runs last-good.ini */
+	if (fb) {
+		snprintf(fb_note, sizeof(fb_note), "CONFIG FALLBACK to the last good ini: %s", fb);
+		so.note = fb_note;
+		log_error("serve: running %s, the last configuration that reached ready: %s", argv[3], fb);
+	}
 	if (tls_mem_init(tls_mem_bytes_for(so.max_conns), TLS_MEM_SESSION_BYTES, so.max_conns, &e) < 0)
 		return serve_die("tls pool", &e);
 	struct tls_mem_stats pm;
@@ -352,6 +361,8 @@ int main(int argc, char **argv)
 		return cmd_serve(argc, argv);
 	if (!strcmp(cmd, "init"))
 		return init_cmd(argc, argv);
+	if (!strcmp(cmd, "maintenance"))
+		return init_maint_cmd(argc, argv);
 	if (!strcmp(cmd, "certs"))
 		return certs_cmd(argc, argv);
 	if (!strcmp(cmd, "--check-config")) {

@@ -16,6 +16,8 @@
 
 #include "../boot/init.c"
 #include "../boot/init_dev.c"
+#include "../boot/netcfg.c"
+#include "../boot/init_maint.c"
 #include "t.h"
 #include "tsclient.h"
 #include "tutil.h"
@@ -224,7 +226,8 @@ static int wait_exit(pid_t pid, int ms)
 	return -1;
 }
 
-static int connects(int port)
+/* Connects (TLS, HELLO, WELCOME); 1 with WELCOME's server name in srv. */
+static int connects_srv(int port, char *srv, size_t srv_n)
 {
 	struct tsc c;
 	struct ts_err e = {0};
@@ -234,8 +237,15 @@ static int connects(int port)
 	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port);
 	if (tsc_connect(&c, hp, &tls, &e) < 0)
 		return 0;
+	snprintf(srv, srv_n, "%s", c.server);
 	tsc_close(&c);
 	return 1;
+}
+
+static int connects(int port)
+{
+	char srv[300];
+	return connects_srv(port, srv, sizeof(srv));
 }
 
 static void t_supervise(const char *model)
@@ -252,7 +262,9 @@ static void t_supervise(const char *model)
 	int pid1 = p ? atoi(p) : 0;
 	T_CHECK(wait_log("a.log", "init: engine ready", 1, 20000) != NULL, "ready");
 	T_CHECK(wait_log("a.log", "saved " W "/cfg/" INIT_LAST_GOOD, 1, 2000) != NULL, "last good saved");
-	T_CHECK(connects(port), "serves");
+	char srv0[300] = "";
+	T_CHECK(connects_srv(port, srv0, sizeof(srv0)), "serves");
+	T_CHECK(!strcmp(srv0, "tokenspeed 0.1"), "no note: \"%s\"", srv0);
 
 	/* 2. the engine dies: logged with its reason, restarted after the backoff */
 	T_CHECK(pid1 > 0 && kill(pid1, SIGKILL) == 0, "kill engine %d", pid1);
@@ -280,24 +292,40 @@ static void t_supervise(const char *model)
 		"fallback logged with file:line");
 	T_CHECK(wait_log("b.log", "config=" W "/cfg/" INIT_LAST_GOOD " (last good)", 1, 5000) != NULL, "last good");
 	T_CHECK(wait_log("b.log", "init: engine ready", 1, 20000) != NULL, "ready on last good");
-	T_CHECK(connects(port), "serves from last good");
+	char srv[300] = "";
+	T_CHECK(connects_srv(port, srv, sizeof(srv)), "serves from last good");
+	T_HAS(srv, "tokenspeed 0.1; CONFIG FALLBACK to the last good ini: " W "/cfg/tokenspeed.ini:15: [server] "
+		   "max_requests = \"0\": out of range");
 	T_CHECK(wait_log("b.log", "saved", 1, 0) == NULL, "a fallback does not overwrite the last good");
 	kill(init_pid, SIGINT); /* ctrl-alt-del */
 	T_CHECK(wait_exit(init_pid, 15000) == 0, "init exits 0");
 	T_CHECK(wait_log("b.log", "init: rebooting", 1, 0) != NULL, "reboot");
 
-	/* 5. no last good: maintenance, no engine, still stops on SIGTERM */
+	/* 5. no last good: maintenance, no engine; every HELLO gets an ERROR
+	 * naming the ini problem; still stops on SIGTERM */
 	unlink(W "/cfg/" INIT_LAST_GOOD);
 	start_init("c.log");
 	T_CHECK(wait_log("c.log", "MAINTENANCE: " W "/cfg/tokenspeed.ini is not valid and there is no valid "
 				  "last-good.ini: " W "/cfg/tokenspeed.ini:15:",
 			 1, 10000) != NULL,
 		"maintenance");
-	usleep(300000);
+	T_CHECK(wait_log("c.log", "maintenance: listening on port", 1, 10000) != NULL, "maintenance server");
 	T_CHECK(wait_log("c.log", "engine started", 1, 0) == NULL, "no engine");
+	for (int i = 0; i < 2; i++) { /* every HELLO, not only the first */
+		struct tsc cl;
+		struct ts_err ce = {0};
+		struct tsc_tls tls = {W "/cfg/certs/ca.crt", W "/cfg/certs/client.crt", W "/cfg/certs/client.key",
+				      "localhost", NULL, NULL};
+		char hp[64];
+		snprintf(hp, sizeof(hp), "127.0.0.1:%d", port);
+		T_CHECK(tsc_connect(&cl, hp, &tls, &ce) < 0, "maintenance must refuse HELLO");
+		T_HAS(ce.msg, "ERROR UNSUPPORTED: maintenance: " W "/cfg/tokenspeed.ini is not valid and there is "
+			      "no valid last-good.ini: " W "/cfg/tokenspeed.ini:15: [server] max_requests = \"0\": out of range");
+	}
 	kill(init_pid, SIGTERM);
 	T_CHECK(wait_exit(init_pid, 5000) == 0, "init exits");
-	T_CHECK(wait_log("c.log", "SIGTERM: no engine running", 1, 0) != NULL, "stop");
+	T_CHECK(wait_log("c.log", "init: SIGTERM: draining the engine", 1, 0) != NULL, "stop");
+	T_CHECK(wait_log("c.log", "maintenance: stopped", 1, 0) != NULL, "maintenance server stopped");
 }
 
 int main(void)
