@@ -477,7 +477,23 @@ static int mount_label(const char *label, const char *dir)
 	double t0 = now_s();
 	while (init_find_label("/sys/class/block", "/dev", label, dev, sizeof(dev), type, sizeof(type)) < 0) {
 		if ((now_s() - t0) * 1e3 > INIT_LABEL_WAIT_MS) {
-			log_error("init: no filesystem labelled %s after %d ms", label, INIT_LABEL_WAIT_MS);
+			char seen[1024] = "";
+			size_t o = 0;
+			DIR *d = opendir("/sys/class/block");
+			struct dirent *de;
+			while (d && (de = readdir(d)) && o < sizeof(seen) - 64) {
+				char p[300], ty[16] = "", lb[64] = "";
+				if (de->d_name[0] == '.')
+					continue;
+				snprintf(p, sizeof(p), "/dev/%s", de->d_name);
+				int r = init_fs_label(p, ty, sizeof(ty), lb, sizeof(lb));
+				o += (size_t)snprintf(seen + o, sizeof(seen) - o, " %s=%s", de->d_name,
+						      r < 0 ? (r == -E_IO ? "unreadable" : "no-fs") : lb);
+			}
+			if (d)
+				closedir(d);
+			log_error("init: no filesystem labelled %s after %d ms (block devices:%s)", label,
+				  INIT_LABEL_WAIT_MS, seen[0] ? seen : " none");
 			return -E_IO;
 		}
 		usleep(50000);
@@ -490,6 +506,29 @@ static int mount_label(const char *label, const char *dir)
 	}
 	log_info("init: mounted %s label=%s type=%s on %s ro ms=%.0f", dev, label, type, dir, (now_s() - t0) * 1e3);
 	return 0;
+}
+
+/* out = in's [net] section alone (and the one required key), for cfg_load. */
+static int net_section_only(const char *in, const char *out)
+{
+	FILE *f = fopen(in, "re"), *o = f ? fopen(out, "we") : NULL;
+	if (!o) {
+		if (f)
+			fclose(f);
+		return -E_IO;
+	}
+	char line[4096];
+	int in_net = 0;
+	fprintf(o, "[model]\npath = /\n[net]\n");
+	while (fgets(line, sizeof(line), f)) {
+		const char *s = line + strspn(line, " \t");
+		if (*s == '[')
+			in_net = !strncmp(s, "[net]", 5);
+		else if (in_net)
+			fputs(line, o);
+	}
+	fclose(f);
+	return fclose(o) == 0 ? 0 : -E_IO;
 }
 
 void init_pid1_main(char **argv)
@@ -516,9 +555,16 @@ void init_pid1_main(char **argv)
 	static struct cfg c;
 	struct ts_err e = {0};
 	cfg_defaults(&c);
-	if (init_cfg_pick(INIT_CONFIG_MNT, ini, sizeof(ini), why, sizeof(why)) == INIT_CFG_NONE ||
-	    cfg_load(&c, ini, &e) < 0)
+	if (init_cfg_pick(INIT_CONFIG_MNT, ini, sizeof(ini), why, sizeof(why)) == INIT_CFG_NONE) {
+		/* maintenance must still be reachable: the broken ini's [net] alone, when that part is valid */
+		snprintf(ini, sizeof(ini), "%s/%s", INIT_CONFIG_MNT, INIT_INI);
+		if (net_section_only(ini, "/run/net.ini") < 0 || cfg_load(&c, "/run/net.ini", &e) < 0) {
+			log_error("init: the network stays down (loopback only): no usable [net] in %s", ini);
+			cfg_defaults(&c);
+		}
+	} else if (cfg_load(&c, ini, &e) < 0) {
 		cfg_defaults(&c);
+	}
 	if (sethostname(c.net.hostname, strlen(c.net.hostname)) < 0)
 		log_error("init: sethostname %s: %s", c.net.hostname, strerror(errno));
 	double t0 = now_s();

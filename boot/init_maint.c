@@ -149,6 +149,21 @@ out_close:
 	close(fd);
 }
 
+/* Without TLS or a socket nothing can be answered: stay (so init does not
+ * restart us in a loop) until SIGTERM or SIGINT. */
+static int maint_idle(void)
+{
+	sigset_t set;
+	int sig;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sigwait(&set, &sig);
+	log_info("maintenance: stopped");
+	return 0;
+}
+
 /* tokenspeed maintenance --config-dir DIR --why TEXT */
 int init_maint_cmd(int argc, char **argv)
 {
@@ -177,14 +192,14 @@ int init_maint_cmd(int argc, char **argv)
 	if (rc < 0) {
 		log_error("maintenance: no TLS from %s's [server] (%s): the console is the only way to see the problem",
 			  ini, e.msg);
-		return 1;
+		return maint_idle();
 	}
 	int port = 0;
 	int lfd = net_listen(m.listen, &port, &e);
 	if (lfd < 0) {
 		log_error("maintenance: listen %s: %s", m.listen, e.msg);
 		tls_config_free(&tc);
-		return 1;
+		return maint_idle();
 	}
 	sigset_t set;
 	sigemptyset(&set);
