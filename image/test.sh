@@ -4,7 +4,8 @@
 # boots it in QEMU under OVMF (UEFI, systemd-boot) and drives it from outside
 # as an operator would: serial console to a file, the server through a
 # user-mode port forward, the config partition edited with mtools between
-# boots, the ACPI power button from QEMU's monitor. Ends "N passed, N failed".
+# boots, the ACPI power button and ctrl-alt-del from QEMU's monitor. Ends
+# "N passed, N failed".
 set -u
 accel=${1:-tcg}
 B=build
@@ -73,6 +74,14 @@ wait_for() {
 # power_button: ACPI power button, then the VM must power off within 60 s
 power_button() {
 	echo system_powerdown > "$T/mon.in"
+	vm_gone
+}
+# ctrl_alt_del: the keyboard's ctrl-alt-del; init reboots, which -no-reboot turns into QEMU's exit
+ctrl_alt_del() {
+	echo "sendkey ctrl-alt-delete" > "$T/mon.in"
+	vm_gone
+}
+vm_gone() {
 	i=0
 	while kill -0 $qpid 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
 	if kill -0 $qpid 2>/dev/null; then
@@ -105,7 +114,9 @@ $B/tsctl stats $srv > "$T/stats2" 2>&1
 check "WELCOME names the second model" has "$T/stats2" "model: second"
 check "... a Qwen3" has "$T/stats2" "arch: Qwen3ForCausalLM"
 check "generate from the second model" $B/tsctl generate $srv "Hello" --max-tokens 4
-check "power off 2" power_button
+check "ctrl-alt-del ends the VM" ctrl_alt_del
+check "ctrl-alt-del drains the engine" has "$log" "init: SIGINT (ctrl-alt-del): draining the engine"
+check "... and reboots" has "$log" "init: rebooting"
 
 # 3. a broken ini: the last good one (the second model's) boots and says why
 sed 's|^listen = .*|&\nmax_requests = 0|' "$T/ini.second" > "$T/ini.broken"
