@@ -544,6 +544,13 @@ void init_pid1_main(char **argv)
 	log_info("init: tokenspeed is PID 1");
 	if (reboot(RB_DISABLE_CAD) < 0) /* ctrl-alt-del becomes SIGINT to us */
 		log_warn("init: reboot(RB_DISABLE_CAD): %s", strerror(errno));
+	/* SysRq: Debian's default functions (438) plus signalling processes
+	 * (64), so alt-sysrq-i on the console kills the engine and we restart it */
+	int sfd = open("/proc/sys/kernel/sysrq", O_WRONLY | O_CLOEXEC);
+	if (sfd < 0 || write(sfd, "502\n", 4) != 4)
+		log_warn("init: /proc/sys/kernel/sysrq: %s", strerror(errno));
+	if (sfd >= 0)
+		close(sfd);
 	init_modules_load("/lib/modules/load.list", "/lib/modules");
 	init_nvidia_nodes("/proc/devices", "/proc/driver/nvidia/gpus", "/dev");
 	mount_label(INIT_LABEL_CONFIG, INIT_CONFIG_MNT);

@@ -98,6 +98,13 @@ check "boot 1 reaches ready" wait_for "init: engine ready" 240
 echo "#> boot to ready ($accel): $(( $(date +%s) - booted )) s from QEMU start; $(grep -o 'ready boot_ms=[0-9.]*' "$log")"
 check "generate over TLS through the port forward" $B/tsctl generate $srv "Once upon a time" --max-tokens 8
 check "last-good.ini saved" has "$log" "init: saved /config/last-good.ini"
+# 4. the engine killed from the console (alt-sysrq-i: SIGKILL to all but init): restarted
+echo "sendkey alt-sysrq-i" > "$T/mon.in"
+check "engine death logged with its reason" wait_for "(killed by signal 9 (SIGKILL)); restart 1 in 1000 ms" 60
+i=0
+while [ "$(grep -c 'init: engine ready' "$log")" -lt 2 ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+check "ready a second time" [ "$(grep -c 'init: engine ready' "$log")" -ge 2 ]
+check "generate after the restart" $B/tsctl generate $srv "Once upon a time" --max-tokens 8
 # 5. power button: drain, sync, power off
 check "power button powers off" power_button
 check "power button drains the engine" has "$log" "init: power button: draining the engine"
