@@ -134,9 +134,20 @@ $(B)/tokenspeed: $(BOOT_OBJ) $(B)/libts.a $(DEPS_GLIBC)
 # driver, so the GPU sources stay out.
 MSRCS := $(filter-out src/gpu%.c src/fwd%.c,$(SRCS))
 MOBJ := $(MSRCS:%.c=$(B)/musl/obj/%.o) $(BOOTS:%.c=$(B)/musl/obj/%.o)
-$(B)/musl/obj/%.o: %.c | $(DEPS_MUSL) $(B)/.musl-tools
+# musl-gcc sees no kernel headers; boot/init*.c and boot/netcfg.c need
+# linux/input.h and linux/rtnetlink.h, so the system's (linux-libc-dev) are
+# linked into $(B)/musl/kinc and searched after musl's own.
+MUSL_KINC := $(B)/musl/kinc/.linked
+$(MUSL_KINC):
 	@mkdir -p $(dir $@)
-	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src $(MUSL_BOOT_INC) -iquote kernels -I$(D)/musl/include -c $< -o $@
+	ln -sfn /usr/include/linux $(dir $@)linux
+	ln -sfn /usr/include/asm-generic $(dir $@)asm-generic
+	ln -sfn /usr/include/$$(gcc -print-multiarch)/asm $(dir $@)asm
+	@touch $@
+$(B)/musl/obj/%.o: %.c | $(DEPS_MUSL) $(B)/.musl-tools $(MUSL_KINC)
+	@mkdir -p $(dir $@)
+	$(MUSLCC) $(ALLCFLAGS) -DTS_CPU_ONLY -iquote src $(MUSL_BOOT_INC) -iquote kernels -I$(D)/musl/include \
+	  -idirafter $(B)/musl/kinc -c $< -o $@
 $(B)/tokenspeed-static: $(MOBJ) $(DEPS_MUSL)
 	$(MUSLCC) $(ALLCFLAGS) -static -o $@ $(MOBJ) -L$(D)/musl/lib -linih -lmbedtls $(LDLIBS)
 $(DEPS_MUSL): | $(B)/.musl-tools
@@ -230,6 +241,73 @@ $(B)/gpu/%: tests/gpu/%.c $(B)/libts.a $(DEPS_GLIBC)
 
 gpu-tests: $(GBINS) $(B)/tokenspeed $(B)/tests/gen_ckpt ## build the device tests (tests/gpu/) here, to run on a GPU machine
 
+# ---------------------------------------------------------------- image
+# The appliance image (image/README.md): Debian's kernel and systemd-boot,
+# pinned by version and sha256 like inih and mbedTLS, unpacked with dpkg-deb;
+# image/mkimage.sh lays out the GPT file with mtools, mkfs.vfat, mkfs.ext4 -d
+# and sgdisk (no root mounts, no loop devices).
+KVER        := 6.1.0-57-amd64
+KPKG_VER    := 6.1.192-3
+KPKG        := linux-image-$(KVER)_$(KPKG_VER)_amd64.deb
+KPKG_SHA    := 14d219d01e1283261817d961dbb3895cb5b4288d0de10e0ba0632a0d993e15bf
+SDBOOT_VER  := 252.39-1~deb12u2
+SDBOOT_PKG  := systemd-boot-efi_252.39-1~deb12u2_amd64.deb
+SDBOOT_SHA  := 8f2b81bdcfafc466882a0cae460272dbf10d8d97c6a3c1c6ea33038c155a2f5e
+IMG_APT_O    = -o Dir::Etc::SourceList=$(CURDIR)/$(D)/image/sources.list -o Dir::Etc::SourceParts=/dev/null \
+               -o Dir::State::Lists=$(CURDIR)/$(D)/image/lists -o Dir::Cache=$(CURDIR)/$(D)/image/cache \
+               -o Debug::NoDropPrivs=true -o APT::Sandbox::User=root
+MODEL       ?= $(B)/models/default
+NVIDIA_DIR  ?=
+IMAGE       := $(B)/image/tokenspeed.img
+IMAGE_TOOLS := $(B)/.image-tools
+
+$(IMAGE_TOOLS):
+	@for t in mkfs.vfat mcopy sgdisk mkfs.ext4 cpio objcopy; do command -v $$t >/dev/null 2>&1 || { \
+	  apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y dosfstools mtools gdisk e2fsprogs cpio binutils \
+	  && break; }; done
+	@mkdir -p $(B) && touch $@
+
+$(D)/image/.unpacked: | $(IMAGE_TOOLS)
+	@mkdir -p $(D)/image/lists/partial $(D)/image/cache $(D)/image/deb
+	@printf '%s\n' \
+	  'deb [signed-by=$(DEB_KEYS)] http://deb.debian.org/debian bookworm main' \
+	  'deb [signed-by=$(DEB_KEYS)] http://deb.debian.org/debian-security bookworm-security main' > $(D)/image/sources.list
+	apt-get $(IMG_APT_O) -qq update
+	cd $(D)/image/deb && apt-get $(IMG_APT_O) -qq download linux-image-$(KVER)=$(KPKG_VER) systemd-boot-efi=$(SDBOOT_VER)
+	cd $(D)/image/deb && printf '%s  %s\n' $(KPKG_SHA) $(KPKG) $(SDBOOT_SHA) $(SDBOOT_PKG) | sha256sum -c --quiet
+	rm -rf $(D)/image/kernel $(D)/image/sdboot
+	dpkg-deb -x $(D)/image/deb/$(KPKG) $(D)/image/kernel
+	dpkg-deb -x $(D)/image/deb/$(SDBOOT_PKG) $(D)/image/sdboot
+	@touch $@
+
+# The config partition's files: image/tokenspeed.ini and the certificates make run uses.
+$(B)/image/config/tokenspeed.ini: image/tokenspeed.ini $(DEFAULT_CERTS)
+	@mkdir -p $(B)/image/config
+	rm -rf $(B)/image/config/certs && cp -r $(B)/certs $(B)/image/config/certs
+	cp image/tokenspeed.ini $@
+
+image: $(B)/tokenspeed $(DEFAULT_MODEL) $(D)/image/.unpacked $(B)/image/config/tokenspeed.ini ## GPT disk image build/image/tokenspeed.img (MODEL=DIR, default the make run model; NVIDIA_DIR=DIR optional)
+	sh image/mkimage.sh $(IMAGE) $(D)/image/kernel $(D)/image/sdboot/usr/lib/systemd/boot/efi/systemd-bootx64.efi \
+	  $(B)/tokenspeed $(B)/image/config "$(NVIDIA_DIR)" $(MODEL)
+
+# QEMU and OVMF for image-test (Debian's qemu-system-x86 and ovmf).
+$(B)/.qemu:
+	@command -v qemu-system-x86_64 >/dev/null 2>&1 && [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || { \
+	  apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends qemu-system-x86 ovmf; }
+	@mkdir -p $(B) && touch $@
+
+# make test runs image/test.sh as one more test program, build/tests/t_image (TCG: this
+# box's /dev/kvm cannot run OVMF, see image/README.md).
+IMAGE_ACCEL ?= tcg
+IMAGE_TEST_DEPS := $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) $(D)/image/.unpacked \
+		   $(B)/image/config/tokenspeed.ini $(B)/.qemu
+$(B)/tests/t_image: image/test.sh image/mkimage.sh | $(IMAGE_TEST_DEPS)
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec sh image/test.sh $(IMAGE_ACCEL)\n' > $@ && chmod +x $@
+
+image-test: $(IMAGE_TEST_DEPS) ## boot the image in QEMU+OVMF (IMAGE_ACCEL=tcg|kvm) and drive it as an operator would
+	sh image/test.sh $(IMAGE_ACCEL)
+
 # ---------------------------------------------------------------- fuzz
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -iquote src
@@ -252,7 +330,7 @@ $(B)/fuzz/fuzz_tok: tests/fuzz_tok.c src/tok.c src/tok_chat.c src/tok_unicode.c 
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
 
 # ---------------------------------------------------------------- targets
-.PHONY: all deps static run test test-faults soak test-asan bench fuzz cubins gpu-tests format clean help mbed-objs
+.PHONY: all deps static run test test-faults soak test-asan bench fuzz cubins gpu-tests format clean help mbed-objs image image-test
 
 all: $(B)/tokenspeed $(B)/tsctl $(B)/libtsclient.a ## build build/tokenspeed, build/tsctl and build/libtsclient.a
 
@@ -275,7 +353,7 @@ run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) ## ru
 	@echo "client: $(B)/tsctl generate \"Hello\"   or   $(B)/tsctl chat   (defaults: --server 127.0.0.1:7070 --certs $(B)/certs)"
 	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) $(FAULT_BIN) ## build and run every test (fault injection included); ends with "N passed, N failed"
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) $(FAULT_BIN) $(B)/tests/t_image ## build and run every test (fault injection included); ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests $(FB)/tests
 
 SOAK_S ?= 120

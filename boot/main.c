@@ -8,6 +8,8 @@
  *   tokenspeed --print-config [--config FILE]   effective config with defaults
  *   tokenspeed --print-config-doc      every key as a Markdown table
  *   tokenspeed certs DIR [--days N] [--cn NAME]   development CA, server and client certificates
+ *   tokenspeed init --config-dir DIR [...]   the PID-1 supervisor without PID 1 (tests; boot/init.h)
+ *   tokenspeed maintenance --config-dir DIR --why TEXT   what init runs when no ini validates
  *   tokenspeed --version | --help
  */
 #include <errno.h>
@@ -21,13 +23,14 @@
 
 #include "boot.h"
 #include "cli.h"
+#include "init.h"
 #include "log.h"
+#include "proto.h"
 #include "serve.h"
 #include "tls_mem.h"
 
 #define TS_VERSION "0.1.0"
 
-void init_pid1(void);
 int certs_cmd(int argc, char **argv); /* boot/certs.c */
 
 static void usage(FILE *f)
@@ -271,6 +274,13 @@ static int cmd_serve(int argc, char **argv)
 	log_set_level((enum log_level)cfg.log.level);
 	/* every byte TLS will use, before mbedTLS's first allocation */
 	struct serve_opts so = {.max_conns = cfg.server.max_connections}; /* sizes the TLS pool too */
+	char fb_note[PROTO_MAX_NAME + 1];
+	const char *fb = getenv("TS_CONFIG_FALLBACK"); /* set by init (boot/init.c) when it runs last-good.ini */
+	if (fb) {
+		snprintf(fb_note, sizeof(fb_note), "CONFIG FALLBACK to the last good ini: %s", fb);
+		so.note = fb_note;
+		log_error("serve: running %s, the last configuration that reached ready: %s", argv[3], fb);
+	}
 	if (tls_mem_init(tls_mem_bytes_for(so.max_conns), TLS_MEM_SESSION_BYTES, so.max_conns, &e) < 0)
 		return serve_die("tls pool", &e);
 	struct tls_mem_stats pm;
@@ -302,6 +312,13 @@ static int cmd_serve(int argc, char **argv)
 	}
 	printf("tokenspeed: serving on port %d\n", serve_port(sv));
 	fflush(stdout);
+	const char *rfd = getenv("TS_READY_FD"); /* init's ready pipe (boot/init.c) */
+	if (rfd) {
+		int fd = atoi(rfd);
+		if (write(fd, "ready\n", 6) != 6)
+			log_warn("serve: TS_READY_FD=%s: %s", rfd, strerror(errno));
+		close(fd);
+	}
 	struct signalfd_siginfo si;
 	while (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si) && errno == EINTR)
 		;
@@ -332,7 +349,7 @@ int main(int argc, char **argv)
 	struct cfg cfg;
 
 	if (getpid() == 1)
-		init_pid1();
+		init_pid1_main(argv); /* the image's /init: never returns */
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -342,6 +359,10 @@ int main(int argc, char **argv)
 		return cmd_generate(argc, argv);
 	if (!strcmp(cmd, "serve"))
 		return cmd_serve(argc, argv);
+	if (!strcmp(cmd, "init"))
+		return init_cmd(argc, argv);
+	if (!strcmp(cmd, "maintenance"))
+		return init_maint_cmd(argc, argv);
 	if (!strcmp(cmd, "certs"))
 		return certs_cmd(argc, argv);
 	if (!strcmp(cmd, "--check-config")) {

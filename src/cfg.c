@@ -21,6 +21,7 @@
 
 #include "cfg.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -57,13 +58,20 @@ struct cfg_key {
 static int check_pow2(void *field, char *why, size_t why_n);
 static int check_gpus(void *field, char *why, size_t why_n);
 static int check_listen(void *field, char *why, size_t why_n);
+static int check_hostname(void *field, char *why, size_t why_n);
+static int check_ifname(void *field, char *why, size_t why_n);
+static int check_cidr4(void *field, char *why, size_t why_n);
+static int check_cidr6(void *field, char *why, size_t why_n);
+static int check_ip4(void *field, char *why, size_t why_n);
+static int check_ip6(void *field, char *why, size_t why_n);
+static int check_mtu(void *field, char *why, size_t why_n);
 
 static const char *const words_dtype[] = {"auto", "bf16", "f16", "f32", NULL};
 static const char *const words_backend[] = {"auto", "cpu", "gpu", NULL};
 static const char *const words_chat[] = {"auto", "none", "chatml", "llama3", "llama2", "mistral", "deepseek3", NULL};
 static const char *const words_level[] = {"debug", "info", "warn", "error", "off", NULL};
 
-static const char *const cfg_sections[] = {"model", "engine", "device", "server", "log"};
+static const char *const cfg_sections[] = {"model", "engine", "device", "server", "log", "net"};
 
 static const struct cfg_key cfg_keys[] = {
 	{"model", "path", CFG_T_PATH, FIELD(model.path), .def = "", .required = 1,
@@ -152,6 +160,29 @@ static const struct cfg_key cfg_keys[] = {
 
 	{"log", "level", CFG_T_ENUM, FIELD(log.level), .def = "info", .words = words_level,
 	 .help = "least severe log level written to stderr; off = nothing"},
+
+	{"net", "hostname", CFG_T_STRING, FIELD(net.hostname), .def = "tokenspeed", .check = check_hostname,
+	 .accepted = "1..63 letters, digits, '-' and '.'",
+	 .help = "the appliance's hostname (set by the image's PID 1; [net] is ignored when tokenspeed runs as a program)"},
+	{"net", "interface", CFG_T_STRING, FIELD(net.interface), .def = "auto", .check = check_ifname,
+	 .accepted = "auto, or an interface name of 1..15 bytes",
+	 .help = "the interface the keys below configure; auto = the first (lowest index) whose link comes up. Loopback is always up"},
+	{"net", "address", CFG_T_STRING, FIELD(net.address), .def = "", .check = check_cidr4,
+	 .accepted = "an IPv4 address with its prefix length, e.g. 10.0.0.5/24; empty = none",
+	 .help = "static IPv4 address of the interface"},
+	{"net", "gateway", CFG_T_STRING, FIELD(net.gateway), .def = "", .check = check_ip4,
+	 .accepted = "an IPv4 address; empty = no default route",
+	 .help = "IPv4 default route (needs address)"},
+	{"net", "address6", CFG_T_STRING, FIELD(net.address6), .def = "", .check = check_cidr6,
+	 .accepted = "an IPv6 address with its prefix length, e.g. fd00::5/64; empty = none",
+	 .help = "static IPv6 address of the interface (no duplicate-address wait)"},
+	{"net", "gateway6", CFG_T_STRING, FIELD(net.gateway6), .def = "", .check = check_ip6,
+	 .accepted = "an IPv6 address (a link-local fe80:: one is fine); empty = no default route",
+	 .help = "IPv6 default route"},
+	{"net", "mtu", CFG_T_INT, FIELD(net.mtu), .def = "0", .min = 0, .max = 65535, .check = check_mtu,
+	 .accepted = "0, or 68..65535 (1280.. with address6)", .help = "MTU of the interface; 0 = leave it as the driver set it"},
+	{"net", "link_wait_ms", CFG_T_INT, FIELD(net.link_wait_ms), .def = "10000", .min = 0, .max = 600000,
+	 .help = "interface = auto: how long boot waits for a link before it goes on without the network"},
 };
 
 #define CFG_N_KEYS TS_ARRAY_LEN(cfg_keys)
@@ -501,6 +532,93 @@ static int check_listen(void *field, char *why, size_t why_n)
 	return 0;
 }
 
+/* [net] values: empty, or what inet_pton takes (with "/prefix" where asked). */
+static int check_addr(const char *s, int family, int with_prefix, char *why, size_t why_n)
+{
+	char host[64];
+	const char *slash = strchr(s, '/');
+	const char *fam = family == AF_INET ? "IPv4" : "IPv6";
+	if (!*s)
+		return 0;
+	if (with_prefix && !slash)
+		return snprintf(why, why_n, "no /prefix after the %s address", fam), -E_FORMAT;
+	if (!with_prefix && slash)
+		return snprintf(why, why_n, "a gateway is one address, without /prefix"), -E_FORMAT;
+	size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned char a[16];
+	snprintf(host, sizeof(host), "%.*s", (int)TS_MIN(hl, sizeof(host) - 1), s);
+	if (hl >= sizeof(host) || inet_pton(family, host, a) != 1)
+		return snprintf(why, why_n, "\"%.60s\" is not an %s address", host, fam), -E_FORMAT;
+	if (slash) {
+		int max = family == AF_INET ? 32 : 128, v = 0;
+		const char *q = slash + 1;
+		if (!*q)
+			return snprintf(why, why_n, "no prefix length after '/'"), -E_FORMAT;
+		for (; *q; q++) {
+			if (*q < '0' || *q > '9')
+				return snprintf(why, why_n, "prefix length \"%.10s\" is not a number", slash + 1),
+				       -E_FORMAT;
+			if (v <= 1000)
+				v = v * 10 + (*q - '0');
+		}
+		if (v < 1 || v > max)
+			return snprintf(why, why_n, "prefix length %d out of range 1..%d", v, max), -E_RANGE;
+	}
+	return 0;
+}
+
+static int check_cidr4(void *field, char *why, size_t why_n)
+{
+	return check_addr(field, AF_INET, 1, why, why_n);
+}
+static int check_cidr6(void *field, char *why, size_t why_n)
+{
+	return check_addr(field, AF_INET6, 1, why, why_n);
+}
+static int check_ip4(void *field, char *why, size_t why_n)
+{
+	return check_addr(field, AF_INET, 0, why, why_n);
+}
+static int check_ip6(void *field, char *why, size_t why_n)
+{
+	return check_addr(field, AF_INET6, 0, why, why_n);
+}
+
+static int check_hostname(void *field, char *why, size_t why_n)
+{
+	const char *s = field;
+	size_t n = strlen(s);
+	if (n < 1 || n > 63)
+		return snprintf(why, why_n, "%s", n ? "longer than 63 bytes" : "empty"), -E_FORMAT;
+	for (const char *q = s; *q; q++)
+		if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '-' ||
+		      *q == '.'))
+			return snprintf(why, why_n, "bad character '%c'", *q), -E_FORMAT;
+	return 0;
+}
+
+static int check_ifname(void *field, char *why, size_t why_n)
+{
+	const char *s = field;
+	size_t n = strlen(s);
+	if (n < 1 || n > 15)
+		return snprintf(why, why_n, "%s", n ? "longer than 15 bytes" : "empty"), -E_FORMAT;
+	for (const char *q = s; *q; q++)
+		if (*q == '/' || *q == ':' || *q == ' ' || *q == '\t')
+			return snprintf(why, why_n, "bad character '%c'", *q), -E_FORMAT;
+	return 0;
+}
+
+static int check_mtu(void *field, char *why, size_t why_n)
+{
+	int v;
+	memcpy(&v, field, sizeof(v));
+	if (v == 0 || v >= 68)
+		return 0;
+	snprintf(why, why_n, "below 68, the least IPv4 allows");
+	return -E_RANGE;
+}
+
 /* ------------------------------------------------------------ defaults */
 
 void cfg_defaults(struct cfg *c)
@@ -691,6 +809,20 @@ static int cfg_cross_check(struct cfg_load_ctx *x)
 			       "(certificate mode) are both set; the server speaks one mode: remove the tls_psk_* lines "
 			       "for mutual certificates, or the tls_cert, tls_key and tls_ca lines for PSK",
 			       x->file, line);
+	}
+	if (c->net.gateway[0] && !c->net.address[0]) {
+		int i_g = key_find("net", "gateway");
+		return ts_errf(x->e, E_FORMAT,
+			       "%s:%d: [net] gateway = \"%s\" needs [net] address (the interface's own IPv4 address and "
+			       "prefix, e.g. 10.0.0.5/24)",
+			       x->file, i_g >= 0 ? x->key_line[i_g] : 0, c->net.gateway);
+	}
+	if (c->net.address6[0] && c->net.mtu && c->net.mtu < 1280) {
+		int i_m = key_find("net", "mtu"), i_a = key_find("net", "address6");
+		int line = TS_MAX(i_m >= 0 ? x->key_line[i_m] : 0, i_a >= 0 ? x->key_line[i_a] : 0);
+		return ts_errf(x->e, E_RANGE,
+			       "%s:%d: [net] mtu = %d is below 1280, the least IPv6 allows, and [net] address6 is set",
+			       x->file, line, c->net.mtu);
 	}
 	if (c->engine.kv_tokens != 0 && c->engine.kv_tokens < c->engine.max_seq_len) {
 		int blame_seq = x->key_line[i_seq] > x->key_line[i_kv];

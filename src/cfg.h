@@ -10,7 +10,8 @@
  * An unknown section or key, a malformed value, a value out of range, a
  * duplicate key and a missing required key are all errors.
  * Relative paths ([model] path, [server] tls_*) are resolved against the
- * directory of the ini file.
+ * directory of the ini file. [net] is read by everyone and applied only by
+ * the appliance's PID 1 (boot/init.c).
  */
 #ifndef TS_CFG_H
 #define TS_CFG_H
@@ -68,6 +69,16 @@ struct cfg {
 	struct {
 		int level;                  /* enum log_level */
 	} log;
+	struct cfg_net {                    /* applied by PID 1 only (boot/netcfg.c) */
+		char hostname[64];
+		char interface[16];         /* a name, or "auto" */
+		char address[64];           /* "a.b.c.d/prefix" or "" */
+		char gateway[64];           /* IPv4 default route or "" */
+		char address6[64];          /* "x::y/prefix" or "" */
+		char gateway6[64];          /* IPv6 default route or "" */
+		int mtu;                    /* 0 = leave the interface's */
+		int link_wait_ms;           /* auto: how long to wait for a carrier */
+	} net;
 };
 
 void cfg_defaults(struct cfg *c);

@@ -304,6 +304,8 @@ static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame
 	const struct engine *en = sv->en;
 	const char *name = strrchr(en->cfg.model.path, '/');
 	name = name && name[1] ? name + 1 : en->cfg.model.path;
+	char srv[PROTO_MAX_NAME + 1];
+	snprintf(srv, sizeof(srv), "tokenspeed 0.1%s%s", sv->o.note ? "; " : "", sv->o.note ? sv->o.note : "");
 	struct proto_welcome w = {
 		.version = ver,
 		.max_requests = (uint32_t)sv->o.max_requests,
@@ -315,7 +317,7 @@ static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame
 		.model = {name, (uint32_t)strnlen(name, PROTO_MAX_NAME)},
 		.arch = {en->m.arch_name, (uint32_t)strnlen(en->m.arch_name, PROTO_MAX_NAME)},
 		.checkpoint = {name, (uint32_t)strnlen(name, PROTO_MAX_NAME)},
-		.server = {"tokenspeed 0.1", 14},
+		.server = {srv, (uint32_t)strlen(srv)},
 	};
 	size_t room;
 	uint8_t *p = conn_io_tail(&c->cn.io, &room);

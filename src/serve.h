@@ -31,6 +31,7 @@ struct serve_opts {
 	uint32_t out_limit_bytes;   /* output_limit_bytes: unsent output beyond which a connection is throttled */
 	uint32_t handshake_timeout_ms, hello_timeout_ms, ping_interval_ms, idle_timeout_ms;
 	int text_workers;           /* threads that tokenize text prompts (textw); 0 = 2 */
+	const char *note;           /* appended to WELCOME's server name, e.g. why the last good config runs */
 };
 
 struct serve;

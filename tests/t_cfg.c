@@ -22,6 +22,7 @@ static const char *const all_keys[] = {
 	"listen", "tls_cert", "tls_key", "tls_ca", "tls_psk_identity", "tls_psk_file",
 	"max_connections", "max_conns_per_peer", "max_requests", "max_frame_bytes", "initial_credit", "credit_timeout_ms",
 	"output_limit_bytes", "handshake_timeout_ms", "hello_timeout_ms", "ping_interval_ms", "idle_timeout_ms", "level",
+	"hostname", "interface", "address", "gateway", "address6", "gateway6", "mtu", "link_wait_ms",
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -192,7 +193,7 @@ static void test_errors(void)
 {
 	/* Sections. */
 	ERR("[model]\npath = m\n[foo]\nx = 1\n", E_FORMAT, "@:3: unknown section [foo]",
-	    "(known: model, engine, device, server, log)");
+	    "(known: model, engine, device, server, log, net)");
 	ERR("[model]\npath = m\n\n[bar]\n", E_FORMAT, "@:4: unknown section [bar] (known: model, engine");
 	ERR("[model]\npath = m\n[Engine] ; upper case\n", E_FORMAT, "@:3: unknown section [Engine]");
 	ERR("path = m\n[model]\n", E_FORMAT, "@:1: path = \"m\": key outside any section",
