@@ -12,7 +12,9 @@
  *     a request out of credit pauses in the engine (nothing generated) while
  *     another runs, and resumes on CREDIT; without CREDIT it ends STALLED;
  * (7) a drain: GOAWAY, SUBMIT answered DRAINING, every live request exactly
- *     one terminal frame, then the server closes and its threads exit. */
+ *     one terminal frame, then the server closes and its threads exit;
+ * (8) the serving threads made no allocation from ready to their exit
+ *     through all of the above (ts_alloc_serving_count). */
 #include "t.h"
 #include "tutil.h"
 
@@ -772,6 +774,7 @@ int main(void)
 		return 1;
 	}
 	port = serve_port(sv);
+	uint64_t allocs0 = ts_alloc_serving_count(); /* the serving threads' allocations: none from ready on */
 	snprintf(p1, sizeof(p1), "%s/client.crt", a);
 	snprintf(p2, sizeof(p2), "%s/client.key", a);
 	snprintf(p3, sizeof(p3), "%s/ca.crt", a);
@@ -792,6 +795,9 @@ int main(void)
 	test_stall();
 	fprintf(stderr, "all but drain %.1fs\n", ts_now() - t0);
 	test_drain(sv);
+	T_CHECK(ts_alloc_serving_count() == allocs0,
+		"the network and engine threads allocated %llu times from ready to their exit (every test above)",
+		(unsigned long long)(ts_alloc_serving_count() - allocs0));
 
 	tls_config_free(&tc_ok);
 	tls_config_free(&tc_other);
