@@ -1246,13 +1246,14 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 					     so->max_frame, &sv->net_wake, e)) < 0)
 		goto out_free;
 	size_t tw_bytes = sv->tw ? textw_bytes(sv->tw) : 0;
-	sv->mem_bytes += io_bytes + n_slots * req_bytes + sv->ids_cap * sizeof(int32_t) + tw_bytes;
+	size_t ring_bytes = (size_t)so->max_conns * EV_RING_CAP * sizeof(struct ev) + CMD_RING_CAP * sizeof(struct cmd);
+	sv->mem_bytes += io_bytes + n_slots * req_bytes + sv->ids_cap * sizeof(int32_t) + tw_bytes + ring_bytes;
 	log_msg(LOG_INFO,
 		"stage=serve conn_io_bytes=%zu (%d x %zu) request_bytes=%zu (%zu x %zu) prompt_fifo_bytes=%llu "
-		"text_bytes=%zu (%d workers, %d x %d jobs) total_bytes=%zu",
+		"text_bytes=%zu (%d workers, %d x %d jobs) ring_bytes=%zu (%d x %u events, %u commands) total_bytes=%zu",
 		io_bytes, so->max_conns, rb + sv->ocap, n_slots * req_bytes, n_slots, req_bytes,
 		(unsigned long long)sv->ids_cap * 4, tw_bytes, sv->tw ? so->text_workers : 0, so->max_conns,
-		SERVE_TEXT_JOBS, sv->mem_bytes);
+		SERVE_TEXT_JOBS, ring_bytes, so->max_conns, EV_RING_CAP, CMD_RING_CAP, sv->mem_bytes);
 	sv->t_ready = ts_now();
 	sv->allocs_ready = ts_alloc_serving_count();
 	serve_eng_snapshot(sv);
