@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -247,6 +248,9 @@ static void take_events(struct serve *sv, struct sconn *c)
 				continue;
 			if (!req_room(sv, q, v)) {
 				c->has_stash = 1;
+				atomic_store_explicit(&sv->n_stashed,
+						      atomic_load_explicit(&sv->n_stashed, memory_order_relaxed) + 1,
+						      memory_order_relaxed); /* one writer: this thread */
 				return;
 			}
 			if (v->n_text && q->tend) {
@@ -962,6 +966,8 @@ static void do_accept(struct serve *sv, double now)
 			close(fd);
 			continue;
 		}
+		if (sv->o.sndbuf)
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sv->o.sndbuf, sizeof(sv->o.sndbuf));
 		c->cn.peer = peer;
 		c->cn.t_accept = now;
 		c->cn.seq = ++sv->n_accepted;
@@ -1286,6 +1292,11 @@ out_free:
 int serve_port(const struct serve *sv)
 {
 	return sv->port;
+}
+
+uint64_t serve_stash_count(const struct serve *sv)
+{
+	return atomic_load_explicit(&sv->n_stashed, memory_order_relaxed);
 }
 
 void serve_drain(struct serve *sv, uint32_t drain_ms)

@@ -175,6 +175,7 @@ struct serve {
 	double drain_deadline;
 	uint64_t n_conns, frames_in, frames_out, proto_errors, n_rejected;
 	uint64_t n_accepted, n_refused, n_evicted, n_timed_out;
+	_Atomic uint64_t n_stashed; /* events that waited for their request's window (serve_stash_count) */
 };
 
 /* serve_eng.c: the engine thread's loop, and its figures for STATS (also
