@@ -353,7 +353,7 @@ run: $(B)/tokenspeed $(B)/tsctl $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) ## ru
 	@echo "client: $(B)/tsctl generate \"Hello\"   or   $(B)/tsctl chat   (defaults: --server 127.0.0.1:7070 --certs $(B)/certs)"
 	$(B)/tokenspeed serve --config config/tokenspeed.ini
 
-test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) $(FAULT_BIN) $(B)/tests/t_image ## build and run every test (fault injection included); ends with "N passed, N failed"
+test: $(B)/tokenspeed $(B)/tokenspeed-static $(B)/tsctl $(B)/tsctl-static $(B)/libtsclient.a $(TBINS) $(TSAN_BINS) $(TOOLS) $(DEFAULT_MODEL) $(DEFAULT_CERTS) $(FAULT_BIN) $(B)/tests/t_image ## build and run every test (fault injection, a 30 s soak (t_soak) and the image in QEMU (t_image) included); ends with "N passed, N failed"
 	@sh tests/run.sh $(B)/tests $(FB)/tests
 
 SOAK_S ?= 120

@@ -36,17 +36,43 @@ const char *ts_code_name(int code)
 	return code < E_CODE_N ? names[code] : "E_?";
 }
 
-static _Atomic uint64_t n_allocs;
+static _Atomic uint64_t n_allocs, n_serving;
+static _Thread_local int serving;
+
+static void count(void)
+{
+	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	if (serving)
+		atomic_fetch_add_explicit(&n_serving, 1, memory_order_relaxed);
+}
 
 void *ts_alloc(size_t bytes)
 {
-	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	count();
 	return FAULT(FAULT_ALLOC) ? NULL : calloc(1, bytes ? bytes : 1);
+}
+
+void *ts_alloc_resident(size_t bytes)
+{
+	volatile uint8_t *p = ts_alloc(bytes);
+	for (size_t i = 0; p && i < bytes; i += 4096)
+		p[i] = 0;
+	return (void *)p;
+}
+
+void ts_alloc_serving(int on)
+{
+	serving = on;
+}
+
+uint64_t ts_alloc_serving_count(void)
+{
+	return atomic_load_explicit(&n_serving, memory_order_relaxed);
 }
 
 void *ts_realloc(void *p, size_t bytes)
 {
-	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	count();
 	return FAULT(FAULT_ALLOC) ? NULL : realloc(p, bytes ? bytes : 1);
 }
 

@@ -49,6 +49,14 @@ void *ts_alloc(size_t bytes);
 void *ts_realloc(void *p, size_t bytes);
 void ts_free(void *p);
 uint64_t ts_alloc_count(void); /* number of ts_alloc/ts_realloc calls so far */
+/* ts_alloc, then every page written: memory taken at boot is resident from
+ * then on, not at its first use (so RSS is flat from "ready"). */
+void *ts_alloc_resident(size_t bytes);
+/* The serving threads (serve's network and engine threads, the text
+ * workers) call ts_alloc_serving(1) as they start: the allocations they make
+ * are counted apart, and that count stays 0 (t_serve, t_text assert it). */
+void ts_alloc_serving(int on);
+uint64_t ts_alloc_serving_count(void);
 
 /* Dtypes of checkpoint tensors. */
 enum ts_dtype { TS_F32, TS_F16, TS_BF16, TS_DTYPE_N };

@@ -203,27 +203,20 @@ static int cb_recv(void *ctx, uint8_t *p, size_t n)
 	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? TLS_WANT_IO : -E_IO;
 }
 
-int conn_io_init(struct conn_io *c, int fd, const struct tls_config *tc, uint32_t max_frame, size_t out_cap,
-		 struct ts_err *e)
+int conn_io_init(struct conn_io *c, int fd, const struct tls_config *tc, uint8_t *rbuf, uint32_t max_frame,
+		 uint8_t *out, size_t out_cap, struct ts_err *e)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
-	c->rcap = max_frame - PROTO_HDR_BYTES;
-	c->rbuf = ts_alloc(c->rcap);
-	c->out = ts_alloc(out_cap);
+	c->rcap = (uint32_t)CONN_RBUF_BYTES(max_frame);
+	c->rbuf = rbuf;
+	c->out = out;
 	c->ocap = out_cap;
-	if (!c->rbuf || !c->out) {
-		ts_free(c->rbuf), ts_free(c->out);
-		c->rbuf = NULL, c->out = NULL;
-		return ts_errf(e, E_NOMEM, "connection buffers (%zu bytes)", out_cap);
-	}
 	int rc = proto_reader_init(&c->rd, c->rbuf, c->rcap);
 	if (rc == 0)
 		rc = tls_session_init(&c->tls, tc, cb_send, cb_recv, c);
 	if (rc < 0) {
 		ts_errf(e, -rc, "%s", c->tls.err.msg);
-		ts_free(c->rbuf), ts_free(c->out);
-		c->rbuf = NULL, c->out = NULL;
 		return rc;
 	}
 	c->tls_live = 1;
@@ -239,8 +232,6 @@ void conn_io_free(struct conn_io *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	ts_free(c->rbuf), ts_free(c->out);
-	c->rbuf = NULL, c->out = NULL;
 }
 
 int conn_io_handshake(struct conn_io *c)

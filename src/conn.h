@@ -33,9 +33,9 @@ struct conn_io {
 	struct tls_session tls;
 	int tls_live;             /* tls_session_init succeeded */
 	struct proto_reader rd;
-	uint8_t *rbuf;            /* (rcap) payload assembly for rd */
+	uint8_t *rbuf;            /* (rcap) payload assembly for rd: the caller's */
 	uint32_t rcap;
-	uint8_t *out;             /* (ocap) bytes not yet taken by tls_write */
+	uint8_t *out;             /* (ocap) bytes not yet taken by tls_write: the caller's */
 	size_t o_off, o_len, ocap;
 	size_t o_again;           /* bytes of the tls_write that returned TLS_AGAIN */
 	int eof;                  /* the peer closed (or the transport died) */
@@ -139,12 +139,15 @@ uint32_t conn_want(const struct conn *c, int paused);
 
 /* ------------------------------------------------------------ transport */
 
-/* Sets up the transport on an accepted socket. max_frame: the largest frame
- * the server will agree to; out_cap: output buffer bytes (>= 2 max frames).
- * 0, or -E_NOMEM / -E_INVAL with e set (the fd is left open). */
-int conn_io_init(struct conn_io *c, int fd, const struct tls_config *tc, uint32_t max_frame, size_t out_cap,
-		 struct ts_err *e);
-/* Closes the fd and frees everything; safe twice. */
+/* Sets up the transport on an accepted socket over the caller's buffers,
+ * taken at boot and kept for the connection's life (the slot's, in serve):
+ * rbuf holds the payload of the largest frame the server will agree to
+ * (CONN_RBUF_BYTES(max_frame)), out (out_cap bytes, >= 2 max frames) the
+ * output. 0, or -E_NOMEM / -E_INVAL with e set (the fd is left open). */
+#define CONN_RBUF_BYTES(max_frame) ((size_t)(max_frame) - PROTO_HDR_BYTES)
+int conn_io_init(struct conn_io *c, int fd, const struct tls_config *tc, uint8_t *rbuf, uint32_t max_frame,
+		 uint8_t *out, size_t out_cap, struct ts_err *e);
+/* Closes the fd and the TLS session (the buffers stay the caller's); safe twice. */
 void conn_io_free(struct conn_io *c);
 
 /* One handshake step: 0 done, TLS_AGAIN, or -E_* (refused: c->tls.err says why). */

@@ -1183,13 +1183,13 @@ static int cpu_init1(struct backend *b, const struct model *m, const struct back
 	wdims_of(d, &w);
 	const size_t slots = (size_t)l->n_blocks * (size_t)l->block_tokens;
 	const size_t kv_floats = slots * (size_t)model_kv_elems_per_token(m);
-	c->x = ts_alloc(nf * sizeof(float));
-	c->kv = ts_alloc(kv_floats * sizeof(float));
+	c->x = ts_alloc_resident(nf * sizeof(float));
+	c->kv = ts_alloc_resident(kv_floats * sizeof(float));
 	c->kv_off = ts_alloc((size_t)d->n_layers * sizeof(size_t));
 	c->state_per_seq = (size_t)model_state_elems_per_seq(m);
 	c->n_states = c->state_per_seq ? l->n_states : 0;
 	const size_t st_floats = (size_t)c->n_states * c->state_per_seq;
-	c->state = st_floats ? ts_alloc(st_floats * sizeof(float)) : NULL;
+	c->state = st_floats ? ts_alloc_resident(st_floats * sizeof(float)) : NULL;
 	c->st_off = ts_alloc((size_t)d->n_layers * sizeof(size_t));
 	c->sfirst = ts_alloc(2 * (size_t)l->max_seqs * sizeof(int));
 	if (c->state_per_seq && l->n_states < 1) {

@@ -64,6 +64,7 @@ struct parser {
 	char *strs;            /* decoded strings, written at strs + n_strs */
 	size_t n_strs;
 	int depth;
+	int fixed; /* stk, vals and strs are the caller's, sized for any document of this length */
 	struct ts_err *e;
 };
 
@@ -114,6 +115,8 @@ static const char *byte_desc(const struct parser *ps, const char *p, char buf[16
 static int push(struct parser *ps, const struct json_val *v)
 {
 	if (ps->n_stk == ps->cap_stk) {
+		if (ps->fixed)
+			return nomem(ps);
 		size_t cap = ps->cap_stk ? 2 * ps->cap_stk : 64;
 		struct json_val *s = ts_realloc(ps->stk, cap * sizeof(*s));
 		if (!s)
@@ -132,6 +135,8 @@ static int place(struct parser *ps, size_t from, size_t *first)
 {
 	size_t k = ps->n_stk - from;
 	if (ps->n_vals + k > ps->cap_vals) {
+		if (ps->fixed)
+			return nomem(ps);
 		size_t cap = ps->cap_vals ? 2 * ps->cap_vals : 256;
 		while (cap < ps->n_vals + k)
 			cap *= 2;
@@ -555,6 +560,50 @@ out_free:
 	ts_free(ps.strs);
 	ts_free(d);
 	return rc;
+}
+
+/* A document of len bytes holds at most len + 1 values: each but an empty
+ * document's takes a byte of its own. */
+size_t json_parse_bytes(size_t len)
+{
+	return sizeof(struct json_doc) + 2 * (len + 1) * sizeof(struct json_val) + len + 1 + 16;
+}
+
+int json_parse_in(struct json_doc **out, void *mem, size_t mem_bytes, const char *what, const char *text, size_t len,
+		  struct ts_err *e)
+{
+	if (!text)
+		text = "";
+	struct parser ps = {.what = what ? what : "<json>", .begin = text, .p = text, .end = text + len, .e = e,
+			    .fixed = 1};
+	*out = NULL;
+	if (len > JSON_MAX_LEN || mem_bytes < json_parse_bytes(len))
+		return nomem(&ps);
+	uintptr_t a = ((uintptr_t)mem + 15) & ~(uintptr_t)15;
+	struct json_doc *d = (struct json_doc *)a;
+	ps.vals = (struct json_val *)(d + 1);
+	ps.cap_vals = len + 1;
+	ps.stk = ps.vals + ps.cap_vals;
+	ps.cap_stk = len + 1;
+	ps.strs = (char *)(ps.stk + ps.cap_stk);
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		ps.p += 3;
+	int rc;
+	size_t first;
+	if ((rc = parse_value(&ps)))
+		return rc;
+	skip_ws(&ps);
+	if (ps.p < ps.end) {
+		char b[16];
+		return perr(&ps, ps.p, "unexpected %s after the end of the document", byte_desc(&ps, ps.p, b));
+	}
+	if ((rc = place(&ps, 0, &first)))
+		return rc;
+	d->n_vals = ps.n_vals;
+	d->vals = ps.vals;
+	d->strs = ps.strs;
+	*out = d;
+	return 0;
 }
 
 const struct json_val *json_root(const struct json_doc *d)

@@ -23,6 +23,12 @@ struct json_val;
 int json_parse(struct json_doc **out, const char *what, const char *text, size_t len,
 	       struct ts_err *e);
 void json_free(struct json_doc *d);
+/* The same in the caller's memory, json_parse_bytes(len) of it (more than
+ * the text's size 33 times): nothing allocated, nothing to free (no
+ * json_free); -E_NOMEM when mem_bytes is less. */
+size_t json_parse_bytes(size_t len);
+int json_parse_in(struct json_doc **out, void *mem, size_t mem_bytes, const char *what, const char *text, size_t len,
+		  struct ts_err *e);
 
 const struct json_val *json_root(const struct json_doc *d);
 enum json_type json_type(const struct json_val *v);

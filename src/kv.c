@@ -33,7 +33,7 @@ int kv_pool_init(struct kv_pool *p, int n_blocks, int block_tokens, int n_seqs, 
 	p->parent_gen = ts_alloc(nb * sizeof(uint32_t));
 	p->gen = ts_alloc(nb * sizeof(uint32_t));
 	p->published = ts_alloc(nb);
-	p->tokens = ts_alloc(nb * (size_t)block_tokens * sizeof(int32_t));
+	p->tokens = ts_alloc_resident(nb * (size_t)block_tokens * sizeof(int32_t));
 	p->lru_prev = ts_alloc(nb * sizeof(int32_t));
 	p->lru_next = ts_alloc(nb * sizeof(int32_t));
 	p->table = ts_alloc((size_t)cap * sizeof(int32_t));

@@ -77,7 +77,7 @@ static int ring_check_size(const char *what, uint32_t capacity, uint32_t elem_by
  * followed by data_bytes. Returns the aligned start, *mem the block to free. */
 static unsigned char *ring_alloc(size_t ctl_bytes, size_t data_bytes, void **mem)
 {
-	*mem = ts_alloc(ctl_bytes + data_bytes + RING_LINE_BYTES - 1);
+	*mem = ts_alloc_resident(ctl_bytes + data_bytes + RING_LINE_BYTES - 1);
 	if (!*mem)
 		return NULL;
 	uintptr_t a = ((uintptr_t)*mem + RING_LINE_BYTES - 1) & ~(uintptr_t)(RING_LINE_BYTES - 1);

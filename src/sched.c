@@ -95,12 +95,12 @@ int sched_init(struct sched *s, const struct sched_limits *l, const struct model
 	s->queue = ts_alloc(n * sizeof(int));
 	s->parked = ts_alloc(n * sizeof(int));
 	s->running = ts_alloc(R * sizeof(int));
-	int32_t *tok = ts_alloc(n * (size_t)l->max_seq_len * sizeof(int32_t));
+	int32_t *tok = ts_alloc_resident(n * (size_t)l->max_seq_len * sizeof(int32_t));
 	s->b_token = ts_alloc(3 * T * sizeof(int32_t));
 	s->b_seqs = ts_alloc(R * sizeof(*s->b_seqs));
 	s->b_logit_rows = ts_alloc(2 * R * sizeof(int32_t));
 	s->b_chunk = ts_alloc(R * sizeof(int));
-	s->logits = ts_alloc(R * (size_t)m->d.vocab * sizeof(float));
+	s->logits = ts_alloc_resident(R * (size_t)m->d.vocab * sizeof(float));
 	s->b_samp = ts_alloc(R * sizeof(*s->b_samp));
 	s->b_sampled = ts_alloc(R * sizeof(int32_t));
 	if (!s->b_samp || !s->b_sampled || !s->reqs || !s->free_slots || !s->queue || !s->parked || !s->running ||

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -74,13 +75,47 @@ static int push_cmd(struct serve *sv, const struct cmd *m)
 	return 0;
 }
 
+/* Clears q for its next request; its buffers stay. */
+static void req_reset(struct nreq *q)
+{
+	struct nreq_bufs b = q->b;
+	memset(q, 0, sizeof(*q));
+	q->b = b;
+	q->pend = b.pend, q->text = b.text;
+}
+
 static void req_free(struct sconn *c, struct nreq *q)
 {
-	ts_free(q->pend);
-	ts_free(q->text);
-	ts_free(q->tend);
-	memset(q, 0, sizeof(*q));
+	req_reset(q);
 	c->n_live--;
+}
+
+/* Moves what is not yet sent to the front of pend, tend and text. */
+static void req_compact(struct nreq *q)
+{
+	int k = q->sent, n = q->n_pend - q->sent;
+	uint32_t t = q->text_sent;
+	memmove(q->pend, q->pend + k, (size_t)n * sizeof(*q->pend));
+	if (q->tend)
+		for (int i = 0; i < n; i++)
+			q->tend[i] = q->tend[i + k] - t;
+	memmove(q->text, q->text + t, q->text_len - t);
+	q->n_gone += (uint32_t)k;
+	q->n_pend = n, q->sent = 0;
+	q->text_len -= t, q->text_sent = 0;
+}
+
+/* Whether q's window holds event v (compacting it if need be). */
+static int req_room(const struct serve *sv, struct nreq *q, const struct ev *v)
+{
+	uint32_t text = q->tend ? v->n_text : 0;
+	for (int pass = 0; pass < 2; pass++) {
+		if ((v->type != EV_TOKEN || q->n_pend < (int)SERVE_PEND_TOKENS) && q->text_len + text <= sv->text_cap)
+			return 1;
+		if (pass == 0)
+			req_compact(q);
+	}
+	return 0;
 }
 
 static void req_cancel(struct serve *sv, struct sconn *c, struct nreq *q, enum cancel_how how)
@@ -153,7 +188,7 @@ static int pump_tokens(struct serve *sv, struct sconn *c, double now)
 					n /= 2;
 				a.n = n;
 				uint32_t end = q->tend[q->sent + (int)n - 1];
-				a.text = (struct proto_str){q->text ? q->text + q->text_sent : "", end - q->text_sent};
+				a.text = (struct proto_str){q->text + q->text_sent, end - q->text_sent};
 			}
 			size_t room;
 			uint8_t *p = conn_io_tail(&c->cn.io, &room);
@@ -177,7 +212,7 @@ static int pump_tokens(struct serve *sv, struct sconn *c, double now)
 			}
 		}
 		if (q->has_term && q->sent == q->n_pend && q->text_sent == q->text_len) {
-			q->term.n_generated = (uint32_t)q->sent;
+			q->term.n_generated = q->n_gone + (uint32_t)q->sent;
 			send_done(sv, c, q->rid, &q->term);
 			req_free(c, q);
 			continue;
@@ -196,46 +231,36 @@ static int pump_tokens(struct serve *sv, struct sconn *c, double now)
 	return held;
 }
 
-static int text_append(struct nreq *q, const char *t, size_t n)
-{
-	if (q->text_len + n > q->text_cap) {
-		size_t cap = q->text_cap ? q->text_cap : 1024;
-		while (cap < q->text_len + n)
-			cap *= 2;
-		if (cap > UINT32_MAX / 2)
-			return -E_NOMEM;
-		char *p = ts_realloc(q->text, cap);
-		if (!p)
-			return -E_NOMEM;
-		q->text = p;
-		q->text_cap = (uint32_t)cap;
-	}
-	memcpy(q->text + q->text_len, t, n);
-	q->text_len += (uint32_t)n;
-	return 0;
-}
-
+/* The connection's events, each into its request's window; an event that
+ * finds the window full stays (c->stash) until the output drains. */
 static void take_events(struct serve *sv, struct sconn *c)
 {
-	struct ev v;
-	while (ring_spsc_pop(&c->evr, &v)) {
-		if (v.slot >= sv->o.max_requests)
+	while (c->has_stash || ring_spsc_pop(&c->evr, &c->stash)) {
+		struct ev *v = &c->stash;
+		c->has_stash = 0;
+		if (v->slot >= sv->o.max_requests)
 			continue;
-		struct nreq *q = &c->req[v.slot];
-		if (q->st == NR_FREE || q->rid != v.rid)
+		struct nreq *q = &c->req[v->slot];
+		if (q->st == NR_FREE || q->rid != v->rid)
 			continue;
-		if (v.type == EV_TOKEN || v.type == EV_TEXT) {
+		if (v->type == EV_TOKEN || v->type == EV_TEXT) {
 			if (q->st != NR_LIVE)
 				continue;
-			if (v.n_text && q->tend && text_append(q, v.msg, v.n_text) < 0) {
-				send_error(sv, c, q->rid, PROTO_ERR_INTERNAL, "out of memory for the request's text");
-				req_end_here(sv, c, q);
-				continue;
+			if (!req_room(sv, q, v)) {
+				c->has_stash = 1;
+				atomic_store_explicit(&sv->n_stashed,
+						      atomic_load_explicit(&sv->n_stashed, memory_order_relaxed) + 1,
+						      memory_order_relaxed); /* one writer: this thread */
+				return;
 			}
-			if (v.type == EV_TOKEN && q->n_pend < q->cap) {
+			if (v->n_text && q->tend) {
+				memcpy(q->text + q->text_len, v->msg, v->n_text);
+				q->text_len += v->n_text;
+			}
+			if (v->type == EV_TOKEN) {
 				if (q->tend)
 					q->tend[q->n_pend] = q->text_len;
-				q->pend[q->n_pend++] = v.token;
+				q->pend[q->n_pend++] = v->token;
 			}
 			continue;
 		}
@@ -243,15 +268,15 @@ static void take_events(struct serve *sv, struct sconn *c)
 			req_free(c, q);
 			continue;
 		}
-		if (v.type == EV_ERROR) {
-			send_error(sv, c, q->rid, v.code, v.msg);
+		if (v->type == EV_ERROR) {
+			send_error(sv, c, q->rid, v->code, v->msg);
 			req_free(c, q);
-		} else if (v.d.finish == PROTO_FINISH_CANCELLED) {
-			v.d.n_generated = (uint32_t)q->sent; /* unsent tokens are dropped */
-			send_done(sv, c, q->rid, &v.d);
+		} else if (v->d.finish == PROTO_FINISH_CANCELLED) {
+			v->d.n_generated = q->n_gone + (uint32_t)q->sent; /* unsent tokens are dropped */
+			send_done(sv, c, q->rid, &v->d);
 			req_free(c, q);
 		} else {
-			q->term = v.d;
+			q->term = v->d;
 			q->has_term = 1;
 		}
 	}
@@ -336,41 +361,66 @@ static void on_hello(struct serve *sv, struct sconn *c, const struct proto_frame
 /* The prompt is ids now (ids: n_prompt of them with room for the stop ids
  * after; NULL: the SUBMIT's own ids): the rest of the SUBMIT goes to the
  * engine from request slot q (free). */
+/* Room for n ids in the FIFO to the engine (see serve_int.h), or NULL;
+ * *end: the ids_head that takes it (set it once the command is pushed). */
+static int32_t *ids_take(struct serve *sv, size_t n, uint64_t *end)
+{
+	uint64_t h = sv->ids_head, pos = h % sv->ids_cap;
+	if (n > sv->ids_cap)
+		return NULL;
+	if (pos + n > sv->ids_cap) /* never across the end: skip the rest */
+		h += sv->ids_cap - pos, pos = 0;
+	if (h + n - atomic_load_explicit(&sv->ids_tail, memory_order_acquire) > sv->ids_cap)
+		return NULL;
+	*end = h + n;
+	return sv->ids_mem + pos;
+}
+
+/* The prompt is ids now (ids: n_prompt of them; NULL: the SUBMIT's own
+ * ids): the rest of the SUBMIT goes to the engine from request slot q
+ * (free). */
 static void submit_ready(struct serve *sv, struct sconn *c, struct nreq *q, uint32_t rid, const struct proto_submit *s,
-			 int32_t *ids, int n_prompt, uint32_t credit)
+			 const int32_t *prompt, int n_prompt, uint32_t credit)
 {
 	const struct engine *en = sv->en;
 	int want_text = (s->flags & PROTO_SUBMIT_WANT_TEXT) != 0, eot = 0;
 	if (en->has_tok && en->tok.eos_id >= 0 && !(s->flags & PROTO_SUBMIT_IGNORE_EOS))
 		eot = 1; /* the tokenizer's end of turn stops like the model's EOS */
 	int n_stop = (int)s->stop_ids.n + eot;
-	if (!ids && (ids = ts_alloc(((size_t)n_prompt + (size_t)n_stop) * sizeof(int32_t) + 4)))
+	uint64_t end = 0;
+	int32_t *ids = ids_take(sv, (size_t)n_prompt + (size_t)n_stop, &end);
+	if (!ids) {
+		sv->n_rejected++;
+		send_error(sv, c, rid, PROTO_ERR_BUSY, "the prompts on their way to the engine fill its queue: retry");
+		return;
+	}
+	if (prompt)
+		memcpy(ids, prompt, (size_t)n_prompt * sizeof(int32_t));
+	else
 		proto_u32s_copy(&s->prompt, ids);
-	int32_t *pend = ts_alloc((size_t)s->max_tokens * sizeof(int32_t));
 	int with_tx = want_text || s->n_stop_seqs; /* the engine watches the text */
-	uint32_t *tend = want_text ? ts_alloc((size_t)s->max_tokens * sizeof(uint32_t)) : NULL;
-	struct stext *tx = with_tx ? stext_new(&en->tok, want_text, s->stop_seqs, s->n_stop_seqs) : NULL;
-	if (!ids || !pend || (want_text && !tend) || (with_tx && !tx)) {
-		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
-		send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
+	struct stext *tx = NULL;
+	if (with_tx && !(tx = stext_init(q->b.tx, sv->tx_bytes, &en->tok, want_text, s->stop_seqs, s->n_stop_seqs))) {
+		send_error(sv, c, rid, PROTO_ERR_INTERNAL, "the stop sequences do not fit the request's text state");
 		return;
 	}
 	proto_u32s_copy(&s->stop_ids, ids + n_prompt);
 	if (eot)
 		ids[n_prompt + n_stop - 1] = en->tok.eos_id;
 	struct cmd m = {.type = CMD_SUBMIT, .conn = (uint16_t)(c - sv->conns), .slot = (uint16_t)(q - c->req),
-			.rid = rid, .ids = ids, .tx = tx, .n_prompt = n_prompt, .n_stop = n_stop,
+			.rid = rid, .ids = ids, .ids_end = end, .tx = tx, .n_prompt = n_prompt, .n_stop = n_stop,
 			.max_tokens = (int)s->max_tokens, .priority = (int)s->priority,
 			.ignore_eos = !!(s->flags & PROTO_SUBMIT_IGNORE_EOS), .keep = !!(s->flags & PROTO_SUBMIT_KEEP_SESSION),
 			.session_id = s->session_id, .samp = s->samp};
 	if (push_cmd(sv, &m) < 0) {
-		ts_free(ids), ts_free(pend), ts_free(tend), stext_free(tx);
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_BUSY, "the server's command queue is full");
 		return;
 	}
-	*q = (struct nreq){.st = NR_LIVE, .rid = rid, .credit = credit, .pend = pend, .cap = (int)s->max_tokens,
-			   .tend = tend};
+	sv->ids_head = end;
+	req_reset(q);
+	q->st = NR_LIVE, q->rid = rid, q->credit = credit;
+	q->tend = want_text ? q->b.tend : NULL;
 	c->n_live++;
 }
 
@@ -388,8 +438,10 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 	struct textw_job *j = NULL;
 	const uint8_t *payload = f->payload;
 	if ((f->h.flags & (PROTO_SUBMIT_TEXT_PROMPT | PROTO_SUBMIT_CHAT)) && sv->tw) {
-		if (!(j = textw_job_new(f->payload, f->h.length))) {
-			send_error(sv, c, rid, PROTO_ERR_BUSY, "out of memory");
+		if (!(j = textw_job_new(sv->tw, (uint32_t)(c - sv->conns), f->payload, f->h.length))) {
+			sv->n_rejected++;
+			send_error(sv, c, rid, PROTO_ERR_BUSY,
+				   "this connection has " TS_STR(SERVE_TEXT_JOBS) " text prompts waiting to be tokenized: retry");
 			return;
 		}
 		payload = j->payload, sp = &j->s;
@@ -399,13 +451,13 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 	if (rc < 0) {
 		sv->n_rejected++;
 		send_error(sv, c, rid, proto_decode_err(rc), e.msg);
-		textw_job_free(j);
+		textw_job_free(sv->tw, j);
 		return;
 	}
 	if (sv->draining) {
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_DRAINING, "the server is draining (GOAWAY)");
-		textw_job_free(j);
+		textw_job_free(sv->tw, j);
 		return;
 	}
 	struct nreq *q = NULL;
@@ -415,7 +467,7 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 	if (!q) {
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_TOO_MANY_REQUESTS, "max_requests live requests on this connection");
-		textw_job_free(j);
+		textw_job_free(sv->tw, j);
 		return;
 	}
 	if (!j) {
@@ -423,15 +475,15 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 		return;
 	}
 	j->tag = (uint64_t)(c - sv->conns) << 32 | (uint64_t)(q - c->req);
-	j->flow = (uint32_t)(c - sv->conns); /* connections take turns at the workers */
 	j->n_extra = (int)j->s.stop_ids.n + 1; /* the stop ids and the end of turn */
 	if (textw_submit(sv->tw, j) < 0) {
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_INTERNAL, "the text workers refused the prompt");
-		textw_job_free(j);
+		textw_job_free(sv->tw, j);
 		return;
 	}
-	*q = (struct nreq){.st = NR_TEXT, .rid = rid, .credit = sv->o.initial_credit, .job = j};
+	req_reset(q);
+	q->st = NR_TEXT, q->rid = rid, q->credit = sv->o.initial_credit, q->job = j;
 	c->n_live++;
 }
 
@@ -451,7 +503,7 @@ static void take_text(struct serve *sv, double now)
 		struct sconn *c = &sv->conns[j->tag >> 32];
 		struct nreq *q = &c->req[(uint32_t)j->tag];
 		if (q->st != NR_TEXT || q->job != j) {
-			textw_job_free(j);
+			textw_job_free(sv->tw, j);
 			continue;
 		}
 		uint32_t rid = q->rid, credit = q->credit;
@@ -474,9 +526,8 @@ static void take_text(struct serve *sv, double now)
 				   e.msg);
 		} else if (!dropped) {
 			submit_ready(sv, c, q, rid, &j->s, j->ids, j->n_prompt, credit);
-			j->ids = NULL; /* the command owns them now (or submit_ready freed them) */
 		}
-		textw_job_free(j);
+		textw_job_free(sv->tw, j);
 		conn_service(sv, c, now);
 	}
 }
@@ -739,13 +790,10 @@ static void conn_reap(struct serve *sv, struct sconn *c)
 	struct ev v;
 	while (ring_spsc_pop(&c->evr, &v))
 		;
-	for (int k = 0; k < sv->o.max_requests; k++) {
-		ts_free(c->req[k].pend);
-		ts_free(c->req[k].text);
-		ts_free(c->req[k].tend);
-	}
-	memset(c->req, 0, (size_t)sv->o.max_requests * sizeof(*c->req));
+	for (int k = 0; k < sv->o.max_requests; k++)
+		req_reset(&c->req[k]);
 	c->n_live = 0;
+	c->has_stash = 0;
 	atomic_store(&c->acked, 0);
 	atomic_store(&c->overflow, 0);
 	conn_set_state(&c->cn, CONN_FREE, ts_now());
@@ -814,6 +862,8 @@ static void conn_arm(struct serve *sv, struct sconn *c, double now)
 			due = min_due(due, sv->drain_deadline);
 	}
 	if (retry) /* the command ring was full: try again soon */
+		due = min_due(due, now + 0.002);
+	if (c->has_stash && !conn_io_unsent(&c->cn.io)) /* no EPOLLOUT to bring it back (never seen): poll */
 		due = min_due(due, now + 0.002);
 	if (c->more_in) /* just after now: the next round, after the other connections' events */
 		due = min_due(due, now + 1e-6);
@@ -911,14 +961,15 @@ static void do_accept(struct serve *sv, double now)
 		}
 		struct sconn *c = conn_slot(sv);
 		struct ts_err e = {0};
-		size_t ocap = (size_t)sv->o.out_limit_bytes + 4 * (size_t)sv->o.max_frame;
-		if (!c || conn_io_init(&c->cn.io, fd, &sv->tls, sv->o.max_frame, ocap, &e) < 0) {
+		if (!c || conn_io_init(&c->cn.io, fd, &sv->tls, c->rbuf, sv->o.max_frame, c->obuf, sv->ocap, &e) < 0) {
 			log_rl(1000, LOG_WARN, "serve: connection refused: peer=%s %s", peer.text,
 				c ? e.msg : "all max_connections slots hold open connections");
 			sv->n_refused++;
 			close(fd);
 			continue;
 		}
+		if (sv->o.sndbuf)
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sv->o.sndbuf, sizeof(sv->o.sndbuf));
 		c->cn.peer = peer;
 		c->cn.t_accept = now;
 		c->cn.seq = ++sv->n_accepted;
@@ -1027,6 +1078,7 @@ static void *net_main(void *arg)
 {
 	struct serve *sv = arg;
 	struct net_handlers h = {sv, net_ready, net_due, net_round};
+	ts_alloc_serving(1);
 	net_run(sv->ep, &sv->timers, &h);
 	return NULL;
 }
@@ -1035,25 +1087,22 @@ static void *net_main(void *arg)
 
 static void serve_free(struct serve *sv)
 {
+	if (sv->started_net)
+		log_msg(LOG_INFO, "serve: allocations on the serving threads since ready: %llu",
+			(unsigned long long)(ts_alloc_serving_count() - sv->allocs_ready));
 	textw_stop(sv->tw);
 	if (sv->conns)
 		for (int i = 0; i < sv->o.max_conns; i++) {
 			struct sconn *c = &sv->conns[i];
 			if (c->cn.st != CONN_FREE && c->cn.st != CONN_DEAD)
 				conn_io_free(&c->cn.io);
-			if (c->req)
-				for (int k = 0; k < sv->o.max_requests; k++) {
-					ts_free(c->req[k].pend);
-					ts_free(c->req[k].text);
-					ts_free(c->req[k].tend);
-				}
 			ts_free(c->req);
 			ring_spsc_free(&c->evr);
 		}
 	ts_free(sv->conns);
-	if (sv->ereq)
-		for (int k = 0; k < sv->o.max_conns * sv->o.max_requests; k++)
-			stext_free(sv->ereq[k].tx);
+	ts_free(sv->iomem);
+	ts_free(sv->reqmem);
+	ts_free(sv->ids_mem);
 	ts_free(sv->ereq);
 	ts_free(sv->e_closing);
 	ring_mpsc_free(&sv->cmds);
@@ -1137,11 +1186,46 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 		ts_errf(e, -rc, "serve tables");
 		goto out_free;
 	}
+	/* every connection slot's I/O buffers, resident from now on */
+	size_t rb = CONN_RBUF_BYTES(so->max_frame), io_bytes;
+	sv->ocap = (size_t)so->out_limit_bytes + 4 * (size_t)so->max_frame;
+	io_bytes = (size_t)so->max_conns * (rb + sv->ocap);
+	if (!(sv->iomem = ts_alloc_resident(io_bytes))) {
+		rc = ts_errf(e, E_NOMEM, "serve: connection buffers: %zu bytes (max_connections = %d x (max_frame_bytes + "
+				      "output_limit_bytes + 4 max_frame_bytes))", io_bytes, so->max_conns);
+		goto out_free;
+	}
+	/* every request slot's buffers (a window of tokens and text not yet
+	 * sent, the text state) and the FIFO of prompts to the engine */
+	size_t n_slots = (size_t)so->max_conns * (size_t)so->max_requests;
+	if (en->has_tok) {
+		sv->tx_bytes = (stext_max_bytes(&en->tok) + 15) & ~(size_t)15;
+		sv->text_cap = TS_MAX((size_t)SERVE_TEXT_BYTES, 2 * stext_release_bound(&en->tok));
+	}
+	size_t req_bytes = (SERVE_PEND_TOKENS * 2 * 4 + sv->text_cap + sv->tx_bytes + 15) & ~(size_t)15;
+	sv->ids_cap = TS_MAX((uint64_t)8 * ((uint64_t)en->max_seq_len + SCHED_MAX_STOP + 1), (uint64_t)1 << 20);
+	if (!(sv->reqmem = ts_alloc_resident(n_slots * req_bytes)) ||
+	    !(sv->ids_mem = ts_alloc_resident(sv->ids_cap * sizeof(int32_t)))) {
+		rc = ts_errf(e, E_NOMEM, "serve: request buffers: %zu bytes (max_connections x max_requests = %zu x %zu) "
+				      "and %llu bytes of prompt FIFO", n_slots * req_bytes, n_slots, req_bytes,
+			     (unsigned long long)sv->ids_cap * 4);
+		goto out_free;
+	}
 	for (int i = 0; i < sv->o.max_conns; i++) {
+		sv->conns[i].rbuf = sv->iomem + (size_t)i * (rb + sv->ocap);
+		sv->conns[i].obuf = sv->conns[i].rbuf + rb;
 		sv->conns[i].req = ts_alloc((size_t)sv->o.max_requests * sizeof(struct nreq));
 		if (!sv->conns[i].req) {
 			rc = ts_errf(e, E_NOMEM, "serve tables"); /* rc may hold the last ring_spsc_init: 0 */
 			goto out_free;
+		}
+		for (int k = 0; k < so->max_requests; k++) {
+			uint8_t *m = sv->reqmem + ((size_t)i * (size_t)so->max_requests + (size_t)k) * req_bytes;
+			struct nreq *q = &sv->conns[i].req[k];
+			q->b = (struct nreq_bufs){.pend = (int32_t *)m, .tend = (uint32_t *)(m + SERVE_PEND_TOKENS * 4),
+						  .text = (char *)(m + SERVE_PEND_TOKENS * 8),
+						  .tx = sv->tx_bytes ? m + SERVE_PEND_TOKENS * 8 + sv->text_cap : NULL};
+			req_reset(q);
 		}
 		if ((rc = ring_spsc_init(&sv->conns[i].evr, EV_RING_CAP, sizeof(struct ev), e)) < 0)
 			goto out_free;
@@ -1165,9 +1249,21 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 		rc = ts_errf(e, E_IO, "epoll: %s", strerror(errno));
 		goto out_free;
 	}
-	if (en->has_tok && (rc = textw_start(&sv->tw, &en->tok, sv->o.text_workers, sv->o.max_conns, &sv->net_wake, e)) < 0)
+	/* connections take turns at the text workers, each with SERVE_TEXT_JOBS jobs */
+	if (en->has_tok && (rc = textw_start(&sv->tw, &en->tok, sv->o.text_workers, sv->o.max_conns, SERVE_TEXT_JOBS,
+					     so->max_frame, &sv->net_wake, e)) < 0)
 		goto out_free;
+	size_t tw_bytes = sv->tw ? textw_bytes(sv->tw) : 0;
+	size_t ring_bytes = (size_t)so->max_conns * EV_RING_CAP * sizeof(struct ev) + CMD_RING_CAP * sizeof(struct cmd);
+	sv->mem_bytes += io_bytes + n_slots * req_bytes + sv->ids_cap * sizeof(int32_t) + tw_bytes + ring_bytes;
+	log_msg(LOG_INFO,
+		"stage=serve conn_io_bytes=%zu (%d x %zu) request_bytes=%zu (%zu x %zu) prompt_fifo_bytes=%llu "
+		"text_bytes=%zu (%d workers, %d x %d jobs) ring_bytes=%zu (%d x %u events, %u commands) total_bytes=%zu",
+		io_bytes, so->max_conns, rb + sv->ocap, n_slots * req_bytes, n_slots, req_bytes,
+		(unsigned long long)sv->ids_cap * 4, tw_bytes, sv->tw ? so->text_workers : 0, so->max_conns,
+		SERVE_TEXT_JOBS, ring_bytes, so->max_conns, EV_RING_CAP, CMD_RING_CAP, sv->mem_bytes);
 	sv->t_ready = ts_now();
+	sv->allocs_ready = ts_alloc_serving_count();
 	serve_eng_snapshot(sv);
 	if (pthread_create(&sv->t_eng, NULL, serve_eng_main, sv) != 0) {
 		rc = ts_errf(e, E_IO, "engine thread");
@@ -1198,6 +1294,11 @@ out_free:
 int serve_port(const struct serve *sv)
 {
 	return sv->port;
+}
+
+uint64_t serve_stash_count(const struct serve *sv)
+{
+	return atomic_load_explicit(&sv->n_stashed, memory_order_relaxed);
 }
 
 void serve_drain(struct serve *sv, uint32_t drain_ms)

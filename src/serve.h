@@ -32,6 +32,7 @@ struct serve_opts {
 	uint32_t handshake_timeout_ms, hello_timeout_ms, ping_interval_ms, idle_timeout_ms;
 	int text_workers;           /* threads that tokenize text prompts (textw); 0 = 2 */
 	const char *note;           /* appended to WELCOME's server name, e.g. why the last good config runs */
+	int sndbuf;                 /* tests: SO_SNDBUF of accepted sockets (a slow reader blocks sooner); 0 = the system's */
 };
 
 struct serve;
@@ -43,6 +44,10 @@ struct serve;
 int serve_start(struct serve **out, struct engine *en, const struct serve_opts *o, struct ts_err *e);
 
 int serve_port(const struct serve *sv);
+
+/* Times an event from the engine waited for room in its request's window of
+ * unsent tokens (the connection's output over its limit): for tests. */
+uint64_t serve_stash_count(const struct serve *sv);
 
 /* Starts the drain: GOAWAY to every connection, SUBMIT answered DRAINING,
  * no new connections; requests still live after drain_ms end with ERROR

@@ -48,9 +48,10 @@ static void eng_push_text(struct serve *sv, int ci, struct ev *v, const char *t,
 	eng_push(sv, ci, v);
 }
 
+/* The request slot's text state is the network thread's memory again (it
+ * reuses the slot only after the terminal event that follows this). */
 static void ereq_free_text(struct ereq *q)
 {
-	stext_free(q->tx);
 	q->tx = NULL;
 }
 
@@ -163,10 +164,9 @@ static void eng_cmd(struct serve *sv, struct cmd *c, const struct sched_events *
 					 .stop_ids = c->ids + c->n_prompt, .n_stop_ids = c->n_stop,
 					 .ignore_eos = c->ignore_eos, .priority = c->priority, .samp = c->samp,
 					 .user = user, .session_id = c->session_id, .keep = c->keep};
-		int rc = sched_submit(s, &a, &id, &e);
-		ts_free(c->ids);
+		int rc = sched_submit(s, &a, &id, &e); /* sched copied the ids: the FIFO's room goes back */
+		atomic_store_explicit(&sv->ids_tail, c->ids_end, memory_order_release);
 		if (rc < 0) {
-			stext_free(c->tx);
 			sv->e_rejected++;
 			struct ev v = {.type = EV_ERROR, .slot = c->slot, .rid = c->rid};
 			v.code = rc == -E_BUSY ? PROTO_ERR_BUSY
@@ -252,6 +252,7 @@ void *serve_eng_main(void *arg)
 {
 	struct serve *sv = arg;
 	struct sched *s = &sv->en->s;
+	ts_alloc_serving(1);
 	struct sched_events ev = {on_token, on_done, sv};
 	struct cmd c;
 	for (;;) {

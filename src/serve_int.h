@@ -27,8 +27,9 @@ struct cmd {
 	uint16_t conn; /* connection slot */
 	uint16_t slot; /* request slot in it */
 	uint32_t rid;
-	int32_t *ids; /* SUBMIT: (n_prompt + n_stop) malloc'd by net, freed by the engine */
-	struct stext *tx; /* SUBMIT: text wanted or stop sequences; made by net, freed by the engine */
+	int32_t *ids; /* SUBMIT: (n_prompt + n_stop) in the ids FIFO (serve.c: ids_take), given back at ids_end */
+	uint64_t ids_end;
+	struct stext *tx; /* SUBMIT: text wanted or stop sequences, in the request slot's memory; NULL: none */
 	int n_prompt, n_stop, max_tokens, priority, ignore_eos, keep;
 	uint32_t n_credit; /* CREDIT: tokens the client granted */
 	uint64_t session_id;
@@ -59,21 +60,43 @@ struct ev {
  * ZOMBIE: terminal sent, waiting for the engine's */
 enum nreq_state { NR_FREE, NR_TEXT, NR_LIVE, NR_ZOMBIE };
 
+/* A request slot's buffers, taken at boot (serve_start) and kept by the slot
+ * from one request to the next: what the engine generated that is not yet
+ * sent (a window, compacted as it is sent), and the text state the engine
+ * uses while the request is live. A request whose window is full leaves the
+ * connection's events in its ring (sconn.stash) until output drains: tokens
+ * wait only when the connection's output is over its limit (credit cannot
+ * hold them: the engine generates no more than the client granted), and then
+ * every request of that connection waits for the same socket. */
+#define SERVE_TEXT_JOBS   2      /* text prompts a connection may have waiting for (or at) a text worker */
+#define TS_STR_(x) #x
+#define TS_STR(x)  TS_STR_(x)
+#define SERVE_PEND_TOKENS 256u   /* tokens a request may have received and not yet sent */
+#define SERVE_TEXT_BYTES  4096u  /* their text (at least twice stext's most per token: serve_start) */
+struct nreq_bufs {
+	int32_t *pend;  /* (SERVE_PEND_TOKENS) */
+	uint32_t *tend; /* (SERVE_PEND_TOKENS) */
+	char *text;     /* (sv->text_cap) */
+	void *tx;       /* (sv->tx_bytes) the request's struct stext (stext_init), NULL without a tokenizer */
+};
+
 struct nreq {
 	enum nreq_state st;
 	uint32_t rid;
 	uint32_t credit;
 	uint32_t credit_owed; /* granted by the client, not yet passed to the engine */
-	int32_t *pend; /* (cap) tokens generated; [0, sent) already sent */
-	int n_pend, cap, sent;
+	struct nreq_bufs b;   /* the slot's: req_reset keeps them */
+	int32_t *pend;        /* = b.pend: tokens generated; [sent, n_pend) not yet sent */
+	int n_pend, sent;
+	uint32_t n_gone;      /* tokens sent and compacted out of pend */
 	double t_stall;     /* throttled since (0 = not) */
 	int has_term;       /* the engine's DONE waits behind unsent tokens */
 	struct proto_done term;
 	int cancel_want;    /* 1 + enum cancel_how not yet pushed */
 	int cancel_done;    /* a cancel was pushed */
-	char *text;         /* (text_cap) generated text; [0, text_sent) sent */
-	uint32_t text_len, text_cap, text_sent;
-	uint32_t *tend;     /* (cap) text_len after each token; NULL: no text wanted (TOKENS carry none) */
+	char *text;         /* = b.text: generated text; [text_sent, text_len) not yet sent */
+	uint32_t text_len, text_sent;
+	uint32_t *tend;     /* = b.tend: text_len after each token; NULL: no text wanted (TOKENS carry none) */
 	struct textw_job *job; /* NR_TEXT: the job a worker holds (it is not ours to free) */
 	int text_dropped;      /* NR_TEXT: terminal sent; freed when the job comes back */
 };
@@ -82,11 +105,14 @@ struct nreq {
  * serve keeps for it. */
 struct sconn {
 	struct conn cn;
+	uint8_t *rbuf, *obuf; /* the connection's frame and output buffers (conn_io_init): the slot's, from sv->iomem */
 	struct nreq *req; /* (max_requests) */
 	int n_live;
 	uint32_t max_frame;
 	int paused;        /* output over the limit: not reading */
 	int more_in;       /* its turn's input budget ran out: read again next turn */
+	int has_stash;     /* stash: an event taken from evr that its request has no room for yet */
+	struct ev stash;
 	int close_pending; /* CLOSE not yet pushed */
 	int goaway_sent;
 	struct ring_spsc evr;
@@ -113,11 +139,27 @@ struct serve {
 	struct ring_spsc dirty; /* engine -> net: ids of slots with new events or an acknowledged CLOSE */
 	struct ring_wake cmd_wake, net_wake;
 	struct sconn *conns; /* (max_conns) */
+	uint8_t *iomem;      /* (max_conns, CONN_RBUF_BYTES(max_frame) + ocap) every slot's I/O buffers, taken at boot */
+	size_t ocap;         /* a slot's output buffer: output_limit_bytes + 4 max frames */
 	pthread_t t_net, t_eng;
 	int started_net, started_eng;
 	_Atomic int drain_req;
 	_Atomic uint32_t drain_ms;
 	double t_ready;
+	uint8_t *reqmem; /* (max_conns * max_requests, req_bytes) every request slot's buffers, taken at boot */
+	size_t text_cap, tx_bytes;
+	/* The ids of SUBMITs on their way to the engine: a FIFO taken at boot.
+	 * The network thread takes room at ids_head (a SUBMIT that finds none
+	 * is answered BUSY); the engine gives it back in the same order as it
+	 * takes the commands (ids_tail = the command's ids_end, release; the
+	 * network thread's load is acquire, so the engine has read the ids
+	 * before they are overwritten). Counters in ids, never wrapped; an
+	 * allocation never straddles the end (the rest is skipped). */
+	int32_t *ids_mem; /* (ids_cap) */
+	uint64_t ids_cap, ids_head;
+	_Atomic uint64_t ids_tail;
+	size_t mem_bytes;      /* host memory taken at serve_start for serving (logged stage=serve) */
+	uint64_t allocs_ready; /* ts_alloc_serving_count() at ready */
 	/* engine thread only */
 	struct ereq *ereq;  /* (max_conns * max_requests) */
 	uint8_t *e_closing; /* (max_conns) */
@@ -133,6 +175,7 @@ struct serve {
 	double drain_deadline;
 	uint64_t n_conns, frames_in, frames_out, proto_errors, n_rejected;
 	uint64_t n_accepted, n_refused, n_evicted, n_timed_out;
+	_Atomic uint64_t n_stashed; /* events that waited for their request's window (serve_stash_count) */
 };
 
 /* serve_eng.c: the engine thread's loop, and its figures for STATS (also

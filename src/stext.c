@@ -13,6 +13,32 @@ void stext_enc_free(struct stext_enc *w)
 	memset(w, 0, sizeof(*w));
 }
 
+int stext_enc_reserve(struct stext_enc *w, const struct tok *t, size_t text_bytes, int extra_ids, struct ts_err *e)
+{
+	size_t n_ids = tok_encode_bound(t, text_bytes) + 1 + (size_t)extra_ids;
+	if (n_ids > INT32_MAX)
+		return ts_errf(e, E_RANGE, "text workers: %zu bytes of text", text_bytes);
+	stext_enc_free(w);
+	w->buf = ts_alloc_resident(text_bytes);
+	w->msgs = ts_alloc_resident(PROTO_MAX_MESSAGES * sizeof(*w->msgs));
+	w->ids = ts_alloc_resident(n_ids * sizeof(int32_t));
+	if (!w->buf || !w->msgs || !w->ids || tok_scratch_reserve(&w->sc, t, text_bytes) < 0) {
+		size_t want = text_bytes + n_ids * 4 + tok_scratch_bytes(t, text_bytes);
+		stext_enc_free(w);
+		return ts_errf(e, E_NOMEM, "text workers: %zu bytes each for prompts of %zu bytes", want, text_bytes);
+	}
+	w->buf_cap = text_bytes;
+	w->ids_cap = (int)n_ids;
+	w->max_text = text_bytes;
+	return 0;
+}
+
+size_t stext_enc_bytes(const struct stext_enc *w)
+{
+	return w->sc.bytes + w->buf_cap + (size_t)w->ids_cap * sizeof(int32_t) +
+	       (w->msgs ? PROTO_MAX_MESSAGES * sizeof(*w->msgs) : 0);
+}
+
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
 	if (need <= *cap)
@@ -32,6 +58,9 @@ static int encode(const struct tok *t, struct stext_enc *w, const char *s, size_
 		  struct ts_err *e)
 {
 	size_t cap = (size_t)w->ids_cap;
+	if (w->max_text && len > w->max_text)
+		return ts_errf(e, E_RANGE, "prompt: %zu bytes of text, more than the %zu a text worker holds (max_frame_bytes)",
+			       len, w->max_text);
 	if (grow((void **)&w->ids, &cap, tok_encode_bound(t, len) + 1, sizeof(int32_t)) < 0 || cap > INT32_MAX)
 		return ts_errf(e, E_NOMEM, "prompt: out of memory for %zu bytes of text", len);
 	w->ids_cap = (int)cap;
@@ -61,11 +90,19 @@ int stext_prompt(const struct tok *t, struct stext_enc *w, const struct proto_su
 		w->msgs[i] = (struct tok_msg){m.role, m.text.s, m.text.len};
 	}
 	size_t need = tok_chat_bound(t, w->msgs, (int)s->chat.n);
-	if (grow((void **)&w->buf, &w->buf_cap, need, 1) < 0)
+	if (!w->max_text && grow((void **)&w->buf, &w->buf_cap, need, 1) < 0)
 		return ts_errf(e, E_NOMEM, "messages: out of memory");
-	long len = tok_chat_render(t, w->msgs, (int)s->chat.n, w->buf, w->buf_cap, e);
-	if (len < 0)
+	/* reserved buffers: the bound may pass them where the text does not */
+	struct ts_err e2 = {0};
+	long len = tok_chat_render_in(t, w->msgs, (int)s->chat.n, w->buf, w->buf_cap, w->max_text ? &w->sc : NULL, &e2);
+	if (len < 0 && need > w->buf_cap && e2.code == E_INTERNAL)
+		return ts_errf(e, E_RANGE, "messages: the conversation as rendered is more than the %zu bytes a text worker "
+					   "holds (max_frame_bytes)", w->buf_cap);
+	if (len < 0) {
+		if (e)
+			*e = e2;
 		return (int)len;
+	}
 	return encode(t, w, w->buf, (size_t)len, 0, n, e);
 }
 
@@ -83,25 +120,45 @@ struct stext {
 	char *stops;        /* the stop sequences' bytes */
 };
 
-struct stext *stext_new(const struct tok *t, int want_text, const struct proto_str *stops, uint32_t n_stops)
+static size_t stext_bytes(const struct tok *t, const struct proto_str *stops, uint32_t n_stops, size_t *cap)
 {
 	size_t bytes = 0, longest = 0;
-	if (n_stops > PROTO_MAX_STOP_SEQS)
-		return NULL;
 	for (uint32_t i = 0; i < n_stops; i++) {
 		bytes += stops[i].len;
 		longest = TS_MAX(longest, (size_t)stops[i].len);
 	}
-	size_t cap = longest + tok_stream_bound(t);
-	struct stext *x = ts_alloc(sizeof(*x) + bytes + 2 * cap);
-	if (!x)
+	*cap = longest + tok_stream_bound(t);
+	return sizeof(struct stext) + bytes + 2 * *cap;
+}
+
+size_t stext_max_bytes(const struct tok *t)
+{
+	return sizeof(struct stext) + PROTO_MAX_STOP_SEQS * PROTO_MAX_STOP_SEQ_BYTES +
+	       2 * stext_release_bound(t);
+}
+
+size_t stext_release_bound(const struct tok *t)
+{
+	return PROTO_MAX_STOP_SEQ_BYTES + tok_stream_bound(t);
+}
+
+struct stext *stext_init(void *mem, size_t mem_bytes, const struct tok *t, int want_text, const struct proto_str *stops,
+			 uint32_t n_stops)
+{
+	size_t cap;
+	if (n_stops > PROTO_MAX_STOP_SEQS || !mem || stext_bytes(t, stops, n_stops, &cap) > mem_bytes)
 		return NULL;
+	struct stext *x = mem;
+	memset(x, 0, sizeof(*x));
 	tok_stream_init(&x->ts, t);
 	x->ts.started = 1;      /* the text continues the prompt: keep SentencePiece's leading space */
 	x->ts.skip_special = 1; /* BOS, EOS, end of turn: ids only */
 	x->want = want_text;
 	x->cap = cap;
 	x->stops = (char *)(x + 1);
+	size_t bytes = 0;
+	for (uint32_t i = 0; i < n_stops; i++)
+		bytes += stops[i].len;
 	x->hold = x->stops + bytes;
 	x->rel = x->hold + cap;
 	for (uint32_t i = 0, o = 0; i < n_stops; i++) {
@@ -112,6 +169,19 @@ struct stext *stext_new(const struct tok *t, int want_text, const struct proto_s
 		o += stops[i].len;
 	}
 	x->n_stops = n_stops;
+	return x;
+}
+
+struct stext *stext_new(const struct tok *t, int want_text, const struct proto_str *stops, uint32_t n_stops)
+{
+	size_t cap;
+	if (n_stops > PROTO_MAX_STOP_SEQS)
+		return NULL;
+	size_t bytes = stext_bytes(t, stops, n_stops, &cap);
+	void *m = ts_alloc(bytes);
+	struct stext *x = m ? stext_init(m, bytes, t, want_text, stops, n_stops) : NULL;
+	if (!x)
+		ts_free(m);
 	return x;
 }
 

@@ -1401,12 +1401,32 @@ size_t tok_encode_bound(const struct tok *t, size_t n)
 	return 4 * n + 3;
 }
 
+size_t tok_scratch_bytes(const struct tok *t, size_t n)
+{
+	/* a pre-token of NFC text may be up to 3x its input's bytes, each a symbol */
+	size_t nsym = (t->nfc ? NFC_MAX_GROWTH * n : n) + 2, ncp = t->nfc ? 2 * n + 8 : 0;
+	return nsym * (sizeof(struct sym) + 3 * sizeof(struct hent)) + ncp * 9 + 3 * n + 8;
+}
+
+int tok_scratch_reserve(struct tok_scratch *sc, const struct tok *t, size_t n)
+{
+	size_t need = tok_scratch_bytes(t, n);
+	if (sc->bytes >= need)
+		return 0;
+	void *p = ts_alloc_resident(need);
+	if (!p)
+		return -E_NOMEM;
+	ts_free(sc->mem);
+	sc->mem = p;
+	sc->bytes = need;
+	return 0;
+}
+
 int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, int cap, struct tok_scratch *sc)
 {
 	const uint8_t *s = (const uint8_t *)utf8;
-	/* a pre-token of NFC text may be up to 3x its input's bytes, each a symbol */
 	size_t nsym = (t->nfc ? NFC_MAX_GROWTH * n : n) + 2, ncp = t->nfc ? 2 * n + 8 : 0;
-	size_t need = nsym * (sizeof(struct sym) + 3 * sizeof(struct hent)) + ncp * 9 + 3 * n + 8;
+	size_t need = tok_scratch_bytes(t, n);
 	if (sc->bytes < need) {
 		void *p = ts_realloc(sc->mem, need);
 		if (!p)

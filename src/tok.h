@@ -139,6 +139,10 @@ int tok_encode(const struct tok *t, const char *utf8, size_t n, int32_t *out, in
  * token and falls back to bytes). A cap this large never truncates. */
 size_t tok_encode_bound(const struct tok *t, size_t n);
 void tok_scratch_free(struct tok_scratch *sc);
+/* The scratch tok_encode needs for n bytes of text; reserve takes it now
+ * (resident), so encoding up to n bytes never allocates. 0 or -E_NOMEM. */
+size_t tok_scratch_bytes(const struct tok *t, size_t n);
+int tok_scratch_reserve(struct tok_scratch *sc, const struct tok *t, size_t n);
 
 /* Decodes ids to UTF-8 into out[0..cap) (NUL-terminated when room), as HF
  * decode(skip_special_tokens=False): added tokens as their text, byte-fallback
@@ -228,5 +232,10 @@ size_t tok_chat_bound(const struct tok *t, const struct tok_msg *m, int n);
  * length, or -E_UNSUPPORTED (no chat format) or -E_INVAL (a conversation the
  * format cannot express: say which message and why) with e->msg set. */
 long tok_chat_render(const struct tok *t, const struct tok_msg *m, int n, char *out, size_t cap, struct ts_err *e);
+/* The same with sc's memory for parsing tools messages (when it holds
+ * json_parse_bytes of one; tok_encode's scratch for the rendered text is more):
+ * then it allocates nothing. */
+long tok_chat_render_in(const struct tok *t, const struct tok_msg *m, int n, char *out, size_t cap,
+			struct tok_scratch *sc, struct ts_err *e);
 
 #endif

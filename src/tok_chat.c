@@ -47,6 +47,7 @@ size_t tok_chat_bound(const struct tok *t, const struct tok_msg *m, int n)
 struct out {
 	char *p;
 	size_t cap, n;
+	struct tok_scratch *sc; /* memory for parsing tools messages, or NULL (they allocate) */
 };
 
 static void put(struct out *o, const char *s, size_t n)
@@ -266,7 +267,10 @@ static int put_tools(struct out *o, const struct tok_msg *m, int n_tools, struct
 		struct json_doc *doc = NULL;
 		char what[48];
 		snprintf(what, sizeof(what), "messages[%d] (tools)", i);
-		int rc = json_parse(&doc, what, m[i].text, m[i].len, e);
+		struct tok_scratch *sc = o->sc;
+		int in = sc && sc->bytes >= json_parse_bytes(m[i].len);
+		int rc = in ? json_parse_in(&doc, sc->mem, sc->bytes, what, m[i].text, m[i].len, e)
+			    : json_parse(&doc, what, m[i].text, m[i].len, e);
 		if (rc < 0) { /* the parser's message names the message; the error is the request's */
 			char msg[sizeof(e->msg)];
 			snprintf(msg, sizeof(msg), "%s", e->msg);
@@ -274,14 +278,16 @@ static int put_tools(struct out *o, const struct tok_msg *m, int n_tools, struct
 		}
 		const struct json_val *root = json_root(doc);
 		if (json_type(root) != JSON_ARR) {
-			json_free(doc);
+			if (!in)
+				json_free(doc);
 			return ts_errf(e, E_INVAL, "messages[%d]: a tools message is a JSON array of tool definitions", i);
 		}
 		for (int k = 0; k < json_len(root); k++) {
 			puts_(o, "\n");
 			put_json(o, json_at(root, k));
 		}
-		json_free(doc);
+		if (!in)
+			json_free(doc);
 	}
 	return 0;
 }
@@ -522,7 +528,13 @@ static void deepseek3(const struct tok *t, const struct tok_msg *m, int n, int o
 
 long tok_chat_render(const struct tok *t, const struct tok_msg *m, int n, char *out, size_t cap, struct ts_err *e)
 {
-	struct out o = {out, cap, 0};
+	return tok_chat_render_in(t, m, n, out, cap, NULL, e);
+}
+
+long tok_chat_render_in(const struct tok *t, const struct tok_msg *m, int n, char *out, size_t cap,
+			struct tok_scratch *sc, struct ts_err *e)
+{
+	struct out o = {out, cap, 0, sc};
 	if (t->chat == TOK_CHAT_NONE)
 		return ts_errf(e, E_UNSUPPORTED,
 			       "this model has no chat format we know (tokenizer_config.json chat_template; set [model] "

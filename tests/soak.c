@@ -11,13 +11,15 @@
  * quarter of the time, 10 s at most) and after the load it reads the
  * server's STATS (KV blocks free, requests running, queued, sessions parked,
  * connections) and its VmRSS from /proc: blocks, requests and connection
- * slots must be identical, and RSS must not grow by more than
- * SOAK_RSS_SLACK_KB from the warm-up's end. RSS at ready is printed too: the
- * goal is flat from ready on (issue 10's TLS session pool). Every request must get
+ * slots must be identical, and RSS must stay flat from ready on: neither
+ * after the warm-up, nor at its peak during the load, nor at the end may it
+ * pass its value at ready by more than SOAK_RSS_SLACK_KB (serve takes its
+ * connection, request and TLS memory at boot). Every request must get
  * exactly one terminal frame (unless its connection was closed by us or
  * died), and the server must exit 0 on SIGTERM (drain).
  *
- * Usage: soak [seconds] [threads]; prints "# soak: pass=N fail=M". */
+ * Usage: soak [seconds] [threads]; prints "# soak: pass=N fail=M".
+ * tests/t_soak.c is the same program for `make test`: SOAK_DEFAULT_S seconds. */
 #include "t.h"
 
 #include <errno.h>
@@ -32,6 +34,10 @@
 
 #include "tsclient.h"
 
+#ifndef SOAK_DEFAULT_S
+#define SOAK_DEFAULT_S 60
+#define SOAK_NAME      "soak.c"
+#endif
 #ifndef SOAK_RSS_SLACK_KB
 #define SOAK_RSS_SLACK_KB 4096
 #endif
@@ -76,6 +82,52 @@ static long rss_kb(pid_t pid)
 	if (f)
 		fclose(f);
 	return kb;
+}
+
+/* The server's mappings (/proc/PID/smaps): where RSS grew, when it did. */
+struct maps {
+	int n;
+	unsigned long start[4096], kb[4096];
+	long rss[4096];
+	char name[4096][48];
+};
+
+static void maps_read(pid_t pid, struct maps *m)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	FILE *f = fopen(path, "r");
+	m->n = 0;
+	while (f && fgets(line, sizeof(line), f) && m->n < 4096) {
+		unsigned long a, b;
+		long kb;
+		char perm[8], nm[256] = "";
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255s", &a, &b, perm, nm) >= 3 && strchr(line, '-') < strchr(line, ' ')) {
+			m->start[m->n] = a;
+			m->kb[m->n] = (b - a) >> 10;
+			m->rss[m->n] = 0;
+			snprintf(m->name[m->n], sizeof(m->name[0]), "%s", nm[0] ? nm : "[anon]");
+			m->n++;
+		} else if (m->n && sscanf(line, "Rss: %ld kB", &kb) == 1) {
+			m->rss[m->n - 1] = kb;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* Prints the mappings whose RSS grew by more than 256 kB from a to b. */
+static void maps_diff(const struct maps *a, const struct maps *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		long was = 0;
+		for (int k = 0; k < a->n; k++)
+			if (a->start[k] == b->start[i])
+				was = a->rss[k];
+		if (b->rss[i] - was > 256)
+			fprintf(stderr, "soak: mapping %lx (%lu kB) %s: Rss %ld -> %ld kB\n", b->start[i], b->kb[i], b->name[i],
+				was, b->rss[i]);
+	}
 }
 
 struct snap {
@@ -467,10 +519,12 @@ static int start_server(void)
 	    sh("build/tests/gen_ckpt --preset llama3-mini --tokenizer --out " DIR_SOAK "/model >/dev/null") ||
 	    sh("build/tokenspeed certs " DIR_SOAK "/certs >/dev/null 2>&1"))
 		return -1;
+	/* every client here is 127.0.0.1: max_conns_per_peer (t_flood tests it)
+	 * would refuse the legitimate clients behind the idle floods */
 	snprintf(ini, sizeof(ini),
 	         "[model]\npath = %s/" DIR_SOAK "/model\n[engine]\nmax_seq_len = 512\nmax_batch_tokens = 128\n"
 	         "max_running = %d\nmax_queue = %d\nkv_block_tokens = 16\nkv_tokens = 2048\n[device]\nbackend = cpu\n"
-	         "cpu_threads = 2\n[server]\nlisten = 127.0.0.1:%d\ntls_cert = %s/" DIR_SOAK "/certs/server.crt\n"
+	         "cpu_threads = 2\n[server]\nlisten = 127.0.0.1:%d\nmax_conns_per_peer = 64\ntls_cert = %s/" DIR_SOAK "/certs/server.crt\n"
 	         "tls_key = %s/" DIR_SOAK "/certs/server.key\ntls_ca = %s/" DIR_SOAK
 	         "/certs/ca.crt\n[log]\nlevel = info\n",
 	         cwd, MAX_RUNNING, MAX_QUEUE, free_port(), cwd, cwd, cwd);
@@ -543,7 +597,7 @@ static int count_lines(const char *needle, uint64_t *suppressed)
 
 int main(int argc, char **argv)
 {
-	double secs = argc > 1 ? atof(argv[1]) : 60;
+	double secs = argc > 1 ? atof(argv[1]) : SOAK_DEFAULT_S;
 	int threads = argc > 2 ? atoi(argv[2]) : 6;
 	signal(SIGPIPE, SIG_IGN);
 	T_CHECK(start_server() == 0, "server up (see " DIR_SOAK "/server.log)");
@@ -566,6 +620,8 @@ int main(int argc, char **argv)
 	/* RSS at ready, then a warm-up: every action once, one flood over
 	 * max_conns, then the full load for warm_s */
 	long rss_ready = rss_kb(server);
+	static struct maps m_ready, m_end;
+	maps_read(server, &m_ready);
 	uint64_t s = 1;
 	deadline = ts_now() + 1e9;
 	for (int a = 0; a < A_N; a++)
@@ -600,6 +656,12 @@ int main(int argc, char **argv)
 	T_CHECK(n_bad == 0, "%llu protocol violations (terminal frames, hangs)", (unsigned long long)n_bad);
 	T_CHECK(rss1 - rss0 <= SOAK_RSS_SLACK_KB, "RSS grew %ld kB after the warm-up (slack %d kB)", rss1 - rss0,
 	        SOAK_RSS_SLACK_KB);
+	maps_read(server, &m_end);
+	maps_diff(&m_ready, &m_end);
+	T_CHECK(rss0 - rss_ready <= SOAK_RSS_SLACK_KB && rss_peak - rss_ready <= SOAK_RSS_SLACK_KB &&
+	            rss1 - rss_ready <= SOAK_RSS_SLACK_KB,
+	        "RSS not flat from ready: %ld kB at ready, %ld after the warm-up, peak %ld, %ld at the end (slack %d kB)",
+	        rss_ready, rss0, rss_peak, rss1, SOAK_RSS_SLACK_KB);
 	uint64_t sup = 0;
 	int refused = count_lines("connection refused", &sup);
 
@@ -627,5 +689,5 @@ int main(int argc, char **argv)
 	       (unsigned long long)b1.accepted, (unsigned long long)b1.done, (unsigned long long)b1.cancelled,
 	       (unsigned long long)b1.failed, (unsigned long long)b1.rejected);
 	printf("#> soak: server VmRSS kB every 10 s:%s\n", series);
-	return t_done("soak.c");
+	return t_done(SOAK_NAME);
 }

@@ -12,7 +12,11 @@
  *     a request out of credit pauses in the engine (nothing generated) while
  *     another runs, and resumes on CREDIT; without CREDIT it ends STALLED;
  * (7) a drain: GOAWAY, SUBMIT answered DRAINING, every live request exactly
- *     one terminal frame, then the server closes and its threads exit. */
+ *     one terminal frame, then the server closes and its threads exit;
+ * (8) the serving threads made no allocation from ready to their exit
+ *     through all of the above (ts_alloc_serving_count);
+ * (9) a reader that stops reading: windows full, events held in the ring,
+ *     then every token arrives (test_slow_reader). */
 #include "t.h"
 #include "tutil.h"
 
@@ -74,6 +78,7 @@ static int c_wait(struct cl *c)
 }
 
 static int port;
+static int cl_rcvbuf; /* SO_RCVBUF of the next cl_open, 0: the system's */
 static struct tls_config tc_ok, tc_other;
 
 static int cl_raw(struct cl *c, const void *p, size_t n)
@@ -132,6 +137,8 @@ static int cl_open(struct cl *c, const struct tls_config *tc, int hello)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (cl_rcvbuf)
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &cl_rcvbuf, sizeof(cl_rcvbuf));
 	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		return -1;
 	if (tls_session_init(&c->s, tc, c_send, c_recv, c) < 0)
@@ -741,6 +748,64 @@ static void test_drain(struct serve *sv)
 	T_CHECK(1, "threads joined");
 }
 
+/* (9) a client that stops reading: with output_limit_bytes at 1 byte and a
+ * small send and receive buffers its output blocks, each request's window of unsent
+ * tokens fills and the rest waits in the connection's event ring
+ * (serve_stash_count); once it reads again every token arrives, the same as
+ * a reader that never paused gets, and each DONE counts them all. */
+static void test_slow_reader(struct engine *en)
+{
+	struct serve *sv = NULL;
+	struct ts_err e = {0};
+	struct serve_opts so = {.listen = "127.0.0.1:0", .initial_credit = 100000, .credit_timeout_ms = 20000,
+				.out_limit_bytes = 1, .sndbuf = 4096};
+	if (serve_start(&sv, en, &so, &e) < 0) {
+		T_CHECK(0, "serve: %s", e.msg);
+		return;
+	}
+	port = serve_port(sv);
+	enum { N = 8, MAXT = 400 }; /* 3200 tokens: past what the sockets hold, within the windows and the ring */
+	static struct job slow[N], fast[N];
+	for (int i = 0; i < N; i++) {
+		slow[i] = ref[i];
+		slow[i].max_tokens = MAXT, slow[i].samp = 0, slow[i].no_credit = 1;
+		slow[i].n_out = slow[i].n_terms = slow[i].n_done = slow[i].err = slow[i].credit_used = 0;
+		fast[i] = slow[i];
+	}
+	struct cl c, d;
+	cl_rcvbuf = 2048;
+	T_CHECK(cl_open(&c, &tc_ok, 1) == 0, "connect (slow)");
+	cl_rcvbuf = 0;
+	for (int i = 0; i < N; i++)
+		cl_submit(&c, (uint32_t)i + 1, &slow[i]);
+	double t0 = ts_now();
+	while (serve_stash_count(sv) == 0 && ts_now() - t0 < 20) /* not reading */
+		usleep(10000);
+	uint64_t stashed = serve_stash_count(sv);
+	while (!all_ended(slow, N) && cl_pump(&c, slow, N))
+		;
+	T_CHECK(cl_open(&d, &tc_ok, 1) == 0, "connect (fast)");
+	for (int i = 0; i < N; i++)
+		cl_submit(&d, (uint32_t)i + 1, &fast[i]);
+	while (!all_ended(fast, N) && cl_pump(&d, fast, N))
+		;
+	int bad = 0;
+	for (int i = 0; i < N; i++)
+		bad += slow[i].n_done != 1 || slow[i].n_out != MAXT || (int)slow[i].d.n_generated != MAXT ||
+		       fast[i].n_out != MAXT || memcmp(slow[i].out, fast[i].out, MAXT * sizeof(int32_t)) != 0;
+	T_CHECK(stashed > 0 && bad == 0,
+		"a reader that paused: its requests' windows filled (%llu events waited) and %d of %d requests came "
+		"back whole (request 1: %d tokens, DONE n_generated %u)",
+		(unsigned long long)stashed, N - bad, N, slow[0].n_out, slow[0].d.n_generated);
+	printf("#> t_serve: a reader that paused (output limit 1 byte, SO_SNDBUF 4096, SO_RCVBUF 2048): %llu events waited for a "
+	       "full window, then %d x %d tokens came back whole\n",
+	       (unsigned long long)serve_stash_count(sv), N, MAXT);
+	cl_close(&c);
+	cl_close(&d);
+	serve_drain(sv, 1000);
+	serve_wait(sv);
+}
+
 int main(void)
 {
 	static struct engine en;
@@ -772,6 +837,7 @@ int main(void)
 		return 1;
 	}
 	port = serve_port(sv);
+	uint64_t allocs0 = ts_alloc_serving_count(); /* the serving threads' allocations: none from ready on */
 	snprintf(p1, sizeof(p1), "%s/client.crt", a);
 	snprintf(p2, sizeof(p2), "%s/client.key", a);
 	snprintf(p3, sizeof(p3), "%s/ca.crt", a);
@@ -792,6 +858,10 @@ int main(void)
 	test_stall();
 	fprintf(stderr, "all but drain %.1fs\n", ts_now() - t0);
 	test_drain(sv);
+	T_CHECK(ts_alloc_serving_count() == allocs0,
+		"the network and engine threads allocated %llu times from ready to their exit (every test above)",
+		(unsigned long long)(ts_alloc_serving_count() - allocs0));
+	test_slow_reader(&en);
 
 	tls_config_free(&tc_ok);
 	tls_config_free(&tc_other);

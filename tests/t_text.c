@@ -14,7 +14,9 @@
  *     fields on a model without a tokenizer (UNSUPPORTED) -- and the
  *     connection serves on;
  * (6) tsctl generate "TEXT" prints the same text; tsctl chat runs two turns
- *     through one session, the second finding the first in the KV cache. */
+ *     through one session, the second finding the first in the KV cache;
+ * (7) the serving threads (network, engine, text workers) made no allocation
+ *     from ready to their exit through all of the above. */
 #include "t.h"
 #include "tutil.h"
 
@@ -28,6 +30,7 @@
 
 static char certs[64];
 static int port;
+static uint64_t allocs0; /* ts_alloc_serving_count() at ready */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -487,7 +490,7 @@ static void test_expanding(struct tsc *c, const struct tok *t)
 struct attack {
 	struct tsc *c;
 	int rounds, per_round;
-	int sent, refused, other; /* answers: BAD_FIELD for max_seq_len, or anything else */
+	int sent, refused, busy, other; /* answers: BAD_FIELD for max_seq_len, BUSY (resent), or anything else */
 	double t_start, t_end;
 	_Atomic int done;
 };
@@ -518,21 +521,32 @@ static void *attacker(void *arg)
 	size_t n[2];
 	char *text[2] = {worst_text(c, 0, &n[0]), worst_text(c, 1, &n[1])};
 	at->t_start = ts_now();
+	/* a connection has SERVE_TEXT_JOBS prompts at the workers at most: the
+	 * rest of a burst is answered BUSY and sent again at once, until
+	 * per_round of them were tokenized (and refused) */
 	for (int r = 0; r < at->rounds && !c->dead; r++) {
-		int live = 0;
-		for (int i = 0; i < at->per_round; i++) {
+		int live = 0, got = 0, k = 0;
+		for (; k < at->per_round; k++) {
 			struct tsc_request rq = greedy(1);
-			rq.text = text[i & 1], rq.text_len = (uint32_t)n[i & 1];
+			rq.text = text[k & 1], rq.text_len = (uint32_t)n[k & 1];
 			uint32_t id;
 			if (tsc_submit(c, &rq, &id) == 0)
 				at->sent++, live++;
 		}
 		struct tsc_event ev;
-		while (live > 0 && tsc_poll(c, 60000, &ev) > 0) {
-			if (ev.type == TSC_EV_ERROR && ev.code == PROTO_ERR_BAD_FIELD && strstr(ev.msg, "max_seq_len"))
-				at->refused++, live--;
-			else if (ev.type == TSC_EV_ERROR || ev.type == TSC_EV_DONE)
-				at->other++, live--;
+		while (got < at->per_round && live > 0 && tsc_poll(c, 60000, &ev) > 0) {
+			if (ev.type == TSC_EV_ERROR && ev.code == PROTO_ERR_BAD_FIELD && strstr(ev.msg, "max_seq_len")) {
+				at->refused++, live--, got++;
+			} else if (ev.type == TSC_EV_ERROR && ev.code == PROTO_ERR_BUSY) {
+				at->busy++, live--;
+				struct tsc_request rq = greedy(1);
+				rq.text = text[k & 1], rq.text_len = (uint32_t)n[k & 1];
+				uint32_t id;
+				if (tsc_submit(c, &rq, &id) == 0)
+					at->sent++, live++, k++;
+			} else if (ev.type == TSC_EV_ERROR || ev.type == TSC_EV_DONE) {
+				at->other++, live--, got++;
+			}
 		}
 	}
 	at->t_end = ts_now();
@@ -605,13 +619,14 @@ static void test_no_stall(struct tsc *victim)
 		double w = stream_gaps(victim, &at.done, 1 << 30, &nr, &nf, &ttft);
 		pthread_join(th, NULL);
 		worst = w < worst ? w : worst;
-		printf("# t_text: %d worst prompts of about %u bytes (x + (U+0301 U+0323)*, a + U+FB2C*) in bursts of %d "
-		       "over %.2f s; meanwhile %d requests, %d TOKENS frames, largest gap %.1f ms, text prompts' first "
-		       "TOKENS after %.1f ms at most\n",
-		       at.sent, b.lim.max_text_bytes, at.per_round, at.t_end - at.t_start, nr, nf, w * 1e3, ttft * 1e3);
-		T_CHECK(at.sent == at.rounds * at.per_round && at.refused == at.sent && at.other == 0,
-			"every worst prompt tokenized and refused for max_seq_len: %d sent, %d refused, %d other", at.sent,
-			at.refused, at.other);
+		printf("# t_text: %d worst prompts of about %u bytes (x + (U+0301 U+0323)*, a + U+FB2C*) tokenized in "
+		       "bursts of %d over %.2f s (%d more answered BUSY and sent again); meanwhile %d requests, %d TOKENS "
+		       "frames, largest gap %.1f ms, text prompts' first TOKENS after %.1f ms at most\n",
+		       at.refused, b.lim.max_text_bytes, at.per_round, at.t_end - at.t_start, at.busy, nr, nf, w * 1e3,
+		       ttft * 1e3);
+		T_CHECK(at.refused == at.rounds * at.per_round && at.other == 0,
+			"every worst prompt tokenized and refused for max_seq_len: %d sent, %d refused, %d BUSY, %d other",
+			at.sent, at.refused, at.busy, at.other);
 		T_CHECK(nr >= 3 && nf >= 3 * nr, "the other client streamed during the attack: %d requests, %d frames", nr,
 			nf);
 		/* its own text prompts take turns with the attacker's at the workers: one job a worker ahead of them */
@@ -627,16 +642,18 @@ static void test_no_stall(struct tsc *victim)
 	struct tsc_request rq = greedy(1);
 	rq.text = text, rq.text_len = (uint32_t)n;
 	uint32_t ids[4];
-	int sent = 0, cancelled = 0, refused = 0, other = 0;
+	int sent = 0, cancelled = 0, refused = 0, busy = 0, other = 0;
 	for (int i = 0; i < 4; i++)
 		if (tsc_submit(&b, &rq, &ids[i]) == 0 && tsc_cancel(&b, ids[i]) == 0)
 			sent++;
 	struct tsc_event ev;
-	while (cancelled + refused + other < sent && tsc_poll(&b, 30000, &ev) > 0) {
+	while (cancelled + refused + busy + other < sent && tsc_poll(&b, 30000, &ev) > 0) {
 		if (ev.type == TSC_EV_DONE && ev.done.finish == PROTO_FINISH_CANCELLED)
 			cancelled++;
 		else if (ev.type == TSC_EV_ERROR && ev.code == PROTO_ERR_BAD_FIELD)
 			refused++; /* the worker was quicker than the CANCEL */
+		else if (ev.type == TSC_EV_ERROR && ev.code == PROTO_ERR_BUSY)
+			busy++; /* past the connection's SERVE_TEXT_JOBS */
 		else if (ev.type == TSC_EV_DONE || ev.type == TSC_EV_ERROR)
 			other++;
 	}
@@ -644,12 +661,17 @@ static void test_no_stall(struct tsc *victim)
 	static struct result r;
 	rq = greedy(4);
 	rq.text = "still serving", rq.text_len = 13;
-	T_CHECK(sent == 4 && cancelled + refused == 4 && other == 0 && run(&b, &rq, &r, NULL) == 0 && r.done &&
+	/* the cancelled prompts' jobs count against the connection until their workers finish: BUSY meanwhile */
+	int rr = -1;
+	for (int i = 0; i < 200 && (rr = run(&b, &rq, &r, NULL)) == 0 && !r.done && r.code == PROTO_ERR_BUSY; i++)
+		usleep(10000);
+	T_CHECK(sent == 4 && cancelled + refused + busy == 4 && busy <= 2 && other == 0 && rr == 0 && r.done &&
 		    r.n_ids == 4,
-		"4 worst prompts cancelled at once: %d DONE CANCELLED, %d refused, %d other; then served: %s", cancelled,
-		refused, other, r.msg);
-	printf("# t_text: of 4 worst prompts cancelled at once, %d answered DONE CANCELLED, %d refused\n", cancelled,
-	       refused);
+		"4 worst prompts cancelled at once: %d DONE CANCELLED, %d refused, %d BUSY, %d other; then served: %s",
+		cancelled, refused, busy, other, r.msg);
+	printf("# t_text: of 4 worst prompts cancelled at once, %d answered DONE CANCELLED, %d refused, %d BUSY (past "
+	       "the connection's 2 text jobs)\n",
+	       cancelled, refused, busy);
 	tsc_close(&b);
 }
 
@@ -676,6 +698,7 @@ static struct serve *start(struct engine *en, const char *dir, int chat_format)
 		return NULL;
 	}
 	port = serve_port(sv);
+	allocs0 = ts_alloc_serving_count();
 	return sv;
 }
 
@@ -683,6 +706,9 @@ static void stop(struct engine *en, struct serve *sv)
 {
 	serve_drain(sv, 1000);
 	serve_wait(sv);
+	T_CHECK(ts_alloc_serving_count() == allocs0,
+		"the network, engine and text worker threads allocated %llu times from ready to their exit",
+		(unsigned long long)(ts_alloc_serving_count() - allocs0));
 	engine_stop(en);
 }
 

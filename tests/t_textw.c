@@ -24,18 +24,24 @@ static uint32_t rnd(uint32_t n)
 	return (uint32_t)(rs >> 33) % n;
 }
 
-/* A job for text[0..n) as the network thread makes one (payload = the text). */
-static struct textw_job *job_for(const char *text, size_t n, uint64_t tag)
+static struct textw *w;
+
+/* A job for text[0..n) of flow as the network thread makes one (payload = the text). */
+static struct textw_job *job_flow(const char *text, size_t n, uint64_t tag, uint32_t flow)
 {
-	struct textw_job *j = textw_job_new((const uint8_t *)text, (uint32_t)n);
+	struct textw_job *j = textw_job_new(w, flow, (const uint8_t *)text, (uint32_t)n);
 	if (!j)
 		return NULL;
 	j->tag = tag;
 	j->s.flags = PROTO_SUBMIT_TEXT_PROMPT;
 	j->s.prompt_text = (struct proto_str){(const char *)j->payload, (uint32_t)n};
 	j->n_extra = (int)(tag % 5);
-	j->flow = (uint32_t)(tag % 7);
 	return j;
+}
+
+static struct textw_job *job_for(const char *text, size_t n, uint64_t tag)
+{
+	return job_flow(text, n, tag, (uint32_t)(tag % 7));
 }
 
 static size_t make_text(char *s, size_t cap, int kind)
@@ -52,12 +58,12 @@ static size_t make_text(char *s, size_t cap, int kind)
 	return n;
 }
 
-static struct textw_job *wait_one(struct textw *w, struct ring_wake *wk, double timeout_s)
+static struct textw_job *wait_one(struct textw *tw, struct ring_wake *wk, double timeout_s)
 {
 	double t0 = ts_now();
 	for (;;) {
 		ring_wake_drain(wk);
-		struct textw_job *j = textw_poll(w);
+		struct textw_job *j = textw_poll(tw);
 		if (j || ts_now() - t0 > timeout_s)
 			return j;
 		struct pollfd p = {.fd = ring_wake_fd(wk), .events = POLLIN};
@@ -77,10 +83,9 @@ int main(void)
 		return T_DONE();
 	}
 	struct ring_wake wk = {0};
-	struct textw *w = NULL;
 	T_CHECK(ring_wake_init(&wk, &e) == 0, "wake: %s", e.msg);
-	T_CHECK(textw_start(&w, &t, 0, 7, &wk, &e) == -E_RANGE && strstr(e.msg, "workers") && !w, "0 workers: %s", e.msg);
-	int rc = textw_start(&w, &t, 3, 7, &wk, &e);
+	T_CHECK(textw_start(&w, &t, 0, 7, 0, 1 << 18, &wk, &e) == -E_RANGE && strstr(e.msg, "workers") && !w, "0 workers: %s", e.msg);
+	int rc = textw_start(&w, &t, 3, 7, 0, 1 << 18, &wk, &e);
 	T_CHECK(rc == 0, "textw_start: %s", e.msg);
 	if (rc)
 		return T_DONE();
@@ -111,7 +116,7 @@ int main(void)
 			j->ids[n + j->n_extra - 1] = 7; /* the room is there (ASan would say) */
 		if (!ok && bad++ < 3)
 			T_CHECK(0, "job %d: rc %d, %d ids (want %d)", i, j->rc, j->n_prompt, n);
-		textw_job_free(j);
+		textw_job_free(w, j);
 	}
 	T_CHECK(back == N && bad == 0, "%d of %d jobs back, %d wrong", back, N, bad);
 
@@ -127,8 +132,7 @@ int main(void)
 		struct textw_job *j = job_for(big, nb, 7000 + (uint64_t)i * 7); /* flow 0 */
 		T_CHECK(j && textw_submit(w, j) == 0, "submit big %d", i);
 	}
-	struct textw_job *js = job_for("hello", 5, 1001);
-	js->flow = 1; /* the big ones' tags are all flow 0 */
+	struct textw_job *js = job_flow("hello", 5, 1001, 1); /* the big ones' tags are all flow 0 */
 	T_CHECK(textw_submit(w, js) == 0, "submit small");
 	int pos = -1;
 	double big_ms = 0;
@@ -140,7 +144,7 @@ int main(void)
 			pos = i;
 		else
 			big_ms = (j->t_done - j->t_queued) * 1e3;
-		textw_job_free(j);
+		textw_job_free(w, j);
 	}
 	T_CHECK(pos >= 0 && pos <= 3 * TEXTW_PER_WORKER, "the small prompt of another flow came back %d-th of 25", pos + 1);
 	printf("# t_textw: a small prompt behind 24 of 256 KB (\"a\" + U+FB2C*) of another flow came back %d-th; the "

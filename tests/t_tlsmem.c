@@ -8,15 +8,13 @@
  * sends a truncated ClientHello and closes; VmRSS after every wave, and VmHWM
  * at the end, must stay within TOL_KB of their values at "ready".
  *
- * The connections' own buffers (conn.c/serve.c: a 256 KiB frame buffer and a
- * 1.25 MiB output buffer allocated at each accept, not yet at boot) would
- * otherwise dominate: glibc keeps them in its heap after close and trims it
- * at its whim (+65 MB after the first wave, then swings of +-20 MB between
- * waves). The server runs with glibc's mmap threshold fixed at 128 KiB
- * (GLIBC_TUNABLES), so those buffers are mapped at accept and unmapped at
- * close and what stays is everything else -- TLS (from the pool taken at
- * boot, src/tls_mem.h) and any leak. Without the pool the same run grows
- * by 2.5 MB; with it by under 0.1 MB (VmHWM under 0.6 MB).
+ * serve takes every connection slot's I/O buffers at boot (serve_start:
+ * a frame buffer and an output buffer per slot, written so they are
+ * resident), so nothing a connection needs is allocated at accept and the
+ * process runs with glibc's default settings (no GLIBC_TUNABLES). Before,
+ * those buffers came and went with each connection and glibc's heap swung
+ * by tens of MB between waves; without the TLS pool the same run grows by
+ * 2.5 MB.
  *
  * TS_TLSMEM_WAVES / TS_TLSMEM_CONNS override the storm's size (a longer run
  * by hand).
@@ -34,9 +32,10 @@
 #include "tutil.h"
 
 #define THREADS 4
-/* Over ready, on this dev box (2026-12-08, 3 runs): VmRSS after a wave
- * +0..+168 kB, VmHWM at the end +444..+544 kB; without the TLS pool +2.5 MB
- * and +2.7..+3.0 MB. */
+/* Over ready, on this dev box (2026-12-08): VmRSS after a wave +120..+124 kB,
+ * VmHWM at the end +124 kB (181.5 MB at ready: 100.7 MB of it the 64 slots'
+ * I/O buffers, 52 MB their event rings); without the TLS pool +2.5 MB and
+ * +2.7..+3.0 MB. */
 #define TOL_KB 1024
 
 static char hp[64];
@@ -189,7 +188,6 @@ int main(void)
 	if (pid == 0) {
 		if (!freopen("build/tests/tlsmem/serve.log", "w", stderr))
 			_exit(126);
-		setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072", 1);
 		execl("build/tokenspeed", "tokenspeed", "serve", "--config", "build/tests/tlsmem/serve.ini", (char *)NULL);
 		_exit(127);
 	}
