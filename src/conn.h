@@ -140,7 +140,7 @@ uint32_t conn_want(const struct conn *c, int paused);
 /* ------------------------------------------------------------ transport */
 
 /* Sets up the transport on an accepted socket over the caller's buffers,
- * taken at boot and kept for the connection's life (the slot's, in serve):
+ * taken at boot and kept for the connection's life (a slot's, in serve: conns_accept):
  * rbuf holds the payload of the largest frame the server will agree to
  * (CONN_RBUF_BYTES(max_frame)), out (out_cap bytes, >= 2 max frames) the
  * output. 0, or -E_NOMEM / -E_INVAL with e set (the fd is left open). */

@@ -1,33 +1,37 @@
 /* serve: network thread + engine thread over rings (see serve.h). This file
- * is the network thread and the lifecycle; serve_eng.c is the engine thread;
+ * is the network thread's message routing (frames in -> requests and
+ * commands; engine events -> frames out; the drain) and the lifecycle;
+ * conns.c the table of connection slots; serve_eng.c the engine thread;
  * serve_int.h the messages between them and the state. A text or chat
  * SUBMIT's prompt is tokenized by a text worker (textw): the request waits in
  * NR_TEXT until its job comes back (take_text), then goes on as an ids
  * SUBMIT would.
  *
- * Reading order: the network thread's per-request bookkeeping; frames in
- * (routing each to its request or answering it); the connection slots over
- * conn's state machine (service after any event, accept with eviction and
- * the per-peer cap, drain); the handlers that net_run calls; start/stop.
- * The epoll loop and the timers are net's, the connection's states, clocks
- * and transport steps conn's.
+ * Reading order: the network thread's per-request bookkeeping (engine
+ * events -> frames out); frames in (routing each to its request, a command
+ * to the engine, or an answer); servicing a connection after any event; the
+ * drain; the handlers that net_run calls; start/stop. The epoll loop and the
+ * timers are net's; the connection's states, clocks and transport steps
+ * conn's; the table of connection slots (accept with eviction and the
+ * per-peer cap, closing, reuse, each slot's deadline) conns'.
  *
  * Ownership. A connection slot's event ring has one producer (the engine) and
  * one consumer (the network thread). A slot is reused only after the engine
- * acknowledged the connection's CLOSE (conn->acked): every command for that
- * slot was before the CLOSE in the one FIFO command ring, so no stale command
- * or event can reach the next connection. Request slots (per connection) are
- * freed by the network thread only when the engine's terminal event for them
- * arrived, so a (connection, request slot) pair names one request at a time.
+ * acknowledged the connection's CLOSE (sconn.acked, conns_reap): every
+ * command for that slot was before the CLOSE in the one FIFO command ring, so
+ * no stale command or event can reach the next connection. Request slots (per
+ * connection) are freed by the network thread only when the engine's
+ * terminal event for them arrived, so a (connection, request slot) pair names
+ * one request at a time.
  */
 #include "serve_int.h"
+#include "conns.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -67,26 +71,9 @@ static void conn_fail(struct serve *sv, struct sconn *c, uint32_t code, const ch
 	conn_set_state(&c->cn, CONN_CLOSING, ts_now());
 }
 
-static int push_cmd(struct serve *sv, const struct cmd *m)
-{
-	if (ring_mpsc_push(&sv->cmds, m) < 0)
-		return -E_NOSPACE;
-	ring_wake_notify(&sv->cmd_wake);
-	return 0;
-}
-
-/* Clears q for its next request; its buffers stay. */
-static void req_reset(struct nreq *q)
-{
-	struct nreq_bufs b = q->b;
-	memset(q, 0, sizeof(*q));
-	q->b = b;
-	q->pend = b.pend, q->text = b.text;
-}
-
 static void req_free(struct sconn *c, struct nreq *q)
 {
-	req_reset(q);
+	nreq_reset(q);
 	c->n_live--;
 }
 
@@ -124,7 +111,7 @@ static void req_cancel(struct serve *sv, struct sconn *c, struct nreq *q, enum c
 			.slot = (uint16_t)(q - c->req), .rid = q->rid};
 	if (q->cancel_done)
 		return;
-	if (push_cmd(sv, &m) < 0) {
+	if (serve_cmd_push(sv, &m) < 0) {
 		q->cancel_want = 1 + (int)how;
 		return;
 	}
@@ -173,7 +160,7 @@ static int pump_tokens(struct serve *sv, struct sconn *c, double now)
 		if (q->credit_owed) { /* the engine paused it at zero credit: pass the grant on */
 			struct cmd m = {.type = CMD_CREDIT, .conn = (uint16_t)(c - sv->conns), .slot = (uint16_t)k,
 					.rid = q->rid, .n_credit = q->credit_owed};
-			if (push_cmd(sv, &m) == 0)
+			if (serve_cmd_push(sv, &m) == 0)
 				q->credit_owed = 0;
 		}
 		while (q->sent < q->n_pend && q->credit > 0 && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes) {
@@ -412,13 +399,13 @@ static void submit_ready(struct serve *sv, struct sconn *c, struct nreq *q, uint
 			.max_tokens = (int)s->max_tokens, .priority = (int)s->priority,
 			.ignore_eos = !!(s->flags & PROTO_SUBMIT_IGNORE_EOS), .keep = !!(s->flags & PROTO_SUBMIT_KEEP_SESSION),
 			.session_id = s->session_id, .samp = s->samp};
-	if (push_cmd(sv, &m) < 0) {
+	if (serve_cmd_push(sv, &m) < 0) {
 		sv->n_rejected++;
 		send_error(sv, c, rid, PROTO_ERR_BUSY, "the server's command queue is full");
 		return;
 	}
 	sv->ids_head = end;
-	req_reset(q);
+	nreq_reset(q);
 	q->st = NR_LIVE, q->rid = rid, q->credit = credit;
 	q->tend = want_text ? q->b.tend : NULL;
 	c->n_live++;
@@ -482,7 +469,7 @@ static void on_submit(struct serve *sv, struct sconn *c, const struct proto_fram
 		textw_job_free(sv->tw, j);
 		return;
 	}
-	req_reset(q);
+	nreq_reset(q);
 	q->st = NR_TEXT, q->rid = rid, q->credit = sv->o.initial_credit, q->job = j;
 	c->n_live++;
 }
@@ -660,7 +647,7 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
 	}
 }
 
-/* ------------------------------------------------------------ network: connections
+/* ------------------------------------------------------------ network: servicing a connection
  *
  * Event-driven: a slot is serviced (conn_service) only when something happened
  * to it: its socket is ready (epoll), the engine pushed events for it or
@@ -677,42 +664,6 @@ static void on_frame(struct serve *sv, struct sconn *c, const struct proto_frame
  * write and synchronizes with it: the events pushed before it are seen by the
  * take that follows. An id is in the ring at most once, so a ring of
  * max_conns ids never fills. */
-
-/* Frees a connection that never reached OPEN: nothing of it is in the
- * engine, so its slot is FREE at once. */
-static void conn_drop(struct serve *sv, struct sconn *c)
-{
-	net_epoll_del(sv->ep, c->cn.io.fd);
-	conn_io_free(&c->cn.io);
-	net_timer_set(&sv->timers, (int)(c - sv->conns), 0);
-	conn_set_state(&c->cn, CONN_FREE, ts_now());
-	sv->n_conns--;
-}
-
-/* Closes c now: one before OPEN is dropped; one in the engine (OPEN,
- * CLOSING) is DEAD until the engine acknowledges its CLOSE (conn_reap). */
-static void conn_kill(struct serve *sv, struct sconn *c)
-{
-	switch (c->cn.st) {
-	case CONN_FREE:
-	case CONN_DEAD:
-	case CONN_STATE_N:
-		return;
-	case CONN_HANDSHAKE:
-	case CONN_HELLO:
-		conn_drop(sv, c);
-		return;
-	case CONN_CLOSING:
-		tls_close_notify(&c->cn.io.tls); /* best effort: never waits */
-		/* fall through */
-	case CONN_OPEN:
-		net_epoll_del(sv->ep, c->cn.io.fd);
-		conn_io_free(&c->cn.io);
-		conn_set_state(&c->cn, CONN_DEAD, ts_now());
-		c->close_pending = 1;
-		return;
-	}
-}
 
 static struct sconn *sconn_of(struct conn *cn)
 {
@@ -734,15 +685,15 @@ static void conn_input(struct serve *sv, struct sconn *c, double now)
 	case CONN_READ_FULL: /* conn_output reads on once the output drains */
 		c->paused = 1;
 		return;
-	case CONN_READ_MORE: /* its turn's input budget is spent: conn_arm brings it back next round */
+	case CONN_READ_MORE: /* its turn's input budget is spent: conns_arm brings it back next round */
 		c->more_in = 1;
 		return;
 	case CONN_READ_REFUSED:
 		log_rl(1000, LOG_WARN, "serve: TLS handshake refused: peer=%s %s", c->cn.peer.text, c->cn.io.tls.err.msg);
-		conn_kill(sv, c);
+		conns_kill(sv, c);
 		return;
 	case CONN_READ_EOF: /* end of stream: its requests are cancelled */
-		conn_kill(sv, c);
+		conns_kill(sv, c);
 		return;
 	case CONN_READ_BAD:
 		conn_fail(sv, c, c->cn.io.rd.err, e.msg);
@@ -754,120 +705,15 @@ static void conn_output(struct serve *sv, struct sconn *c, double now)
 {
 	int rc = conn_write(&c->cn);
 	if (rc != 0) { /* dead, or CLOSING and all sent */
-		conn_kill(sv, c);
+		conns_kill(sv, c);
 		return;
 	}
 	if (c->paused && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes) {
 		c->paused = 0;
 		conn_input(sv, c, now); /* decrypted bytes may wait inside the session */
 		if (conn_write(&c->cn) != 0)
-			conn_kill(sv, c);
+			conns_kill(sv, c);
 	}
-}
-
-static void conn_update_mask(struct serve *sv, struct sconn *c)
-{
-	if (c->cn.st == CONN_FREE || c->cn.st == CONN_DEAD)
-		return;
-	uint32_t m = conn_want(&c->cn, c->paused);
-	if (m != c->cn.ev_mask) {
-		net_epoll_mod(sv->ep, c->cn.io.fd, m, (uint64_t)(c - sv->conns) + 2);
-		c->cn.ev_mask = m;
-	}
-}
-
-/* DEAD: pushes the CLOSE, then frees the slot once the engine acknowledged it. */
-static void conn_reap(struct serve *sv, struct sconn *c)
-{
-	if (c->close_pending) {
-		struct cmd m = {.type = CMD_CLOSE, .conn = (uint16_t)(c - sv->conns)};
-		if (push_cmd(sv, &m) == 0)
-			c->close_pending = 0;
-		return;
-	}
-	if (!atomic_load_explicit(&c->acked, memory_order_acquire))
-		return;
-	struct ev v;
-	while (ring_spsc_pop(&c->evr, &v))
-		;
-	for (int k = 0; k < sv->o.max_requests; k++)
-		req_reset(&c->req[k]);
-	c->n_live = 0;
-	c->has_stash = 0;
-	atomic_store(&c->acked, 0);
-	atomic_store(&c->overflow, 0);
-	conn_set_state(&c->cn, CONN_FREE, ts_now());
-	sv->n_conns--;
-}
-
-static void send_ping(struct serve *sv, struct sconn *c, double now)
-{
-	size_t room;
-	uint8_t *p = conn_io_tail(&c->cn.io, &room);
-	out_commit(sv, c, proto_encode_ping(p, room, ++c->cn.n_ping));
-	c->cn.t_ping = now;
-}
-
-/* What the connection's state clock asks for now. */
-static void conn_clock(struct serve *sv, struct sconn *c, double now)
-{
-	double next;
-	for (;;) {
-		switch (conn_timer(&c->cn, &sv->lim, now, &next)) {
-		case CONN_DUE_NONE:
-			return;
-		case CONN_DUE_EXPIRED:
-			log_msg(LOG_INFO, "serve: closed peer=%s: no %s within %.0f ms", c->cn.peer.text,
-				c->cn.st == CONN_HANDSHAKE ? "TLS handshake" : "HELLO",
-				1e3 * (c->cn.st == CONN_HANDSHAKE ? sv->lim.handshake_s : sv->lim.hello_s));
-			sv->n_timed_out++;
-			conn_drop(sv, c);
-			return;
-		case CONN_DUE_PING:
-			send_ping(sv, c, now);
-			continue;
-		case CONN_DUE_IDLE:
-			log_msg(LOG_INFO, "serve: closed peer=%s: silent for idle_timeout_ms = %.0f", c->cn.peer.text,
-				1e3 * sv->lim.idle_s);
-			sv->n_timed_out++;
-			conn_set_state(&c->cn, CONN_CLOSING, now);
-			continue;
-		case CONN_DUE_LINGER:
-			conn_kill(sv, c);
-			return;
-		}
-	}
-}
-
-static double min_due(double a, double b)
-{
-	return a == 0 ? b : b == 0 ? a : a < b ? a : b;
-}
-
-/* Arms the slot's one timer for the nearest thing it waits for. */
-static void conn_arm(struct serve *sv, struct sconn *c, double now)
-{
-	double due = 0;
-	int retry = c->cn.st == CONN_DEAD && c->close_pending;
-	if (c->cn.st != CONN_DEAD && c->cn.st != CONN_FREE)
-		conn_timer(&c->cn, &sv->lim, now, &due);
-	if (c->cn.st == CONN_OPEN) {
-		for (int k = 0; k < sv->o.max_requests; k++) {
-			const struct nreq *q = &c->req[k];
-			retry |= q->cancel_want != 0;
-			if (q->st == NR_LIVE && q->t_stall > 0)
-				due = min_due(due, q->t_stall + sv->o.credit_timeout_ms / 1e3);
-		}
-		if (sv->draining && c->n_live > 0 && now < sv->drain_deadline)
-			due = min_due(due, sv->drain_deadline);
-	}
-	if (retry) /* the command ring was full: try again soon */
-		due = min_due(due, now + 0.002);
-	if (c->has_stash && !conn_io_unsent(&c->cn.io)) /* no EPOLLOUT to bring it back (never seen): poll */
-		due = min_due(due, now + 0.002);
-	if (c->more_in) /* just after now: the next round, after the other connections' events */
-		due = min_due(due, now + 1e-6);
-	net_timer_set(&sv->timers, (int)(c - sv->conns), due);
 }
 
 static void drain_tick(struct serve *sv, struct sconn *c, double now);
@@ -878,11 +724,11 @@ static void conn_service(struct serve *sv, struct sconn *c, double now)
 	if (c->cn.st == CONN_FREE)
 		return;
 	if (c->cn.st != CONN_DEAD && atomic_load_explicit(&c->overflow, memory_order_acquire))
-		conn_kill(sv, c);
+		conns_kill(sv, c);
 	if (c->cn.st == CONN_DEAD) {
-		conn_reap(sv, c);
+		conns_reap(sv, c);
 		if (c->cn.st == CONN_DEAD)
-			conn_arm(sv, c, now);
+			conns_arm(sv, c, now);
 		return;
 	}
 	take_events(sv, c);
@@ -898,89 +744,25 @@ static void conn_service(struct serve *sv, struct sconn *c, double now)
 	} while (more && c->cn.st == CONN_OPEN && conn_io_unsent(&c->cn.io) < sv->o.out_limit_bytes);
 	if (sv->draining)
 		drain_tick(sv, c, now);
-	conn_clock(sv, c, now);
+	conns_clock(sv, c, now);
 	conn_output(sv, c, now);
 	if (c->cn.st == CONN_DEAD) {
-		conn_reap(sv, c);
+		conns_reap(sv, c);
 		if (c->cn.st == CONN_FREE)
 			return;
 	}
 	if (c->cn.st == CONN_FREE)
 		return;
-	conn_update_mask(sv, c);
-	conn_arm(sv, c, now);
+	conns_update_mask(sv, c);
+	conns_arm(sv, c, now);
 }
 
-/* The slot a new connection takes: a free one, else one evicted from those
- * not yet open (conn_evict_before), else none. */
-static struct sconn *conn_slot(struct serve *sv)
-{
-	struct sconn *old = NULL;
-	for (int i = 0; i < sv->o.max_conns; i++) {
-		struct sconn *c = &sv->conns[i];
-		if (c->cn.st == CONN_FREE)
-			return c;
-		if (conn_evictable(&c->cn) && (!old || conn_evict_before(&c->cn, &old->cn)))
-			old = c;
-	}
-	if (old) {
-		log_rl(1000, LOG_INFO, "serve: evicted peer=%s (%s, %.1f s old): all max_connections = %d slots are taken",
-			old->cn.peer.text, old->cn.st == CONN_HANDSHAKE ? "in its TLS handshake" : "before HELLO",
-			ts_now() - old->cn.t_accept, sv->o.max_conns);
-		sv->n_evicted++;
-		conn_drop(sv, old);
-	}
-	return old;
-}
-
-static int peer_count(const struct serve *sv, const struct conn_peer *p)
-{
-	int n = 0;
-	for (int i = 0; i < sv->o.max_conns; i++) {
-		const struct sconn *c = &sv->conns[i];
-		if (c->cn.st != CONN_FREE && c->cn.st != CONN_DEAD && conn_peer_same(&c->cn.peer, p))
-			n++;
-	}
-	return n;
-}
-
+/* Each new connection's first bytes (a TLS ClientHello may be waiting),
+ * then its service. */
 static void do_accept(struct serve *sv, double now)
 {
-	for (;;) {
-		struct conn_peer peer = {0};
-		int fd = net_accept(sv->lfd, peer.addr, &peer.len, peer.text, sizeof(peer.text));
-		if (fd < 0)
-			return;
-		/* refused before the TLS handshake: closing costs the server nothing */
-		if (peer_count(sv, &peer) >= sv->o.max_conns_per_peer) {
-			log_rl(1000, LOG_WARN, "serve: connection refused: peer=%s has max_conns_per_peer = %d open",
-				peer.text, sv->o.max_conns_per_peer);
-			sv->n_refused++;
-			close(fd);
-			continue;
-		}
-		struct sconn *c = conn_slot(sv);
-		struct ts_err e = {0};
-		if (!c || conn_io_init(&c->cn.io, fd, &sv->tls, c->rbuf, sv->o.max_frame, c->obuf, sv->ocap, &e) < 0) {
-			log_rl(1000, LOG_WARN, "serve: connection refused: peer=%s %s", peer.text,
-				c ? e.msg : "all max_connections slots hold open connections");
-			sv->n_refused++;
-			close(fd);
-			continue;
-		}
-		if (sv->o.sndbuf)
-			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sv->o.sndbuf, sizeof(sv->o.sndbuf));
-		c->cn.peer = peer;
-		c->cn.t_accept = now;
-		c->cn.seq = ++sv->n_accepted;
-		c->cn.n_ping = 0;
-		conn_set_state(&c->cn, CONN_HANDSHAKE, now);
-		c->paused = 0;
-		c->goaway_sent = 0;
-		c->max_frame = PROTO_MIN_FRAME;
-		c->cn.ev_mask = EPOLLIN;
-		sv->n_conns++;
-		net_epoll_add(sv->ep, fd, EPOLLIN, (uint64_t)(c - sv->conns) + 2);
+	struct sconn *c;
+	while ((c = conns_accept(sv, now))) {
 		conn_input(sv, c, now);
 		conn_service(sv, c, now);
 	}
@@ -1000,7 +782,7 @@ static void start_drain(struct serve *sv, double now)
 		if (c->cn.st == CONN_OPEN)
 			send_goaway(sv, c);
 		else if (c->cn.st == CONN_HANDSHAKE || c->cn.st == CONN_HELLO)
-			conn_kill(sv, c);
+			conns_kill(sv, c);
 		conn_service(sv, c, now);
 	}
 }
@@ -1069,7 +851,7 @@ static int net_round(void *ctx, double now)
 	if (!sv->draining || sv->n_conns > 0)
 		return 0;
 	struct cmd m = {.type = CMD_STOP};
-	while (push_cmd(sv, &m) < 0)
+	while (serve_cmd_push(sv, &m) < 0)
 		poll(NULL, 0, 1); /* the engine is taking the last commands */
 	return 1;
 }
@@ -1225,7 +1007,7 @@ int serve_start(struct serve **out, struct engine *en, const struct serve_opts *
 			q->b = (struct nreq_bufs){.pend = (int32_t *)m, .tend = (uint32_t *)(m + SERVE_PEND_TOKENS * 4),
 						  .text = (char *)(m + SERVE_PEND_TOKENS * 8),
 						  .tx = sv->tx_bytes ? m + SERVE_PEND_TOKENS * 8 + sv->text_cap : NULL};
-			req_reset(q);
+			nreq_reset(q);
 		}
 		if ((rc = ring_spsc_init(&sv->conns[i].evr, EV_RING_CAP, sizeof(struct ev), e)) < 0)
 			goto out_free;

@@ -1,12 +1,14 @@
-/* serve_int.h: what the two halves of the serve module share -- the
- * messages between the threads and the server's state. serve.c holds the
- * network thread and the lifecycle; serve_eng.c the engine thread. Not for
- * other modules: serve.h is the interface. */
+/* serve_int.h: what the parts of the serve module share -- the messages
+ * between the threads and the server's state. serve.c holds the network
+ * thread's routing and the lifecycle; conns.c the table of connection slots
+ * (conns.h); serve_eng.c the engine thread. Not for other modules: serve.h
+ * is the interface. */
 #ifndef TS_SERVE_INT_H
 #define TS_SERVE_INT_H
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "conn.h"
 #include "net.h"
@@ -85,7 +87,7 @@ struct nreq {
 	uint32_t rid;
 	uint32_t credit;
 	uint32_t credit_owed; /* granted by the client, not yet passed to the engine */
-	struct nreq_bufs b;   /* the slot's: req_reset keeps them */
+	struct nreq_bufs b;   /* the slot's: nreq_reset keeps them */
 	int32_t *pend;        /* = b.pend: tokens generated; [sent, n_pend) not yet sent */
 	int n_pend, sent;
 	uint32_t n_gone;      /* tokens sent and compacted out of pend */
@@ -177,6 +179,25 @@ struct serve {
 	uint64_t n_accepted, n_refused, n_evicted, n_timed_out;
 	_Atomic uint64_t n_stashed; /* events that waited for their request's window (serve_stash_count) */
 };
+
+/* A command to the engine: 0, or -E_NOSPACE when the ring is full (the
+ * caller tries again later). Network thread (any producer of the MPSC ring). */
+static inline int serve_cmd_push(struct serve *sv, const struct cmd *m)
+{
+	if (ring_mpsc_push(&sv->cmds, m) < 0)
+		return -E_NOSPACE;
+	ring_wake_notify(&sv->cmd_wake);
+	return 0;
+}
+
+/* Clears q for its next request; its buffers stay. */
+static inline void nreq_reset(struct nreq *q)
+{
+	struct nreq_bufs b = q->b;
+	memset(q, 0, sizeof(*q));
+	q->b = b;
+	q->pend = b.pend, q->text = b.text;
+}
 
 /* serve_eng.c: the engine thread's loop, and its figures for STATS (also
  * called once before the threads start). */
