@@ -30,7 +30,7 @@ static void test_operator(const char *model)
 	rc = t_run("build/tsctl generate -h --server 127.0.0.1:1", out, sizeof(out));
 	T_CHECK(rc == 0 && strstr(out, "usage: tsctl generate"), "-h after options: %d %s", rc, out);
 
-	int port = 20000 + (int)((getpid() + 3571) % 20000);
+	int port = t_free_port();
 	snprintf(cmd, sizeof(cmd),
 		 "rm -rf build/tests/ops && mkdir -p build/tests/ops && build/tokenspeed certs build/tests/ops/certs > /dev/null && "
 		 "printf '[model]\\npath = %s\\n[engine]\\nmax_seq_len = 256\\nmax_running = 4\\nmax_batch_tokens = 64\\n"

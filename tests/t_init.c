@@ -250,7 +250,7 @@ static int connects(int port)
 
 static void t_supervise(const char *model)
 {
-	int port = 21000 + (int)(getpid() % 20000);
+	int port = t_free_port();
 	T_CHECK(system("rm -rf " W "/cfg && mkdir -p " W "/cfg && build/tokenspeed certs " W "/cfg/certs >/dev/null") ==
 			0,
 		"certs");

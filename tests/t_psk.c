@@ -54,7 +54,7 @@ int main(void)
 		       "printf 'ffeeddccbbaa99887766554433221100ffeeddccbbaa9988' > build/tests/psk/wrong.hex && "
 		       "chmod 600 build/tests/psk/*.hex") == 0,
 		"setup");
-	int port = 20000 + (int)((getpid() + 7919) % 20000);
+	int port = t_free_port();
 	snprintf(cmd, sizeof(cmd),
 		 "printf '[model]\\npath = %s\\n[engine]\\nmax_seq_len = 256\\nmax_running = 4\\nmax_batch_tokens = 64\\n"
 		 "[device]\\nbackend = cpu\\ncpu_threads = 1\\n[server]\\nlisten = 127.0.0.1:%d\\n"

@@ -20,7 +20,7 @@ int main(void)
 	T_CHECK(realpath(dir, abs) != NULL, "realpath");
 	T_CHECK(system("rm -rf build/tests/sigterm-certs && build/tokenspeed certs build/tests/sigterm-certs > /dev/null") == 0,
 		"certs");
-	int port = 20000 + (int)(getpid() % 20000);
+	int port = t_free_port();
 	snprintf(cmd, sizeof(cmd),
 		 "printf '[model]\\npath = %s\\n[engine]\\nmax_seq_len = 1024\\nmax_running = 8\\nmax_batch_tokens = 64\\n"
 		 "[device]\\nbackend = cpu\\ncpu_threads = 1\\n[server]\\nlisten = 127.0.0.1:%d\\n"

@@ -59,7 +59,7 @@ int main(void)
 							      "(apt-get install -y python3)");
 	T_CHECK(system("rm -rf " DIR " && mkdir -p " DIR " && build/tokenspeed certs " DIR "/certs > /dev/null") == 0,
 		"certs");
-	int port = 20000 + (int)((getpid() + 7919) % 20000);
+	int port = t_free_port();
 	snprintf(cmd, sizeof(cmd),
 		 "printf '[model]\\npath = %s\\n[engine]\\nmax_seq_len = 256\\nmax_running = 4\\nmax_batch_tokens = 64\\n"
 		 "[device]\\nbackend = cpu\\ncpu_threads = 1\\n[server]\\nlisten = 127.0.0.1:%d\\n"

@@ -172,7 +172,7 @@ int main(void)
 	T_CHECK(system("rm -rf build/tests/tlsmem && mkdir -p build/tests/tlsmem && "
 		       "build/tokenspeed certs build/tests/tlsmem/certs > /dev/null") == 0,
 		"certs");
-	int port = 20000 + (int)((getpid() + 4099) % 20000);
+	int port = t_free_port();
 	snprintf(cmd, sizeof(cmd),
 		 "printf '[model]\\npath = %s\\n[engine]\\nmax_seq_len = 256\\nmax_running = 4\\nmax_batch_tokens = 64\\n"
 		 "[device]\\nbackend = cpu\\ncpu_threads = 1\\n[server]\\nlisten = 127.0.0.1:%d\\nmax_conns_per_peer = 64\\n"
