@@ -16,6 +16,7 @@
 
 #include "t.h"
 #include "tsclient.h"
+#include "tserve.h"
 #include "tutil.h"
 
 #define DIR "build/tests/spec"
@@ -69,28 +70,13 @@ int main(void)
 		 abs, port);
 	T_CHECK(system(cmd) == 0, "ini");
 
-	pid_t pid = fork();
-	if (pid == 0) {
-		if (!freopen(DIR "/serve.log", "w", stderr))
-			_exit(126);
-		execl("build/tokenspeed", "tokenspeed", "serve", "--config", DIR "/serve.ini", (char *)NULL);
-		_exit(127);
-	}
+	pid_t pid = t_serve_spawn(DIR "/serve.ini", DIR "/serve.log");
+	T_CHECK(pid > 0, "fork");
 	char hp[64];
 	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port);
 	struct tsc_tls tls = {DIR "/certs/ca.crt", DIR "/certs/client.crt", DIR "/certs/client.key", "localhost",
 			      NULL, NULL};
-	int up = 0;
-	for (int i = 0; i < 200 && !up; i++) { /* up to 10 s */
-		usleep(50000);
-		struct tsc c;
-		struct ts_err e = {0};
-		if (tsc_connect(&c, hp, &tls, &e) == 0) {
-			tsc_close(&c);
-			up = 1;
-		}
-	}
-	T_CHECK(up, "server did not come up on %s", hp);
+	T_CHECK(t_serve_wait_up(hp, &tls), "server did not come up on %s", hp);
 
 	/* the C client's ids for the request spec_client makes */
 	snprintf(cmd, sizeof(cmd),

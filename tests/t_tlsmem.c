@@ -29,6 +29,7 @@
 
 #include "t.h"
 #include "tsclient.h"
+#include "tserve.h"
 #include "tutil.h"
 
 #define THREADS 4
@@ -184,24 +185,9 @@ int main(void)
 	int waves = getenv("TS_TLSMEM_WAVES") ? atoi(getenv("TS_TLSMEM_WAVES")) - 1 : 6;
 	int conns = getenv("TS_TLSMEM_CONNS") ? atoi(getenv("TS_TLSMEM_CONNS")) : 200;
 
-	pid_t pid = fork();
-	if (pid == 0) {
-		if (!freopen("build/tests/tlsmem/serve.log", "w", stderr))
-			_exit(126);
-		execl("build/tokenspeed", "tokenspeed", "serve", "--config", "build/tests/tlsmem/serve.ini", (char *)NULL);
-		_exit(127);
-	}
-	int up = 0;
-	for (int i = 0; i < 200 && !up; i++) { /* up to 10 s */
-		usleep(50000);
-		struct tsc c;
-		struct ts_err e = {0};
-		if (tsc_connect(&c, hp, &tls, &e) == 0) {
-			tsc_close(&c);
-			up = 1;
-		}
-	}
-	T_CHECK(up, "server did not come up on %s", hp);
+	pid_t pid = t_serve_spawn("build/tests/tlsmem/serve.ini", "build/tests/tlsmem/serve.log");
+	T_CHECK(pid > 0, "fork");
+	T_CHECK(t_serve_wait_up(hp, &tls), "server did not come up on %s", hp);
 	long rss_ready = status_kb(pid, "VmRSS"), hwm_ready = status_kb(pid, "VmHWM");
 	long pool_kb = log_num("stage=tls pool_kb="), pool_rss = mapping_rss_kb(pid, pool_kb);
 	printf("ready: VmRSS %ld kB VmHWM %ld kB; the TLS pool's arena %ld kB, %ld kB of it resident\n", rss_ready,
