@@ -29,6 +29,7 @@
 
 #include "../t.h"
 #include "gpu.h"
+#define KTEST "k_attn"
 #include "kutil.h"
 #include "gpu_attn.h"
 
@@ -62,28 +63,6 @@ static void fill_normal_bf16(uint16_t *p, size_t n, float scale)
 {
 	for (size_t i = 0; i < n; i++)
 		p[i] = ts_f32_to_bf16(rng_normal() * scale);
-}
-
-static int ok(int rc, const char *what)
-{
-	if (rc)
-		fprintf(stderr, "k_attn: %s failed: %s\n", what, ts_code_name(rc));
-	return rc == 0;
-}
-
-/* A bump allocator over one region of the arena, reset between cases. */
-static gpu_ptr dv_base;
-static uint64_t dv_off, dv_cap;
-
-static gpu_ptr dv_take(uint64_t bytes)
-{
-	uint64_t at = (dv_off + 255) & ~(uint64_t)255;
-	if (at + bytes > dv_cap) {
-		fprintf(stderr, "k_attn: test region of %llu bytes spent\n", (unsigned long long)dv_cap);
-		exit(1);
-	}
-	dv_off = at + bytes;
-	return dv_base + at;
 }
 
 static int is_finite_bf16(uint16_t h)
@@ -402,30 +381,6 @@ static void check_rejects(void)
 
 /* ------------------------------------------------------------ bench */
 
-static int cmp_float(const void *x, const void *y)
-{
-	float a = *(const float *)x, b = *(const float *)y;
-	return a < b ? -1 : a > b;
-}
-
-/* Median ms of one replay of graph x over reps timed replays. */
-static float time_graph(gpu_graph x, int reps)
-{
-	float ms[16];
-	if (reps > 16)
-		reps = 16;
-	for (int i = 0; i < 2; i++)
-		if (!ok(gpu_graph_launch(&gg, x), "graph launch"))
-			return -1;
-	for (int i = 0; i < reps; i++) {
-		if (!ok(gpu_time_begin(&gg), "time") || !ok(gpu_graph_launch(&gg, x), "graph launch") ||
-		    !ok(gpu_time_end(&gg, &ms[i]), "time"))
-			return -1;
-	}
-	qsort(ms, (size_t)reps, sizeof(float), cmp_float);
-	return ms[reps / 2];
-}
-
 static void bench(int H, int KVH, int hd)
 {
 	const int bt = 16, kv_dim = KVH * hd, max_blocks = 4096 / bt;
@@ -506,7 +461,7 @@ static void bench(int H, int KVH, int hd)
 				good = ok(attn_run(&gg, &b, d_ws, ATTN_DECODE), "attn_run");
 			}
 			good = ok(gpu_capture_end(&gg, &x), "capture end") && good;
-			float ms = good ? time_graph(x, 9) : -1;
+			float ms = good ? time_graph(&gg, x, 9) : -1;
 			if (x)
 				gpu_graph_free(&gg, x);
 			T_CHECK(good && ms > 0, "decode bench B=%d ctx=%d failed", B, C);
@@ -538,7 +493,7 @@ static void bench(int H, int KVH, int hd)
 	for (int i = 0; i < 3 && good; i++)
 		good = ok(attn_run(&gg, &p, d_ws, ATTN_PREFILL), "attn_run prefill");
 	good = ok(gpu_capture_end(&gg, &x), "capture end") && good;
-	float ms = good ? time_graph(x, 5) / 3 : -1;
+	float ms = good ? time_graph(&gg, x, 5) / 3 : -1;
 	if (x)
 		gpu_graph_free(&gg, x);
 	T_CHECK(good && ms > 0, "prefill bench failed");

@@ -44,6 +44,7 @@
 
 #include "../t.h"
 #include "gpu.h"
+#define KTEST "k_moe"
 #include "kutil.h"
 #include "gpu_gemm.h"
 #include "gpu_moe.h"
@@ -76,27 +77,6 @@ static void *xmalloc(size_t n)
 		exit(2);
 	}
 	return p;
-}
-
-static int ok(int rc, const char *what)
-{
-	if (rc)
-		fprintf(stderr, "k_moe: %s failed: %s\n", what, ts_code_name(rc));
-	return rc == 0;
-}
-
-static gpu_ptr dv_base;
-static uint64_t dv_off, dv_cap;
-
-static gpu_ptr dv_take(uint64_t bytes)
-{
-	uint64_t at = (dv_off + 255) & ~(uint64_t)255;
-	if (at + bytes > dv_cap) {
-		fprintf(stderr, "k_moe: test region of %llu bytes spent\n", (unsigned long long)dv_cap);
-		exit(1);
-	}
-	dv_off = at + bytes;
-	return dv_base + at;
 }
 
 #define DP(x) ((void *)(uintptr_t)(x))
@@ -920,27 +900,6 @@ static void test_rejects(void)
 
 /* ------------------------------------------------------------ bench */
 
-static int cmp_float(const void *x, const void *y)
-{
-	float a = *(const float *)x, b = *(const float *)y;
-	return a < b ? -1 : a > b;
-}
-
-static float time_graph(gpu_graph x, int reps)
-{
-	float ms[16];
-	reps = reps > 16 ? 16 : reps;
-	for (int i = 0; i < 2; i++)
-		if (!ok(gpu_graph_launch(&gg, x), "graph launch"))
-			return -1;
-	for (int i = 0; i < reps; i++)
-		if (!ok(gpu_time_begin(&gg), "time") || !ok(gpu_graph_launch(&gg, x), "graph launch") ||
-		    !ok(gpu_time_end(&gg, &ms[i]), "time"))
-			return -1;
-	qsort(ms, (size_t)reps, sizeof(float), cmp_float);
-	return ms[reps / 2];
-}
-
 /* Times route + experts of one layer shape at each T; weights random on the
  * device (one random piece repeated), two weight sets alternating when they
  * fit, so L2 holds neither. */
@@ -1000,7 +959,7 @@ static void bench_shape(const char *name, int E, int k, int dim, int ffn, const 
 			good = ok(moe_route_run(&gg, &ra), "route") && ok(moe_experts_run(&gg, &s, &ws, &xa), "experts");
 		}
 		good = ok(gpu_capture_end(&gg, &x), "capture end") && good;
-		float ms = good ? time_graph(x, 9) / (2 * sets) : -1;
+		float ms = good ? time_graph(&gg, x, 9) / (2 * sets) : -1;
 		if (x)
 			gpu_graph_free(&gg, x);
 		good = good && ok(gpu_d2h(&gg, ids, ws.ids, 4 * (size_t)T * k), "d2h") && ok(gpu_sync(&gg), "sync");

@@ -45,4 +45,57 @@ static inline double copy_floor_now(struct gpu *g, gpu_ptr a, gpu_ptr b, size_t 
 }
 #endif
 
+#ifdef KTEST
+/* What k_attn and k_moe share (each defines KTEST, its name for messages,
+ * before including this after gpu.h): ok(), a bump allocator over one region
+ * of the arena (reset dv_off between cases), and the median time of a CUDA
+ * graph's replays. */
+#include <stdio.h>
+#include <stdlib.h>
+
+static int ok(int rc, const char *what)
+{
+	if (rc)
+		fprintf(stderr, KTEST ": %s failed: %s\n", what, ts_code_name(rc));
+	return rc == 0;
+}
+
+static gpu_ptr dv_base;
+static uint64_t dv_off, dv_cap;
+
+static gpu_ptr dv_take(uint64_t bytes)
+{
+	uint64_t at = (dv_off + 255) & ~(uint64_t)255;
+	if (at + bytes > dv_cap) {
+		fprintf(stderr, KTEST ": test region of %llu bytes spent\n", (unsigned long long)dv_cap);
+		exit(1);
+	}
+	dv_off = at + bytes;
+	return dv_base + at;
+}
+
+static int cmp_float(const void *x, const void *y)
+{
+	float a = *(const float *)x, b = *(const float *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* Median ms of one replay of graph x over reps (at most 16) timed replays,
+ * after two untimed ones; -1 on a failure. */
+static float time_graph(struct gpu *g, gpu_graph x, int reps)
+{
+	float ms[16];
+	reps = reps > 16 ? 16 : reps;
+	for (int i = 0; i < 2; i++)
+		if (!ok(gpu_graph_launch(g, x), "graph launch"))
+			return -1;
+	for (int i = 0; i < reps; i++)
+		if (!ok(gpu_time_begin(g), "time") || !ok(gpu_graph_launch(g, x), "graph launch") ||
+		    !ok(gpu_time_end(g, &ms[i]), "time"))
+			return -1;
+	qsort(ms, (size_t)reps, sizeof(float), cmp_float);
+	return ms[reps / 2];
+}
+#endif
+
 #endif
