@@ -56,6 +56,26 @@ def string(p, off):
     return p[off + 4 : off + 4 + n].decode(), off + 4 + n
 
 
+def answer_pings(secs):
+    """Stays silent for secs seconds but answers every PING; returns how many.
+    Exits 1 if the server closes the connection meanwhile."""
+    s.settimeout(0.2)
+    t0 = time.time()
+    n_ping = 0
+    while time.time() - t0 < secs:
+        try:
+            f = frame()
+        except socket.timeout:
+            continue
+        if f is None:
+            print("closed by the server after %.2f s" % (time.time() - t0))
+            sys.exit(1)
+        if f[0] == PING:
+            n_ping += 1
+            send(PONG, f[3])
+    return n_ping
+
+
 name = b"py-spec/0.1"
 send(HELLO, struct.pack("<III", 1, 1, 65536) + struct.pack("<I", len(name)) + name)
 ftype, flags, rid, p = frame()
@@ -77,20 +97,7 @@ if p:
     print("WELCOME", W, model, arch, srv)
 
 if mode == "hold":
-    s.settimeout(0.2)
-    t0 = time.time()
-    n_ping = 0
-    while time.time() - t0 < secs:
-        try:
-            f = frame()
-        except socket.timeout:
-            continue
-        if f is None:
-            print("closed by the server after %.2f s" % (time.time() - t0))
-            sys.exit(1)
-        if f[0] == PING:
-            n_ping += 1
-            send(PONG, f[3])
+    n_ping = answer_pings(secs)
     print("held %.1f s, %d PINGs answered" % (secs, n_ping))
     sys.exit(0)
 
@@ -121,19 +128,7 @@ assert len(ids) == 8 and n_gen == 8
 
 t0 = time.time()
 if mode == "pong":
-    s.settimeout(0.2)
-    n_ping = 0
-    while time.time() - t0 < secs:
-        try:
-            f = frame()
-        except socket.timeout:
-            continue
-        if f is None:
-            print("closed after %.2f s" % (time.time() - t0))
-            sys.exit(1)
-        if f[0] == PING:
-            n_ping += 1
-            send(PONG, f[3])
+    n_ping = answer_pings(secs)
     print("answered %d PINGs in %.1f s; still open" % (n_ping, secs))
 elif mode == "silent":
     pings = []
